@@ -1,0 +1,45 @@
+# Two commands do all the set-up: `make run` (train on the demo data) and `make test`.
+# Each creates a project-local virtual environment on first use and re-installs only when
+# pyproject.toml or constraints.txt change.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+export ZENML_ANALYTICS_OPT_IN ?= false
+export DO_NOT_TRACK ?= true
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export BENTOML_DO_NOT_TRACK ?= true
+export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
+
+.PHONY: setup run test lint dashboard clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+.zen: $(INSTALLED)
+	$(VENV)/bin/zenml init
+	touch $@
+
+setup: $(INSTALLED) .zen
+
+run: setup
+	$(PY) run.py $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+dashboard: setup
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[server]'
+	$(VENV)/bin/zenml login --local
+
+clean:
+	rm -rf $(VENV) .zen *.egg-info .pytest_cache .ruff_cache

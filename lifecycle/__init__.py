@@ -1,0 +1,1 @@
+"""Plain, ZenML-free logic behind the pipeline steps: configuration, data, modelling, metrics, promotion."""

@@ -1,0 +1,238 @@
+"""Typed configuration: one YAML file under `configs/` describes a dataset, the model and the promotion policy.
+
+The YAML is validated here, before any pipeline starts, so a typo in a config file is reported with its
+location instead of surfacing as a failure deep inside a step.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lifecycle.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "training.yaml"
+
+Task = Literal["regression", "classification"]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt option must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeColumn(_Strict):
+    """A column that orders rows in time; `format` parses strings such as `6am` (`%I%p`)."""
+
+    column: str
+    format: str | None = None
+
+
+class DatasetConfig(_Strict):
+    path: str
+    target: str
+    # None: inferred from the target column (see lifecycle.validation.infer_task).
+    task: Task | None = None
+    time_columns: list[TimeColumn] = Field(default_factory=list)
+    # Empty `features` means: every column except target, time columns and `drop_columns`.
+    features: list[str] = Field(default_factory=list)
+    drop_columns: list[str] = Field(default_factory=list)
+    # Columns whose type should not be inferred: values must be numeric / are treated as categories.
+    numeric_columns: list[str] = Field(default_factory=list)
+    categorical_columns: list[str] = Field(default_factory=list)
+    segment_columns: list[str] = Field(default_factory=list)
+
+    @field_validator("time_columns", mode="before")
+    @classmethod
+    def _accept_plain_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"column": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> DatasetConfig:
+        if self.target in self.features:
+            raise ValueError(f"target `{self.target}` is also listed in `features`; remove it from `features`")
+        if self.target in self.drop_columns:
+            raise ValueError(f"target `{self.target}` is listed in `drop_columns`; remove it from `drop_columns`")
+        return self
+
+
+class SplitConfig(_Strict):
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    min_train_rows: int = Field(20, ge=2)
+    min_test_rows: int = Field(10, ge=1)
+
+
+class EstimatorConfig(_Strict):
+    # A family name; the task picks the regressor or classifier of that family (see lifecycle.modeling).
+    name: str = "hist_gradient_boosting"
+    params: dict[str, Any] = Field(default_factory=dict)
+    # Optional grid search: {param: [values, ...]}, cross-validated on the training slice.
+    param_grid: dict[str, list[Any]] = Field(default_factory=dict)
+    cv_folds: int = Field(3, ge=2)
+
+
+class PreprocessingConfig(_Strict):
+    numeric_imputation: Literal["median", "mean", "most_frequent"] = "median"
+    # "auto": scale numeric features only for estimators that are sensitive to scale (linear models).
+    scale_numeric: Literal["auto", "always", "never"] = "auto"
+    # One-hot columns beyond this many categories keep the most frequent ones and pool the rest.
+    max_categories: int = Field(30, ge=2)
+
+
+class TrainingConfig(_Strict):
+    seed: int = 42
+    estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+
+
+class EvaluationConfig(_Strict):
+    # Segments with fewer test rows than this are listed but not scored.
+    min_segment_rows: int = Field(30, ge=1)
+    # A segment whose primary metric is this much worse (relative) than overall is flagged.
+    segment_gap_tolerance: float = Field(0.25, ge=0.0)
+
+
+class PromotionConfig(_Strict):
+    # Primary metric; None picks rmse (regression) or f1_macro (classification).
+    metric: str | None = None
+    # Relative improvement over the current production model needed to replace it (0.01 = 1 % better).
+    min_improvement: float = Field(0.0, ge=0.0)
+    stage: str = "production"
+
+
+class ModelConfig(_Strict):
+    name: str
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError(f"model name `{value}` must be letters, digits, `_`, `-` or `.`")
+        return value
+
+
+METRICS_BY_TASK = {"regression": ("mae", "rmse", "r2"), "classification": ("accuracy", "f1_macro", "roc_auc")}
+
+
+class RunConfig(_Strict):
+    model: ModelConfig
+    dataset: DatasetConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    enable_cache: bool = True
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> RunConfig:
+        metric, task = self.promotion.metric, self.dataset.task
+        known = METRICS_BY_TASK.get(task, METRICS_BY_TASK["regression"] + METRICS_BY_TASK["classification"])
+        if metric is not None and metric not in known:
+            raise ValueError(f"promotion.metric `{metric}` does not fit task {task}; choose one of {', '.join(known)}")
+        return self
+
+
+def resolve_data_path(path: str | Path, base: Path = PROJECT_ROOT) -> str:
+    """Absolute path of a data file: relative paths in config files are relative to the project root."""
+    candidate = Path(path).expanduser()
+    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+
+
+def model_name_from_path(path: str | Path) -> str:
+    """A model name derived from a data file name, e.g. `data/Churn 2024.csv.gz` -> `churn_2024`."""
+    stem = Path(path).name.split(".")[0]
+    name = re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_").lower()
+    return name or "model"
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> RunConfig:
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise ConfigError(
+            f"config file {config_path} not found. Fix: pass an existing file with --config "
+            f"(the default is {DEFAULT_CONFIG.relative_to(PROJECT_ROOT)})."
+        )
+    try:
+        raw = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {config_path} is not valid YAML: {exc}") from exc
+    config = parse_config(raw, source=str(config_path))
+    dataset = config.dataset.model_copy(update={"path": resolve_data_path(config.dataset.path)})
+    return config.model_copy(update={"dataset": dataset})
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"`{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}" for err in exc.errors())
+        raise ConfigError(f"{source} is invalid: {problems}. Fix the file and run again.") from exc
+
+
+def apply_overrides(
+    config: RunConfig,
+    *,
+    data: str | None = None,
+    target: str | None = None,
+    task: str | None = None,
+    time_columns: list[str] | None = None,
+    segment_columns: list[str] | None = None,
+    model_name: str | None = None,
+    seed: int | None = None,
+    enable_cache: bool | None = None,
+) -> RunConfig:
+    """Command-line flags over a config file.
+
+    `--data` pointing at another file than the config's starts from a clean dataset description: the
+    config's column lists (drops, segments, time columns) belong to its own data and would not fit.
+    """
+    dataset = config.dataset.model_dump()
+    model = config.model.model_dump()
+    if data is not None:
+        data_path = resolve_data_path(data, base=Path.cwd())
+        if data_path != config.dataset.path:
+            dataset = {"path": data_path, "target": config.dataset.target, "task": None}
+            if target is None:
+                raise ConfigError(
+                    f"--data {data} needs --target: the target column `{config.dataset.target}` of the "
+                    "config belongs to another dataset. Fix: add --target COLUMN (and --task if needed)."
+                )
+            if model_name is None:
+                model["name"] = model_name_from_path(data_path)
+                model["description"] = f"Model trained on {Path(data_path).name}"
+                model["tags"] = []
+        dataset["path"] = data_path
+    if target is not None:
+        dataset["target"] = target
+    if task is not None:
+        dataset["task"] = task
+    if time_columns:
+        dataset["time_columns"] = [{"column": c} for c in time_columns]
+    if segment_columns:
+        dataset["segment_columns"] = list(segment_columns)
+    if model_name is not None:
+        model["name"] = model_name
+    raw = config.model_dump()
+    raw.update(dataset=dataset, model=model)
+    if _metric_may_not_fit(config, dataset):
+        raw["promotion"]["metric"] = None  # the config's metric belongs to its own task
+    if seed is not None:
+        raw["training"]["seed"] = seed
+    if enable_cache is not None:
+        raw["enable_cache"] = enable_cache
+    return parse_config(raw, source="command-line options")
+
+
+def _metric_may_not_fit(config: RunConfig, dataset: dict[str, Any]) -> bool:
+    """Other data or another task: the config's promotion metric may not apply."""
+    return dataset["path"] != config.dataset.path or dataset.get("task") != config.dataset.task

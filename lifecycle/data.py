@@ -1,0 +1,76 @@
+"""Reading tables from CSV or Parquet files, with errors that say what to do."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from lifecycle.errors import DataError
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_CHUNK = 1 << 20
+
+
+def check_data_path(path: str | Path) -> Path:
+    """The file to read, or a DataError for a missing, non-file, unreadable or unsupported path."""
+    file = Path(path)
+    fix = "Fix: pass --data PATH to an existing CSV or Parquet file, or set dataset.path in the config."
+    if not file.exists():
+        raise DataError(f"data file {file} not found. {fix}")
+    if file.is_dir():
+        raise DataError(f"data path {file} is a directory, not a file. {fix}")
+    if not os.access(file, os.R_OK):
+        raise DataError(f"data file {file} is not readable by this user. Fix: check its permissions.")
+    if not file.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        raise DataError(
+            f"data file {file} has an unsupported type; expected one of "
+            f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}. Fix: convert it to CSV or Parquet."
+        )
+    return file
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of the file's bytes: the identity of the data a model was trained on."""
+    digest = hashlib.sha256()
+    with open(check_data_path(path), "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Load a CSV (optionally compressed) or Parquet file into a DataFrame."""
+    file = check_data_path(path)
+    name = file.name.lower()
+    try:
+        if name.endswith(PARQUET_SUFFIXES):
+            table = pd.read_parquet(file)
+        else:
+            table = pd.read_csv(file, sep="\t" if name.endswith(".tsv") else ",", low_memory=False)
+            if table.shape[1] == 1 and ";" in str(table.columns[0]):
+                table = pd.read_csv(file, sep=";", low_memory=False)  # European-style CSV
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"data file {file} is empty. Fix: point --data at a file with a header and rows.") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"data file {file} is not UTF-8 text ({exc.reason} at byte {exc.start}). Fix: re-save it as UTF-8 CSV."
+        ) from exc
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        raise DataError(
+            f"data file {file} could not be parsed: {exc}. Fix: check that it is a valid CSV/Parquet file."
+        ) from exc
+    if table.empty:
+        raise DataError(
+            f"data file {file} has no data rows (columns: {', '.join(map(str, table.columns)) or 'none'}). "
+            "Fix: point --data at a file with rows."
+        )
+    table.columns = [str(column).strip() for column in table.columns]
+    return table
+
+
+def table_schema(table: pd.DataFrame) -> dict[str, str]:
+    return {column: str(dtype) for column, dtype in table.dtypes.items()}

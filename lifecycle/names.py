@@ -1,0 +1,15 @@
+"""Names of artifacts and steps, shared by steps, pipelines, run.py and tests."""
+
+RAW_DATA = "raw_data"
+CLEAN_DATA = "clean_data"
+FEATURE_SCHEMA = "feature_schema"
+DATA_QUALITY = "data_quality_report"
+TRAIN_SET = "train_set"  # also the reference set for drift monitoring
+TEST_SET = "test_set"
+MODEL = "model"
+EVALUATION = "evaluation_report"
+PROMOTION = "promotion_decision"
+
+TRAINING_PIPELINE = "training_pipeline"
+PROMOTE_STEP = "promote_model"
+EVALUATE_STEP = "evaluate"

@@ -1,0 +1,49 @@
+"""Human-readable summaries printed at the end of a run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.runner import TrainingOutcome
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def training_summary(outcome: TrainingOutcome) -> str:
+    evaluation, decision = outcome.evaluation, outcome.decision
+    metric = evaluation.primary_metric
+    lines = [
+        "",
+        f"Training run {outcome.run.name}: model `{outcome.model_name}` version {outcome.model_version}",
+        f"  test set: {evaluation.test_rows} rows ({evaluation.task})",
+        f"  {'metric':<10} {'model':>10} {'baseline':>10} {'production':>11}",
+    ]
+    for name, value in evaluation.metrics.items():
+        production = decision.production_score if name == metric else None
+        marker = " *" if name == metric else ""
+        lines.append(
+            f"  {name + marker:<10} {_fmt(value):>10} {_fmt(evaluation.baseline_metrics.get(name)):>10} "
+            f"{_fmt(production):>11}"
+        )
+    lines.append(
+        f"  (* decides promotion; production = version {decision.production_version or '—'} re-scored on this test set)"
+    )
+    for segment in evaluation.flagged_segments:
+        lines.append(
+            f"  segment {segment.column}={segment.value}: {metric} {segment.gap:+.0%} vs overall "
+            "(above the configured tolerance)"
+        )
+    verdict = "PROMOTED to production" if decision.promoted else "NOT promoted"
+    lines += [
+        f"  {verdict}: {decision.reason}",
+        f"  in production now: version {outcome.production_version or 'none'}",
+        "",
+        "Where to look:",
+        f"  zenml model version list {outcome.model_name}",
+        f"  zenml pipeline runs list --name {outcome.run.name}   (run details)",
+        "  zenml login --local   (dashboard; needs the `server` extra: make dashboard)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,35 @@
+"""Training pipeline: ingest -> validate -> split -> train -> evaluate -> register -> promote."""
+
+from zenml import pipeline
+
+from lifecycle.config import DatasetConfig, EvaluationConfig, PromotionConfig, SplitConfig, TrainingConfig
+from lifecycle.data import file_fingerprint
+from lifecycle.names import TRAINING_PIPELINE
+from steps.data.ingest import ingest_data
+from steps.data.split import split_data
+from steps.data.validate import validate_data
+from steps.training.evaluate import evaluate
+from steps.training.promote import promote_model
+from steps.training.register import register_model
+from steps.training.train import train_model
+
+
+@pipeline(name=TRAINING_PIPELINE)
+def training_pipeline(
+    dataset: DatasetConfig,
+    split: SplitConfig,
+    training: TrainingConfig,
+    evaluation: EvaluationConfig,
+    promotion: PromotionConfig,
+) -> None:
+    # Computed when the pipeline is composed: a changed file changes the ingest step's cache key.
+    fingerprint = file_fingerprint(dataset.path)
+    raw_data = ingest_data(path=dataset.path, fingerprint=fingerprint)
+    clean_data, feature_schema, quality = validate_data(raw_data, dataset=dataset)
+    train_set, test_set = split_data(clean_data, feature_schema, split=split, seed=training.seed)
+    model = train_model(train_set, feature_schema, training=training)
+    report = evaluate(
+        model, train_set, test_set, feature_schema, evaluation=evaluation, primary_metric=promotion.metric
+    )
+    register_model(report, feature_schema, quality, training=training, data_fingerprint=fingerprint)
+    promote_model(model, test_set, feature_schema, report, promotion=promotion, after="register_model")

@@ -1,0 +1,78 @@
+from typing import Annotated
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
+from zenml.logger import get_logger
+
+from lifecycle.config import PromotionConfig
+from lifecycle.metrics import EvaluationReport, score_model
+from lifecycle.names import MODEL, PROMOTION
+from lifecycle.promotion import PromotionDecision, decide_promotion
+from lifecycle.validation import FeatureSchema
+
+logger = get_logger(__name__)
+
+
+def rescore_production(
+    production_model: Pipeline, production_task: str | None, test_set: pd.DataFrame, feature_schema: FeatureSchema
+) -> tuple[dict[str, float], str | None]:
+    """Score the production model on the candidate's test set: (metrics, problem that prevented it)."""
+    if production_task and production_task != feature_schema.task:
+        return {}, f"it is a {production_task} model and this is a {feature_schema.task} task"
+    expected = list(getattr(production_model, "feature_names_in_", []))
+    missing = [column for column in expected if column not in test_set.columns]
+    if missing:
+        return {}, f"it needs columns this data lacks: {', '.join(missing[:10])}"
+    try:
+        metrics = score_model(production_model, test_set, feature_schema)
+    except Exception as exc:  # any failure to predict means it cannot be compared
+        return {}, f"it failed to predict: {exc}"
+    return metrics, None
+
+
+@step(enable_cache=False)
+def promote_model(
+    model: Pipeline,
+    test_set: pd.DataFrame,
+    feature_schema: FeatureSchema,
+    evaluation_report: EvaluationReport,
+    promotion: PromotionConfig,
+) -> Annotated[PromotionDecision, PROMOTION]:
+    """Promote this run's model version if it beats the baseline and the production model on the same rows."""
+    this_version = get_step_context().model
+    metric = evaluation_report.primary_metric
+    production_version = production_score = problem = None
+    try:
+        production = Client().get_model_version(this_version.name, promotion.stage)
+    except KeyError:
+        production = None
+    if production is not None and production.id != this_version.id:
+        production_version = str(production.number)
+        try:
+            production_model = production.get_model_artifact(MODEL).load()
+            task = production.run_metadata.get("task")
+            metrics, problem = rescore_production(production_model, task, test_set, feature_schema)
+            production_score = metrics.get(metric)
+        except Exception as exc:  # a missing or unloadable artifact
+            problem = f"its model could not be loaded: {exc}"
+    decision = decide_promotion(
+        metric,
+        evaluation_report.metrics[metric],
+        evaluation_report.baseline_metrics[metric],
+        production_version=production_version,
+        production_score=production_score,
+        production_problem=problem,
+        min_improvement=promotion.min_improvement,
+    )
+    if decision.promoted:
+        this_version.set_stage(promotion.stage, force=True)
+    log_metadata(
+        metadata={"promotion": decision.model_dump(exclude_none=True)},
+        model_name=this_version.name,
+        model_version=str(this_version.number),
+    )
+    verdict = f"promoted to {promotion.stage}" if decision.promoted else "not promoted"
+    logger.info("Model version %s %s: %s", this_version.number, verdict, decision.reason)
+    return decision

@@ -1,0 +1,103 @@
+"""Shared fixtures: one temporary ZenML store per test session, and small data files.
+
+The environment is set before ZenML is imported anywhere, so no test touches the user's own ZenML
+configuration (~/.config/zenml), the project's `.zen` (which remembers the user's active stack), or leaves
+state behind: the tests use a repository marker in a temporary folder, with the project as source root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_STATE = Path(tempfile.mkdtemp(prefix="mlops-lifecycle-tests-"))
+os.environ["ZENML_CONFIG_PATH"] = str(_STATE / "zenml")
+(_STATE / "repo" / ".zen").mkdir(parents=True)
+os.environ["ZENML_REPOSITORY_PATH"] = str(_STATE / "repo")
+os.environ["ZENML_CUSTOM_SOURCE_ROOT"] = str(PROJECT_ROOT)
+os.environ["ZENML_LOGGING_VERBOSITY"] = "WARN"
+
+from lifecycle.environment import configure_environment  # noqa: E402
+
+configure_environment()
+
+BIKE_DATA = PROJECT_ROOT / "data" / "bike_sharing_hourly.csv.gz"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_STATE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Path:
+    return _STATE
+
+
+@pytest.fixture(scope="session")
+def zenml_client():
+    """A client on the session's fresh SQLite store (created on first use, with a `default` stack)."""
+    from zenml.client import Client
+
+    client = Client()
+    assert Path(client.zen_store.url.removeprefix("sqlite:///")).is_relative_to(_STATE)
+    return client
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = _STATE / "data"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bike_slice(data_dir: Path) -> Path:
+    """Four months of the bike data (about 2,900 rows): small, but with the real defects and drift."""
+    table = pd.read_csv(BIKE_DATA)
+    dates = pd.to_datetime(table["dteday"])
+    small = table[(dates >= "2011-05-01") & (dates < "2011-09-01")]
+    path = data_dir / "bike_slice.csv"
+    small.to_csv(path, index=False)
+    return path
+
+
+def make_churn_table(rows: int = 600, seed: int = 7) -> pd.DataFrame:
+    """A classification table with categorical features, missing values and a learnable signal."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["basic", "pro", "enterprise"], size=rows, p=[0.5, 0.35, 0.15])
+    region = rng.choice(["north", "south", "east", "west"], size=rows).astype(object)
+    tenure = rng.integers(1, 72, size=rows).astype(float)
+    tickets = rng.poisson(2, size=rows).astype(float)
+    spend = np.round(rng.normal(60, 20, size=rows), 2)
+    logit = 1.2 - 0.06 * tenure + 0.5 * tickets - 1.0 * (plan == "enterprise") + 0.8 * (region == "south")
+    churned = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    table = pd.DataFrame(
+        {
+            "customer_id": [f"C{index:05d}" for index in range(rows)],
+            "plan": plan,
+            "region": region,
+            "tenure_months": tenure,
+            "support_tickets": tickets,
+            "monthly_spend": spend,
+            "churned": churned,
+        }
+    )
+    # Holes in features, as real exports have them.
+    table.loc[rng.random(rows) < 0.08, "region"] = None
+    table.loc[rng.random(rows) < 0.05, "tenure_months"] = np.nan
+    table.loc[rng.random(rows) < 0.05, "monthly_spend"] = np.nan
+    return table
+
+
+@pytest.fixture(scope="session")
+def churn_csv(data_dir: Path) -> Path:
+    path = data_dir / "churn.csv"
+    make_churn_table().to_csv(path, index=False)
+    return path
