@@ -13,11 +13,15 @@ def _fmt(value: float | None) -> str:
 
 
 def training_summary(outcome: TrainingOutcome) -> str:
-    evaluation, decision = outcome.evaluation, outcome.decision
+    evaluation, decision, quality = outcome.evaluation, outcome.decision, outcome.data_quality
     metric = evaluation.primary_metric
     lines = [
         "",
         f"Training run {outcome.run.name}: model `{outcome.model_name}` version {outcome.model_version}",
+        f"  data: {quality.rows_out} of {quality.rows_in} rows used"
+        + (f" ({quality.rows_without_target} without a target)" if quality.rows_without_target else ""),
+        *(f"  set aside: `{column}` ({why})" for column, why in quality.dropped_columns.items()),
+        *(f"  note: {warning}" for warning in quality.warnings),
         f"  test set: {evaluation.test_rows} rows ({evaluation.task})",
         f"  {'metric':<10} {'model':>10} {'baseline':>10} {'production':>11}",
     ]
@@ -42,8 +46,8 @@ def training_summary(outcome: TrainingOutcome) -> str:
         f"  in production now: version {outcome.production_version or 'none'}",
         "",
         "Where to look:",
-        f"  zenml model version list {outcome.model_name}",
-        f"  zenml pipeline runs list --name {outcome.run.name}   (run details)",
-        "  zenml login --local   (dashboard; needs the `server` extra: make dashboard)",
+        f"  zenml model version list --model={outcome.model_name}",
+        f"  zenml pipeline runs list --name={outcome.run.name}",
+        "  make dashboard   (ZenML dashboard: installs the `server` extra, then runs `zenml login --local`)",
     ]
     return "\n".join(lines)

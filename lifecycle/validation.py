@@ -25,6 +25,8 @@ IDENTIFIER_MIN_ROWS = 50
 DATE_PATTERN = r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?"
 # An integer target with at most this many distinct values is taken for class labels.
 CLASSIFICATION_MAX_INT_CLASSES = 20
+# Cells that mean "no value" in exported tables; pandas already reads NA, N/A, null, NaN and blanks as missing.
+MISSING_MARKERS = {"?", "-", "--", ".", "none", "missing", "unknown", "n.a.", "#n/a"}
 
 
 class FeatureSchema(BaseModel):
@@ -73,11 +75,15 @@ def _present(table: pd.DataFrame) -> str:
 
 
 def _non_numeric_cells(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """The column as numbers, and the original cells that are not numbers (row index kept)."""
+    """The column as numbers, and the original cells that are not numbers (row index kept).
+
+    Blank cells and missing-value markers such as `?` become missing values, not errors.
+    """
     converted = pd.to_numeric(series, errors="coerce")
     bad = series[converted.isna() & series.notna()]
     if series.dtype == object:
-        bad = bad[bad.astype(str).str.strip() != ""]
+        text = bad.astype(str).str.strip().str.lower()
+        bad = bad[(text != "") & ~text.isin(MISSING_MARKERS)]
     return converted, bad
 
 

@@ -11,8 +11,9 @@ from zenml.models import PipelineRunResponse
 from lifecycle.config import RunConfig
 from lifecycle.errors import PipelineFailed
 from lifecycle.metrics import EvaluationReport
-from lifecycle.names import EVALUATE_STEP, EVALUATION, PROMOTE_STEP, PROMOTION
+from lifecycle.names import DATA_QUALITY, EVALUATE_STEP, EVALUATION, PROMOTE_STEP, PROMOTION, VALIDATE_STEP
 from lifecycle.promotion import PromotionDecision
+from lifecycle.validation import DataQualityReport
 from pipelines.training import training_pipeline
 
 
@@ -22,6 +23,7 @@ class TrainingOutcome:
     model_name: str
     model_version: str
     evaluation: EvaluationReport
+    data_quality: DataQualityReport
     decision: PromotionDecision
     production_version: str | None
 
@@ -57,6 +59,7 @@ def run_training(config: RunConfig) -> TrainingOutcome:
         model_name=config.model.name,
         model_version=str(run.model_version.number) if run.model_version else "?",
         evaluation=step_output(run, EVALUATE_STEP, EVALUATION),
+        data_quality=step_output(run, VALIDATE_STEP, DATA_QUALITY),
         decision=step_output(run, PROMOTE_STEP, PROMOTION),
         production_version=production_version(config.model.name, config.promotion.stage),
     )

@@ -85,6 +85,13 @@ def test_numbers_stored_as_text_are_converted():
     assert "x" in schema.numeric_features
 
 
+def test_missing_value_markers_are_missing_not_text():
+    raw = table().astype({"x": object})
+    raw.loc[[3, 9], "x"] = [" ?", "-"]
+    clean, schema, report = validate_table(raw, dataset(numeric_columns=["x"]))
+    assert "x" in schema.numeric_features and report.missing_values["x"] == 2
+
+
 def test_text_target_for_regression_is_refused():
     raw = table().astype({"y": object})
     raw.loc[0, "y"] = "high"
