@@ -51,7 +51,9 @@ def cli(ctx: click.Context) -> None:
 @click.option("--model-name", help="Model Control Plane name (default: from the config, or the data file name).")
 @click.option("--seed", type=int, help="Random seed (default: from the config).")
 @click.option("--no-cache", is_flag=True, help="Re-run every step instead of reusing cached results.")
+@click.option("--stack", "stack_name", help="Activate this registered ZenML stack first (like `zenml stack set`).")
 def train(
+    stack_name: str | None,
     config_path: str,
     data: str | None,
     target: str | None,
@@ -64,6 +66,8 @@ def train(
 ) -> None:
     """Train, evaluate, register and (if it beats production) promote a model."""
     try:
+        if stack_name:
+            activate_stack(stack_name)
         config = apply_overrides(
             load_config(config_path),
             data=data,
@@ -84,6 +88,108 @@ def train(
     from lifecycle.reporting import training_summary
 
     click.echo(training_summary(outcome))
+
+
+def activate_stack(name: str) -> None:
+    from zenml.client import Client
+
+    from lifecycle.errors import StackError
+
+    try:
+        Client().activate_stack(Client().get_stack(name, allow_name_prefix_match=False).id)
+    except KeyError as exc:
+        raise StackError(
+            f"stack `{name}` is not registered. Fix: `python run.py stacks up {name}` "
+            "(stacks are defined in stacks/*.yaml), then run again."
+        ) from exc
+
+
+@cli.group()
+def stacks() -> None:
+    """Register, list and remove the stacks defined in stacks/*.yaml."""
+
+
+@stacks.command("up")
+@click.argument("names", nargs=-1)
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A stack file outside stacks/ (e.g. stacks/examples/kubernetes.yaml).",
+)
+def stacks_up_command(names: tuple[str, ...], files: tuple[str, ...]) -> None:
+    """Register stacks idempotently (default: every stack file not marked `default: false`)."""
+    from pathlib import Path
+
+    from stacks.manage import load_stack_file, select, stack_specs, stacks_up
+
+    try:
+        extra = [load_stack_file(Path(f)) for f in files]
+        chosen = extra + (select(list(names), stack_specs(), for_registration=True) if names or not extra else [])
+        changes = stacks_up(chosen)
+    except LifecycleError as error:
+        fail(error)
+    for change in changes:
+        click.echo(f"  {change}")
+    click.echo(
+        f"{', '.join(s.name for s in chosen)}: "
+        + (f"{len(changes)} change(s)." if changes else "already registered, no changes.")
+    )
+    click.echo("Switch with `zenml stack set NAME`; see them with `python run.py stacks list`.")
+
+
+@stacks.command("list")
+def stacks_list_command() -> None:
+    """Each stack file: registered? active? what it offers."""
+    from stacks.capabilities import Component, StackCapabilities
+    from stacks.manage import stack_specs, stack_statuses
+
+    try:
+        statuses = stack_statuses(list(stack_specs().values()))
+    except LifecycleError as error:
+        fail(error)
+    from zenml.client import Client
+
+    click.echo(f"active stack: {Client().active_stack_model.name}")
+    for status in statuses:
+        spec = status.spec
+        capabilities = StackCapabilities(
+            spec.name, {k: Component(c.name, c.flavor, c.configuration) for k, c in spec.components.items()}
+        )
+        state = ("active" if status.active else "registered") if status.registered else "not registered"
+        click.echo(f"{'*' if status.active else ' '} {spec.name:<14} {state:<15} {spec.file.name}")
+        click.echo(f"    {spec.description}")
+        for role, what in capabilities.offers().items():
+            click.echo(f"    {role:<18} {what}")
+        uri = capabilities.tracking_uri
+        if uri:
+            click.echo(
+                f"    MLflow UI:         mlflow ui --backend-store-uri {uri}"
+                if uri.startswith("sqlite")
+                else f"    MLflow UI:         {uri}"
+            )
+        for problem in status.drift:
+            click.echo(f"    drift: {problem} (run `python run.py stacks up {spec.name}`)")
+        if spec.unresolved:
+            click.echo(f"    needs environment: {', '.join(spec.unresolved)}")
+
+
+@stacks.command("down")
+@click.argument("names", nargs=-1)
+def stacks_down_command(names: tuple[str, ...]) -> None:
+    """Stop the stacks' model servers, then remove the stacks and their own components."""
+    from stacks.manage import select, stack_specs, stacks_down
+
+    try:
+        chosen = select(list(names), stack_specs())
+        chosen = [spec for spec in chosen if spec.name != "local" or names]
+        changes = stacks_down(chosen)
+    except LifecycleError as error:
+        fail(error)
+    for change in changes:
+        click.echo(f"  {change}")
+    click.echo("Nothing to remove." if not changes else "Done.")
 
 
 if __name__ == "__main__":

@@ -15,3 +15,7 @@ class DataError(LifecycleError):
 
 class PipelineFailed(LifecycleError):
     """A pipeline run failed in one of its steps."""
+
+
+class StackError(LifecycleError):
+    """A stack file, registration, or the active stack cannot be used as asked."""

@@ -17,7 +17,8 @@ def training_summary(outcome: TrainingOutcome) -> str:
     metric = evaluation.primary_metric
     lines = [
         "",
-        f"Training run {outcome.run.name}: model `{outcome.model_name}` version {outcome.model_version}",
+        f"Training run {outcome.run.name} on stack `{outcome.stack}`: "
+        f"model `{outcome.model_name}` version {outcome.model_version}",
         f"  data: {quality.rows_out} of {quality.rows_in} rows used"
         + (f" ({quality.rows_without_target} without a target)" if quality.rows_without_target else ""),
         *(f"  set aside: `{column}` ({why})" for column, why in quality.dropped_columns.items()),
@@ -44,10 +45,22 @@ def training_summary(outcome: TrainingOutcome) -> str:
     lines += [
         f"  {verdict}: {decision.reason}",
         f"  in production now: version {outcome.production_version or 'none'}",
+    ]
+    links = outcome.mlflow_links
+    if links:
+        registered = links.get("mlflow_registered_version")
+        lines.append(
+            f"  MLflow: run {links.get('mlflow_run_id')}"
+            + (f", registered `{outcome.model_name}` version {registered}" if registered else "")
+            + (" (alias `champion` moved to it)" if registered and decision.promoted else "")
+        )
+    lines += [
         "",
         "Where to look:",
         f"  zenml model version list --model={outcome.model_name}",
         f"  zenml pipeline runs list --name={outcome.run.name}",
         "  make dashboard   (ZenML dashboard: installs the `server` extra, then runs `zenml login --local`)",
     ]
+    if links:
+        lines.append("  python run.py stacks list   (prints the MLflow UI command for this stack)")
     return "\n".join(lines)

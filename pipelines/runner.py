@@ -15,6 +15,7 @@ from lifecycle.names import DATA_QUALITY, EVALUATE_STEP, EVALUATION, PROMOTE_STE
 from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport
 from pipelines.training import training_pipeline
+from stacks.capabilities import active_capabilities, check_usable, prepare_local_mlflow
 
 
 @dataclass
@@ -26,6 +27,8 @@ class TrainingOutcome:
     data_quality: DataQualityReport
     decision: PromotionDecision
     production_version: str | None
+    mlflow_links: dict[str, str]
+    stack: str
 
 
 def step_output(run: PipelineRunResponse, step_name: str, artifact_name: str):
@@ -41,8 +44,13 @@ def production_version(model_name: str, stage: str = "production") -> str | None
 
 
 def run_training(config: RunConfig) -> TrainingOutcome:
+    capabilities = active_capabilities()
+    check_usable(capabilities)
+    prepare_local_mlflow(capabilities)
     model = Model(name=config.model.name, description=config.model.description, tags=config.model.tags)
-    pipeline = training_pipeline.with_options(model=model, enable_cache=config.enable_cache)
+    pipeline = training_pipeline.with_options(
+        model=model, enable_cache=config.enable_cache, steps=capabilities.step_options()
+    )
     try:
         started = pipeline(
             dataset=config.dataset,
@@ -62,4 +70,14 @@ def run_training(config: RunConfig) -> TrainingOutcome:
         data_quality=step_output(run, VALIDATE_STEP, DATA_QUALITY),
         decision=step_output(run, PROMOTE_STEP, PROMOTION),
         production_version=production_version(config.model.name, config.promotion.stage),
+        mlflow_links=dict(mlflow_links(config.model.name, run)),
+        stack=capabilities.stack,
     )
+
+
+def mlflow_links(model_name: str, run: PipelineRunResponse) -> dict[str, str]:
+    """What the run mirrored to MLflow (empty on a stack without MLflow)."""
+    if not run.model_version:
+        return {}
+    version = Client().get_model_version(model_name, run.model_version.number)
+    return version.run_metadata.get("mlflow", {}) or {}

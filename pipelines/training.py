@@ -31,5 +31,5 @@ def training_pipeline(
     report = evaluate(
         model, train_set, test_set, feature_schema, evaluation=evaluation, primary_metric=promotion.metric
     )
-    register_model(report, feature_schema, quality, training=training, data_fingerprint=fingerprint)
+    register_model(model, test_set, report, feature_schema, quality, training=training, data_fingerprint=fingerprint)
     promote_model(model, test_set, feature_schema, report, promotion=promotion, after="register_model")

@@ -10,7 +10,9 @@ from lifecycle.config import PromotionConfig
 from lifecycle.metrics import EvaluationReport, score_model
 from lifecycle.names import MODEL, PROMOTION
 from lifecycle.promotion import PromotionDecision, decide_promotion
+from lifecycle.tracking import CHAMPION_ALIAS
 from lifecycle.validation import FeatureSchema
+from stacks.capabilities import mlflow_registry
 
 logger = get_logger(__name__)
 
@@ -30,6 +32,20 @@ def rescore_production(
     except Exception as exc:  # any failure to predict means it cannot be compared
         return {}, f"it failed to predict: {exc}"
     return metrics, None
+
+
+def mirror_promotion_to_mlflow(model_name: str, number: int) -> str | None:
+    """Point the MLflow alias `champion` at this version's registered twin (the MCP stage leads, MLflow follows)."""
+    registry = mlflow_registry()
+    if registry is None:
+        return None
+    links = Client().get_model_version(model_name, number).run_metadata.get("mlflow", {})
+    registered = links.get("mlflow_registered_version")
+    if not registered:
+        logger.warning("Model version %s has no MLflow registry version; alias `%s` not moved.", number, CHAMPION_ALIAS)
+        return None
+    registry.mlflow_client.set_registered_model_alias(model_name, CHAMPION_ALIAS, registered)
+    return f"{model_name}@{CHAMPION_ALIAS} -> version {registered}"
 
 
 @step(enable_cache=False)
@@ -66,10 +82,14 @@ def promote_model(
         production_problem=problem,
         min_improvement=promotion.min_improvement,
     )
+    record = decision.model_dump(exclude_none=True)
     if decision.promoted:
         this_version.set_stage(promotion.stage, force=True)
+        alias = mirror_promotion_to_mlflow(this_version.name, this_version.number)
+        if alias:
+            record["mlflow_alias"] = alias
     log_metadata(
-        metadata={"promotion": decision.model_dump(exclude_none=True)},
+        metadata={"promotion": record},
         model_name=this_version.name,
         model_version=str(this_version.number),
     )

@@ -1,12 +1,17 @@
 import subprocess
 from typing import Annotated
 
+import mlflow
+import pandas as pd
+from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
 from zenml.utils.source_utils import get_source_root
 
 from lifecycle.config import TrainingConfig
 from lifecycle.metrics import EvaluationReport
+from lifecycle.tracking import active_run_id, log_metrics, log_model, log_params, register_version
 from lifecycle.validation import DataQualityReport, FeatureSchema
+from stacks.capabilities import mlflow_registry, mlflow_tracking_enabled
 
 
 def git_commit(directory: str) -> str:
@@ -28,33 +33,84 @@ def git_commit(directory: str) -> str:
     return f"{commit}+dirty" if status else commit
 
 
+def mirror_to_mlflow(
+    model: Pipeline, example: pd.DataFrame, report: EvaluationReport, params: dict, description: str
+) -> dict[str, str]:
+    """Log params, metrics and model to the active MLflow run and, where the stack has the registry, register
+    a version that points back to this Model Control Plane version. Returns the links, for the MCP metadata.
+
+    Done here, in a step that is never cached, so every run's MLflow record is complete even when training
+    and evaluation came from the cache."""
+    context = get_step_context()
+    mcp = context.model
+    log_params(params)
+    segments = {f"segment.{s.column}.{s.value}": s.metrics for s in report.segments if s.metrics}
+    log_metrics({**report.metrics, "baseline": report.baseline_metrics, **segments})
+    mlflow_tags = {"zenml_model_name": mcp.name, "zenml_model_version": str(mcp.number)}
+    mlflow.set_tags(mlflow_tags)
+    model_uri, model_id = log_model(model, example)
+    links = {"mlflow_run_id": active_run_id(), "mlflow_model_uri": model_uri}
+    registry = mlflow_registry()
+    if registry is not None:
+        version = register_version(
+            registry.mlflow_client,
+            mcp.name,
+            model_uri,
+            model_id,
+            links["mlflow_run_id"],
+            tags={
+                "zenml_model_name": mcp.name,
+                "zenml_model_version": str(mcp.number),
+                "zenml_model_version_id": str(mcp.id),
+                "zenml_pipeline_name": context.pipeline.name,
+                "zenml_run_name": context.pipeline_run.name,
+                "zenml_pipeline_run_id": str(context.pipeline_run.id),
+            },
+            description=description,
+        )
+        links.update(mlflow_registered_model=mcp.name, mlflow_registered_version=version)
+    return links
+
+
 @step(enable_cache=False)
 def register_model(
+    model: Pipeline,
+    test_set: pd.DataFrame,
     evaluation_report: EvaluationReport,
     feature_schema: FeatureSchema,
     data_quality_report: DataQualityReport,
     training: TrainingConfig,
     data_fingerprint: str,
 ) -> Annotated[str, "model_version"]:
-    """Record on the Model Control Plane version what is needed to trust and reproduce the model."""
-    model = get_step_context().model
-    log_metadata(
-        metadata={
+    """Record on the Model Control Plane version what is needed to trust and reproduce the model; on a stack
+    with MLflow, log the model there too and link the MLflow registry version both ways."""
+    mcp = get_step_context().model
+    metadata = {
+        "task": feature_schema.task,
+        "target": feature_schema.target,
+        "model_inputs": feature_schema.model_inputs,
+        "metrics": evaluation_report.metrics,
+        "baseline_metrics": evaluation_report.baseline_metrics,
+        "primary_metric": evaluation_report.primary_metric,
+        "estimator": training.estimator.name,
+        "estimator_params": training.estimator.params,
+        "seed": training.seed,
+        "data_source": data_quality_report.source,
+        "data_fingerprint_sha256": data_fingerprint,
+        "train_rows_after_validation": data_quality_report.rows_out,
+        "git_commit": git_commit(str(get_source_root())),
+    }
+    if mlflow_tracking_enabled():
+        example = test_set[feature_schema.model_inputs].head(5)
+        params = {
             "task": feature_schema.task,
-            "target": feature_schema.target,
-            "model_inputs": feature_schema.model_inputs,
-            "metrics": evaluation_report.metrics,
-            "baseline_metrics": evaluation_report.baseline_metrics,
-            "primary_metric": evaluation_report.primary_metric,
-            "estimator": training.estimator.name,
-            "estimator_params": training.estimator.params,
             "seed": training.seed,
-            "data_source": data_quality_report.source,
+            "estimator": type(model.named_steps["estimator"]).__name__,
+            "estimator_params": model.named_steps["estimator"].get_params(),
+            "preprocessing": training.preprocessing.model_dump(),
             "data_fingerprint_sha256": data_fingerprint,
-            "train_rows_after_validation": data_quality_report.rows_out,
-            "git_commit": git_commit(str(get_source_root())),
-        },
-        model_name=model.name,
-        model_version=model.version,
-    )
-    return str(model.version)
+        }
+        description = f"{mcp.name} version {mcp.number} ({mcp.id})"
+        metadata["mlflow"] = mirror_to_mlflow(model, example, evaluation_report, params, description)
+    log_metadata(metadata=metadata, model_name=mcp.name, model_version=str(mcp.number))
+    return str(mcp.number)

@@ -1,0 +1,83 @@
+"""Mirroring a run's params, metrics and model to MLflow (called by steps when the stack tracks with MLflow)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import mlflow
+
+from lifecycle.config import PROJECT_ROOT
+
+CHAMPION_ALIAS = "champion"
+_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}, with MLflow-safe keys."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = _UNSAFE_KEY.sub("_", f"{prefix}{key}")
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    mlflow.log_params({key: str(value)[:6000] for key, value in flatten(params).items()})
+
+
+def log_metrics(metrics: Mapping[str, Any]) -> None:
+    mlflow.log_metrics({key: float(value) for key, value in flatten(metrics).items() if value is not None})
+
+
+def log_model(model: Any, input_example: Any = None) -> tuple[str, str]:
+    """Log the sklearn Pipeline with this project's `lifecycle` code (its transformers live there).
+
+    Serialised with cloudpickle, as ZenML stores it: MLflow's default (skops) refuses the project's own
+    transformer types unless each is listed as trusted."""
+    import sklearn
+
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        code_paths=[str(PROJECT_ROOT / "lifecycle")],
+        input_example=input_example,
+        serialization_format="cloudpickle",
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"pandas=={__import__('pandas').__version__}"],
+    )
+    return info.model_uri, info.model_id
+
+
+def register_version(
+    client: mlflow.MlflowClient,
+    name: str,
+    model_uri: str,
+    model_id: str,
+    run_id: str,
+    tags: dict[str, str],
+    description: str,
+) -> str:
+    """Register a logged model as a new version of `name` (created if needed); returns the version number.
+
+    The model id is passed explicitly: an MLflow 3 tracking server refuses a `models:/` source without it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"Mirrors the ZenML Model Control Plane model `{name}`.")
+    version = client.create_model_version(
+        name, source=model_uri, run_id=run_id, tags=tags, description=description, model_id=model_id
+    )
+    return str(version.version)
+
+
+def active_run_id() -> str:
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("no active MLflow run: the step was not configured with the experiment tracker")
+    return run.info.run_id

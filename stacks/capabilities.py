@@ -1,0 +1,147 @@
+"""What the active stack offers, decided once per run, in one place.
+
+Steps and pipelines never look up flavours themselves: the runner asks `active_capabilities()` which steps
+need the experiment tracker, and a step asks `mlflow_tracking_enabled()` / `mlflow_registry()` whether to
+mirror its work to MLflow. Nothing here runs at import time, so a stack without a tracker imports fine.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifecycle.errors import StackError
+
+# Steps that log to the experiment tracker when the stack has one (one uncached step mirrors the run).
+TRACKED_STEPS = ("register_model",)
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    flavor: str
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackCapabilities:
+    stack: str
+    components: dict[str, Component]
+
+    def get(self, kind: str) -> Component | None:
+        return self.components.get(kind)
+
+    @property
+    def experiment_tracker(self) -> Component | None:
+        return self.get("experiment_tracker")
+
+    @property
+    def model_registry(self) -> Component | None:
+        return self.get("model_registry")
+
+    @property
+    def mlflow_tracking(self) -> bool:
+        return self.experiment_tracker is not None and self.experiment_tracker.flavor == "mlflow"
+
+    @property
+    def mlflow_registry(self) -> bool:
+        return self.model_registry is not None and self.model_registry.flavor == "mlflow"
+
+    @property
+    def tracking_uri(self) -> str | None:
+        return self.experiment_tracker.configuration.get("tracking_uri") if self.mlflow_tracking else None
+
+    def offers(self) -> dict[str, str]:
+        """Human-readable: what this stack gives a user, by role."""
+        roles = {
+            "experiment_tracker": "tracker",
+            "model_registry": "registry",
+            "model_deployer": "model deployer",
+            "deployer": "pipeline deployer",
+            "data_validator": "validator",
+        }
+        return {label: f"{c.flavor} ({c.name})" for kind, label in roles.items() if (c := self.get(kind))}
+
+    def step_options(self) -> dict[str, dict[str, Any]]:
+        """Per-step options for `pipeline.with_options(steps=...)`: the tracker where the stack has one."""
+        if self.experiment_tracker is None:
+            return {}
+        return {step: {"experiment_tracker": self.experiment_tracker.name} for step in TRACKED_STEPS}
+
+
+def capabilities_of(stack_model) -> StackCapabilities:
+    components = {
+        kind.value: Component(c.name, c.flavor_name, dict(c.configuration or {}))
+        for kind, items in stack_model.components.items()
+        for c in items[:1]
+    }
+    return StackCapabilities(stack=stack_model.name, components=components)
+
+
+def active_capabilities() -> StackCapabilities:
+    from zenml.client import Client
+
+    return capabilities_of(Client().active_stack_model)
+
+
+def check_usable(capabilities: StackCapabilities) -> None:
+    """Fail early, with the fix, when the active stack cannot run: missing integration, unreachable server."""
+    from stacks.manage import missing_integration_error
+
+    for kind, component in capabilities.components.items():
+        error = missing_integration_error(capabilities.stack, component.flavor, kind)
+        if error is not None:
+            raise error
+    uri = capabilities.tracking_uri
+    if uri and uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise StackError(
+                f"the MLflow tracking server {uri} of stack `{capabilities.stack}` is not reachable ({reason}). "
+                f"Fix: start it (e.g. `mlflow server --host 127.0.0.1 --port 5000`), correct MLFLOW_TRACKING_URI "
+                f"and run `python run.py stacks up {capabilities.stack}`, or switch stack: `zenml stack set default`."
+            ) from exc
+
+
+def prepare_local_mlflow(capabilities: StackCapabilities) -> None:
+    """For an embedded (SQLite) MLflow: create the database folder, and the experiment with its artifacts
+    beside the database — MLflow would otherwise write artifacts to ./mlruns in whatever folder you ran from."""
+    uri = capabilities.tracking_uri
+    if not uri or not uri.startswith("sqlite:///"):
+        return
+    import mlflow
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    experiment = capabilities.experiment_tracker.configuration.get("experiment_name")
+    if experiment:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        if client.get_experiment_by_name(experiment) is None:
+            client.create_experiment(experiment, artifact_location=(database.parent / "artifacts").as_uri())
+
+
+# --- inside a step ------------------------------------------------------------------------------------------
+
+
+def mlflow_tracking_enabled() -> bool:
+    """True inside a step that runs with an MLflow experiment tracker (and so has an active MLflow run)."""
+    from zenml import get_step_context
+    from zenml.client import Client
+
+    tracker = Client().active_stack.experiment_tracker
+    configured = get_step_context().step_run.config.experiment_tracker
+    return bool(tracker is not None and tracker.flavor == "mlflow" and configured)
+
+
+def mlflow_registry():
+    """The stack's MLflow model registry component inside a step, or None."""
+    from zenml.client import Client
+
+    registry = Client().active_stack.model_registry
+    return registry if registry is not None and registry.flavor == "mlflow" else None

@@ -1,0 +1,336 @@
+"""Stacks as code: register, list and remove the ZenML stacks described by the YAML files in `stacks/`.
+
+Registration is idempotent: a second `stacks up` changes nothing; a component whose configuration drifted
+from its file is updated and the change is reported. Only the keys a file sets are managed, so ZenML's own
+settings of shared components (e.g. the default artifact store's path) are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lifecycle.config import PROJECT_ROOT
+from lifecycle.errors import StackError
+
+STACKS_DIR = PROJECT_ROOT / "stacks"
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def state_dir() -> Path:
+    """Project-local state (MLflow database and artifacts, served models); MLOPS_STATE_DIR overrides."""
+    return Path(os.environ.get("MLOPS_STATE_DIR", PROJECT_ROOT / ".state")).resolve()
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    type: str
+    name: str
+    flavor: str
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    name: str
+    file: Path
+    description: str
+    components: dict[str, ComponentSpec]
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    registered_by_default: bool = True
+    unresolved: tuple[str, ...] = ()
+
+
+def _resolve(value: Any, missing: list[str]) -> Any:
+    """`{state_dir}` and `${VAR}` / `${VAR:-default}` in strings; `{{secret.key}}` references stay as they are."""
+    if isinstance(value, dict):
+        return {key: _resolve(item, missing) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve(item, missing) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def from_environment(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            missing.append(name)
+            return match.group(0)
+        return default
+
+    return _ENV_REFERENCE.sub(from_environment, value.replace("{state_dir}", str(state_dir())))
+
+
+def load_stack_file(path: Path) -> StackSpec:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        missing: list[str] = []
+        components = {
+            kind: ComponentSpec(
+                type=kind,
+                name=str(spec["name"]),
+                flavor=str(spec["flavor"]),
+                configuration=_resolve(spec.get("configuration") or {}, missing),
+            )
+            for kind, spec in (raw.get("components") or {}).items()
+        }
+        secrets = {name: _resolve(values, missing) for name, values in (raw.get("secrets") or {}).items()}
+        return StackSpec(
+            name=str(raw["name"]),
+            file=path,
+            description=_resolve(str(raw.get("description", "")), []),
+            components=components,
+            secrets=secrets,
+            registered_by_default=bool(raw.get("default", True)),
+            unresolved=tuple(dict.fromkeys(missing)),
+        )
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise StackError(f"stack file {path} is invalid ({exc!r}). Fix the file; see stacks/mlflow.yaml.") from exc
+
+
+def stack_specs(directory: Path = STACKS_DIR) -> dict[str, StackSpec]:
+    specs: dict[str, StackSpec] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        spec = load_stack_file(path)
+        if spec.name in specs:
+            raise StackError(f"stack `{spec.name}` is defined twice: {specs[spec.name].file} and {path}.")
+        specs[spec.name] = spec
+    return specs
+
+
+def select(names: list[str], specs: dict[str, StackSpec], for_registration: bool = False) -> list[StackSpec]:
+    """The named stacks, or the default set; unknown names are an error listing what exists."""
+    if not names:
+        return [spec for spec in specs.values() if spec.registered_by_default or not for_registration]
+    unknown = [name for name in names if name not in specs]
+    if unknown:
+        raise StackError(
+            f"no stack file defines {', '.join(unknown)}; defined: {', '.join(specs)} "
+            f"(files in {STACKS_DIR}). Fix: use one of those names, or pass --file PATH."
+        )
+    return [specs[name] for name in names]
+
+
+# --- talking to ZenML --------------------------------------------------------------------------------------
+
+
+def _component_type(kind: str):
+    from zenml.enums import StackComponentType
+
+    try:
+        return StackComponentType(kind)
+    except ValueError as exc:
+        raise StackError(f"unknown component type `{kind}` in a stack file") from exc
+
+
+def _existing_component(client, kind: str, name: str):
+    try:
+        return client.get_stack_component(_component_type(kind), name, allow_name_prefix_match=False)
+    except KeyError:
+        return None
+
+
+def _existing_stack(client, name: str):
+    try:
+        return client.get_stack(name, allow_name_prefix_match=False)
+    except KeyError:
+        return None
+
+
+def integration_of(flavor: str, kind: str) -> str | None:
+    """The ZenML integration that provides a flavor (None for ZenML's built-in flavors)."""
+    from zenml.integrations.registry import integration_registry
+
+    for name, integration in integration_registry.integrations.items():
+        for flavor_class in integration.flavors():
+            candidate = flavor_class()
+            if candidate.name == flavor and candidate.type.value == kind:
+                return name
+    return None
+
+
+def missing_integration_error(stack_name: str, flavor: str, kind: str) -> StackError | None:
+    """An actionable error when a flavor's integration is not installed, else None."""
+    from zenml.integrations.registry import integration_registry
+
+    integration = integration_of(flavor, kind)
+    if integration is None or integration_registry.is_installed(integration):
+        return None
+    return StackError(
+        f"stack `{stack_name}` needs the `{flavor}` {kind}, whose ZenML integration `{integration}` is not "
+        f"installed in this environment. Fix: `make setup` installs this project's integrations; for others run "
+        f"`zenml integration install {integration}` — or switch stack: `zenml stack set default`."
+    )
+
+
+def _ensure_secret(client, name: str, values: dict[str, str], changes: list[str]) -> None:
+    try:
+        secret = client.get_secret(name, allow_partial_name_match=False, allow_partial_id_match=False)
+    except KeyError:
+        client.create_secret(name, values)
+        changes.append(f"created secret {name} (keys: {', '.join(values)})")
+        return
+    if {key: secret.secret_values.get(key) for key in values} != values:
+        client.update_secret(name, add_or_update_values=values)
+        changes.append(f"updated secret {name} (values changed in the environment)")
+
+
+def _ensure_component(client, component: ComponentSpec, changes: list[str]) -> None:
+    existing = _existing_component(client, component.type, component.name)
+    label = f"{component.type} {component.name}"
+    if existing is None:
+        client.create_stack_component(
+            component.name, component.flavor, _component_type(component.type), component.configuration
+        )
+        changes.append(f"created {label} ({component.flavor})")
+        return
+    if existing.flavor_name != component.flavor:
+        raise StackError(
+            f"{label} already exists with flavor `{existing.flavor_name}`, but the stack file wants "
+            f"`{component.flavor}`. Fix: remove it (`zenml {component.type.replace('_', '-')} delete "
+            f"{component.name}`) or rename the component in the file."
+        )
+    drift = {
+        key: (existing.configuration.get(key), value)
+        for key, value in component.configuration.items()
+        if existing.configuration.get(key) != value
+    }
+    if drift:
+        client.update_stack_component(
+            component.name, _component_type(component.type), configuration=dict(component.configuration)
+        )
+        described = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in drift.items())
+        changes.append(f"updated {label} ({described})")
+
+
+def stacks_up(specs: list[StackSpec]) -> list[str]:
+    """Register the stacks (components, secrets, stack); return what changed (empty: nothing to do)."""
+    from zenml.client import Client
+
+    client = Client()
+    seen: dict[str, ComponentSpec] = {}
+    for spec in specs:
+        if spec.unresolved:
+            raise StackError(
+                f"stack `{spec.name}` ({spec.file.name}) needs the environment variable(s) "
+                f"{', '.join(spec.unresolved)}. Fix: export them and run `python run.py stacks up {spec.name}`."
+            )
+        for component in spec.components.values():
+            key = f"{component.type}/{component.name}"
+            if key in seen and seen[key] != component:
+                raise StackError(
+                    f"{component.type} `{component.name}` is defined differently by two stack files; "
+                    "give one of them another name."
+                )
+            seen[key] = component
+            error = missing_integration_error(spec.name, component.flavor, component.type)
+            if error is not None:
+                raise error
+    changes: list[str] = []
+    for spec in specs:
+        for secret_name, values in spec.secrets.items():
+            _ensure_secret(client, secret_name, values, changes)
+        for component in spec.components.values():
+            _ensure_component(client, component, changes)
+        wanted = {_component_type(kind): component.name for kind, component in spec.components.items()}
+        existing = _existing_stack(client, spec.name)
+        if existing is None:
+            client.create_stack(spec.name, components=wanted)
+            changes.append(f"created stack {spec.name}")
+            continue
+        current = {kind: [c.name for c in components] for kind, components in existing.components.items()}
+        updates = {kind: name for kind, name in wanted.items() if current.get(kind) != [name]}
+        # Component kinds the file does not name are removed from the stack (it must match its file).
+        updates.update({kind: [] for kind in current if kind not in wanted and current[kind]})
+        if updates:
+            client.update_stack(spec.name, component_updates=updates)
+            described = ", ".join(f"{kind.value}={name or '(removed)'}" for kind, name in updates.items())
+            changes.append(f"updated stack {spec.name} ({described})")
+    return changes
+
+
+def stacks_down(specs: list[StackSpec]) -> list[str]:
+    """Stop the stacks' services, delete the stacks, then the components no remaining stack uses."""
+    from zenml.client import Client
+
+    client = Client()
+    changes: list[str] = []
+    for spec in specs:
+        stack = _existing_stack(client, spec.name)
+        if stack is None:
+            continue
+        changes.extend(stop_model_servers(stack))
+        if client.active_stack_model.id == stack.id:
+            client.activate_stack("default")
+            changes.append("activated stack default (the removed stack was active)")
+        client.delete_stack(stack.id)
+        changes.append(f"deleted stack {spec.name}")
+    in_use = {
+        (kind, component.name)
+        for stack in client.list_stacks(size=1000).items
+        for kind, components in client.get_stack(stack.id).components.items()
+        for component in components
+    }
+    for spec in specs:
+        for component in spec.components.values():
+            kind = _component_type(component.type)
+            if component.name == "default" or (kind, component.name) in in_use:
+                continue
+            if _existing_component(client, component.type, component.name) is not None:
+                client.delete_stack_component(component.name, kind)
+                changes.append(f"deleted {component.type} {component.name}")
+                in_use.add((kind, component.name))  # deleted once, even if two stacks named it
+    return changes
+
+
+@dataclass
+class StackStatus:
+    spec: StackSpec
+    registered: bool
+    active: bool
+    drift: list[str]
+
+
+def stack_statuses(specs: list[StackSpec]) -> list[StackStatus]:
+    from zenml.client import Client
+
+    client = Client()
+    active_name = client.active_stack_model.name
+    statuses = []
+    for spec in specs:
+        stack = _existing_stack(client, spec.name)
+        drift: list[str] = []
+        if stack is not None:
+            current = {kind.value: [c.name for c in comps] for kind, comps in stack.components.items()}
+            for kind, component in spec.components.items():
+                if current.get(kind) != [component.name]:
+                    drift.append(f"{kind} is {current.get(kind) or 'missing'}, file says {component.name}")
+                    continue
+                existing = _existing_component(client, kind, component.name)
+                if existing is not None:
+                    drift += [
+                        f"{component.name}.{key} differs from the file"
+                        for key, value in component.configuration.items()
+                        if existing.configuration.get(key) != value
+                    ]
+        statuses.append(StackStatus(spec, stack is not None, spec.name == active_name, drift))
+    return statuses
+
+
+def stop_model_servers(stack) -> list[str]:
+    """Stop and delete the model servers that the stack's model deployer runs (nothing to do without one)."""
+    from zenml.stack import StackComponent
+
+    changes: list[str] = []
+    for component_model in stack.components.get(_component_type("model_deployer"), []):
+        deployer = StackComponent.from_model(component_model)
+        for service in deployer.find_model_server():
+            deployer.delete_model_server(service.uuid, force=True)
+            changes.append(f"stopped model server {service.uuid} ({component_model.name})")
+    return changes
