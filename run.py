@@ -11,7 +11,13 @@ from lifecycle.environment import configure_environment
 
 configure_environment()
 
-from lifecycle.config import DEFAULT_CONFIG, apply_overrides, load_config  # noqa: E402
+from lifecycle.config import (  # noqa: E402
+    DEFAULT_CONFIG,
+    DEFAULT_MONITORING_CONFIG,
+    apply_overrides,
+    load_config,
+    load_monitoring_config,
+)
 from lifecycle.errors import LifecycleError  # noqa: E402
 from lifecycle.validation import validate_file  # noqa: E402
 
@@ -88,6 +94,131 @@ def train(
     from lifecycle.reporting import training_summary
 
     click.echo(training_summary(outcome))
+
+
+@cli.command()
+@click.option("--batch", "batch_path", required=True, type=click.Path(), help="CSV or Parquet batch to monitor.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=str(DEFAULT_CONFIG),
+    show_default=True,
+    help="Training config: the model monitored and how it retrains.",
+)
+@click.option(
+    "--monitoring-config",
+    "monitoring_path",
+    type=click.Path(dir_okay=False),
+    default=str(DEFAULT_MONITORING_CONFIG),
+    show_default=True,
+    help="Thresholds and reports folder.",
+)
+@click.option("--model-name", help="Model whose production version is monitored (default: the config's).")
+@click.option(
+    "--retrain",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="auto: when the policy triggers; always: on demand; never: report only.",
+)
+@click.option("--stack", "stack_name", help="Activate this registered ZenML stack first.")
+def monitor(
+    batch_path: str,
+    config_path: str,
+    monitoring_path: str,
+    model_name: str | None,
+    retrain: str,
+    stack_name: str | None,
+) -> None:
+    """Check a new batch against the production model: drift, data quality, performance; retrain if due."""
+    from lifecycle.reporting import monitoring_summary, training_summary
+
+    try:
+        if stack_name:
+            activate_stack(stack_name)
+        config = apply_overrides(load_config(config_path), model_name=model_name)
+        monitoring = load_monitoring_config(monitoring_path)
+        from pipelines.runner import retraining_data, run_monitoring, run_training
+
+        outcome = run_monitoring(config.model.name, batch_path, monitoring, retrain_on_demand=retrain == "always")
+        click.echo(monitoring_summary(outcome))
+        if outcome.summary.decision.retrain and retrain != "never":
+            window = monitoring.policy.retrain_window_days
+            data = retraining_data(config, batch_path, window)
+            click.echo(f"\nRetraining on the newest {window} days of labelled data ({data}) ...")
+            dataset = config.dataset.model_copy(update={"path": str(data)})
+            retrained = run_training(config.model_copy(update={"dataset": dataset}))
+            click.echo(training_summary(retrained))
+            click.echo(redeploy_note(retrained.decision.promoted))
+    except LifecycleError as error:
+        fail(error)
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=str(DEFAULT_CONFIG),
+    show_default=True,
+    help="Training config: dataset (with time columns), model, promotion.",
+)
+@click.option(
+    "--monitoring-config",
+    "monitoring_path",
+    type=click.Path(dir_okay=False),
+    default=str(DEFAULT_MONITORING_CONFIG),
+    show_default=True,
+    help="Policy and replay settings.",
+)
+@click.option("--periods", type=int, help="Stop after this many periods (default: the config's, else all).")
+@click.option("--stack", "stack_name", help="Activate this registered ZenML stack first.")
+def lifecycle(config_path: str, monitoring_path: str, periods: int | None, stack_name: str | None) -> None:
+    """Walk-forward replay: train on the first weeks, then monitor, retrain and promote period by period."""
+    import os
+
+    os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")  # the timeline is the progress report
+    try:
+        if stack_name:
+            activate_stack(stack_name)
+        config = load_config(config_path)
+        monitoring = load_monitoring_config(monitoring_path)
+        if periods:
+            replay_settings = monitoring.replay.model_copy(update={"max_periods": periods})
+            monitoring = monitoring.model_copy(update={"replay": replay_settings})
+        from pipelines.replay import plot_errors, replay, timeline_table
+        from pipelines.runner import reports_folder
+
+        result = replay(config, monitoring, progress=lambda line: click.secho(line, fg="cyan"))
+    except LifecycleError as error:
+        fail(error)
+    folder = reports_folder(monitoring) / "lifecycle"
+    result.plot = plot_errors(result, folder / "error_over_time.png")
+    table = timeline_table(result)
+    (folder / "timeline.md").write_text(table + "\n")
+    continuous, static = result.mean_error("error_in_production"), result.mean_error("error_never_retrained")
+    click.echo("\n" + table)
+    click.echo(
+        f"\n{result.metric} over the replay (row-weighted): continuously trained {continuous:.2f}, "
+        f"never retrained {static:.2f}: continuous training has {(static - continuous) / static:.0%} lower error"
+        if static == static and static
+        else ""
+    )
+    click.echo(
+        f"retrained {sum(p.retrained for p in result.periods)} times, promoted "
+        f"{sum(p.promoted for p in result.periods)} times, in {result.seconds / 60:.1f} min"
+    )
+    click.echo(
+        f"plot: {result.plot}\ntimeline: {folder / 'timeline.md'}\n"
+        f"drift and quality reports: {reports_folder(monitoring) / 'monitoring' / result.model_name}"
+    )
+
+
+def redeploy_note(promoted: bool) -> str:
+    if not promoted:
+        return "Production unchanged: nothing to redeploy."
+    return "A new production version: serve it with the deployment pipeline of your stack."
 
 
 def activate_stack(name: str) -> None:

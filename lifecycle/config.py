@@ -236,3 +236,46 @@ def apply_overrides(
 def _metric_may_not_fit(config: RunConfig, dataset: dict[str, Any]) -> bool:
     """Other data or another task: the config's promotion metric may not apply."""
     return dataset["path"] != config.dataset.path or dataset.get("task") != config.dataset.task
+
+
+DEFAULT_MONITORING_CONFIG = PROJECT_ROOT / "configs" / "monitoring.yaml"
+
+
+class MonitoringPolicy(_Strict):
+    # Retrain when at least this share of the monitored columns drifted.
+    drift_share_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # Retrain when the primary metric is this much worse (relative) than on the model's own test set.
+    degradation_threshold: float = Field(0.25, ge=0.0)
+    # Batches with fewer rows are reported but do not trigger retraining on drift alone.
+    min_rows_for_drift: int = Field(50, ge=1)
+    # Retraining uses the newest labelled data of this many days.
+    retrain_window_days: int = Field(56, ge=1)
+
+
+class ReplayConfig(_Strict):
+    """The walk-forward replay of `python run.py lifecycle` over the training config's dataset."""
+
+    model_name: str = "bike_demand_replay"
+    initial_training_days: int = Field(42, ge=1)
+    period_days: int = Field(28, ge=1)
+    # Stop after this many periods (None: until the data ends).
+    max_periods: int | None = Field(None, ge=1)
+
+
+class MonitoringConfig(_Strict):
+    policy: MonitoringPolicy = Field(default_factory=MonitoringPolicy)
+    reports_dir: str = "reports"
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+
+
+def load_monitoring_config(path: str | Path = DEFAULT_MONITORING_CONFIG) -> MonitoringConfig:
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise ConfigError(
+            f"monitoring config {config_path} not found. Fix: pass an existing file with --monitoring-config."
+        )
+    try:
+        raw = yaml.safe_load(config_path.read_text()) or {}
+        return MonitoringConfig.model_validate(raw)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"monitoring config {config_path} is invalid: {exc}") from exc

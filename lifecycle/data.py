@@ -42,8 +42,10 @@ def file_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Load a CSV (optionally compressed) or Parquet file into a DataFrame."""
+def read_table(path: str | Path, allow_empty: bool = False) -> pd.DataFrame:
+    """Load a CSV (optionally compressed) or Parquet file into a DataFrame.
+
+    `allow_empty`: a file without rows (or an empty file) gives an empty table instead of an error."""
     file = check_data_path(path)
     name = file.name.lower()
     try:
@@ -54,6 +56,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
             if table.shape[1] == 1 and ";" in str(table.columns[0]):
                 table = pd.read_csv(file, sep=";", low_memory=False)  # European-style CSV
     except pd.errors.EmptyDataError as exc:
+        if allow_empty:
+            return pd.DataFrame()
         raise DataError(f"data file {file} is empty. Fix: point --data at a file with a header and rows.") from exc
     except UnicodeDecodeError as exc:
         raise DataError(
@@ -63,7 +67,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(
             f"data file {file} could not be parsed: {exc}. Fix: check that it is a valid CSV/Parquet file."
         ) from exc
-    if table.empty:
+    if table.empty and not allow_empty:
         raise DataError(
             f"data file {file} has no data rows (columns: {', '.join(map(str, table.columns)) or 'none'}). "
             "Fix: point --data at a file with rows."

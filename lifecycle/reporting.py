@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipelines.runner import TrainingOutcome
+    from pipelines.runner import MonitoringOutcome, TrainingOutcome
 
 
 def _fmt(value: float | None) -> str:
@@ -63,4 +63,34 @@ def training_summary(outcome: TrainingOutcome) -> str:
     ]
     if links:
         lines.append("  python run.py stacks list   (prints the MLflow UI command for this stack)")
+    return "\n".join(lines)
+
+
+def monitoring_summary(outcome: MonitoringOutcome) -> str:
+    summary = outcome.summary
+    drift, performance, batch = summary.drift, summary.performance, summary.batch
+    lines = [
+        "",
+        f"Monitoring run {outcome.run.name}: `{summary.model_name}` version {summary.model_version} "
+        f"on {batch.rows} rows of {summary.batch_source}",
+        *(f"  batch: {problem}" for problem in batch.problems),
+        (
+            f"  drift: {drift.share:.0%} of {len(drift.columns)} columns drifted"
+            + (f" ({', '.join(drift.drifted_columns)})" if drift.drifted_columns else "")
+            if drift.judged
+            else f"  drift: not judged ({drift.reason})"
+        ),
+    ]
+    if performance.judged:
+        metric = performance.metric
+        lines.append(
+            f"  performance: {metric} {performance.metrics[metric]:.4g} on {performance.labelled_rows} labelled rows "
+            f"vs {performance.reference_metrics[metric]:.4g} on the model's test set "
+            f"({performance.degradation:+.0%} {'worse' if (performance.degradation or 0) > 0 else 'better'})"
+        )
+    else:
+        lines.append(f"  performance: not judged ({performance.reason})")
+    verdict = "RETRAIN" if summary.decision.retrain else "no retraining"
+    lines += [f"  decision: {verdict} — {'; '.join(summary.decision.reasons)}"]
+    lines += [f"  report: {outcome.report_path}", f"  summary: {outcome.summary_path}"]
     return "\n".join(lines)

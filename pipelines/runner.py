@@ -1,17 +1,31 @@
-"""Running the training pipeline from a RunConfig and collecting what it decided."""
+"""Running the training and monitoring pipelines and collecting what they decided."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from zenml import Model
 from zenml.client import Client
 from zenml.models import PipelineRunResponse
 
-from lifecycle.config import RunConfig
+from lifecycle.config import PROJECT_ROOT, MonitoringConfig, RunConfig
+from lifecycle.data import read_table
 from lifecycle.errors import PipelineFailed
 from lifecycle.metrics import EvaluationReport
-from lifecycle.names import DATA_QUALITY, EVALUATE_STEP, EVALUATION, PROMOTE_STEP, PROMOTION, VALIDATE_STEP
+from lifecycle.monitoring import MonitoringSummary
+from lifecycle.names import (
+    DATA_QUALITY,
+    DRIFT_REPORT,
+    DRIFT_STEP,
+    EVALUATE_STEP,
+    EVALUATION,
+    MONITORING_SUMMARY,
+    PROMOTE_STEP,
+    PROMOTION,
+    SUMMARY_STEP,
+    VALIDATE_STEP,
+)
 from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport
 from pipelines.training import training_pipeline
@@ -81,3 +95,71 @@ def mlflow_links(model_name: str, run: PipelineRunResponse) -> dict[str, str]:
         return {}
     version = Client().get_model_version(model_name, run.model_version.number)
     return version.run_metadata.get("mlflow", {}) or {}
+
+
+@dataclass
+class MonitoringOutcome:
+    run: PipelineRunResponse
+    summary: MonitoringSummary
+    report_path: Path
+    summary_path: Path
+
+
+def run_monitoring(
+    model_name: str, batch_path: str, monitoring: MonitoringConfig, retrain_on_demand: bool = False
+) -> MonitoringOutcome:
+    """Monitor one batch against the production model; write the HTML report and JSON summary to reports/."""
+    from zenml.enums import ModelStages
+
+    from pipelines.monitoring import monitoring_pipeline
+
+    capabilities = active_capabilities()
+    check_usable(capabilities)
+    read_table(batch_path, allow_empty=True)  # an unreadable or missing file fails here, with its fix
+    pipeline = monitoring_pipeline.with_options(model=Model(name=model_name, version=ModelStages.PRODUCTION))
+    try:
+        started = pipeline(
+            model_name=model_name,
+            batch_path=str(Path(batch_path).resolve()),
+            policy=monitoring.policy,
+            retrain_on_demand=retrain_on_demand,
+        )
+    except RuntimeError as exc:
+        raise PipelineFailed(f"{exc}. The failing step's error is in the log above.") from exc
+    run = Client().get_pipeline_run(started.id)
+    summary = step_output(run, SUMMARY_STEP, MONITORING_SUMMARY)
+    folder = reports_folder(monitoring) / "monitoring" / model_name
+    folder.mkdir(parents=True, exist_ok=True)
+    report_path = folder / f"{run.name}.html"
+    report_path.write_text(str(step_output(run, DRIFT_STEP, DRIFT_REPORT)))
+    summary_path = folder / f"{run.name}.json"
+    summary_path.write_text(summary.model_dump_json(indent=2))
+    return MonitoringOutcome(run=run, summary=summary, report_path=report_path, summary_path=summary_path)
+
+
+def reports_folder(monitoring: MonitoringConfig) -> Path:
+    folder = Path(monitoring.reports_dir)
+    return folder if folder.is_absolute() else PROJECT_ROOT / folder
+
+
+def retraining_data(config: RunConfig, batch_path: str, window_days: int, end=None) -> Path:
+    """The newest labelled data for retraining: the configured dataset plus the batch's labelled rows, cut to
+    the newest `window_days` when the data has time columns. Written to the state folder as a CSV."""
+    import pandas as pd
+
+    from lifecycle.windows import newest_window, time_index
+    from stacks.manage import state_dir
+
+    base = read_table(config.dataset.path)
+    batch = read_table(batch_path, allow_empty=True)
+    if config.dataset.target in batch.columns:
+        batch = batch[batch[config.dataset.target].notna()]
+        base = pd.concat([base, batch[[c for c in batch.columns if c in base.columns]]], ignore_index=True)
+    if config.dataset.time_columns:
+        times = time_index(base, config.dataset)
+        base = newest_window(base, times, end or (times.max() + pd.Timedelta(seconds=1)), window_days)
+    folder = state_dir() / "retraining"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{config.model.name}-{pd.Timestamp.now():%Y%m%d-%H%M%S-%f}.csv"
+    base.to_csv(path, index=False)
+    return path

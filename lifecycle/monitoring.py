@@ -1,0 +1,284 @@
+"""Monitoring a production model on a new batch: batch checks, drift (Evidently), performance, retrain decision.
+
+A bad batch never crashes monitoring: each problem is recorded in the summary, and predictions are skipped or
+made for the rows that allow it, with the reason stated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from lifecycle.config import MonitoringPolicy
+from lifecycle.metrics import LOWER_IS_BETTER, relative_gap, score
+from lifecycle.validation import MISSING_MARKERS, FeatureSchema
+
+# A row with more than this share of its model inputs missing is not predicted.
+MAX_MISSING_INPUT_SHARE = 0.5
+
+
+class BatchCheck(BaseModel):
+    rows: int
+    missing_columns: list[str] = Field(default_factory=list)
+    all_null_columns: list[str] = Field(default_factory=list)
+    non_numeric_values: dict[str, int] = Field(default_factory=dict)
+    unseen_categories: dict[str, list[str]] = Field(default_factory=dict)
+    out_of_range: dict[str, int] = Field(default_factory=dict)
+    missing_values: dict[str, int] = Field(default_factory=dict)
+    predictable_rows: int = 0
+    predictions_note: str = ""
+    has_labels: bool = False
+
+    @property
+    def problems(self) -> list[str]:
+        lines = []
+        if self.rows == 0:
+            lines.append("empty batch: nothing to predict or compare")
+        if self.missing_columns:
+            lines.append(f"missing columns: {', '.join(self.missing_columns)}")
+        if self.all_null_columns:
+            lines.append(f"all-null columns: {', '.join(self.all_null_columns)}")
+        lines += [f"`{c}`: {n} non-numeric values treated as missing" for c, n in self.non_numeric_values.items()]
+        lines += [
+            f"`{c}`: unseen categories {', '.join(map(repr, values[:5]))}"
+            for c, values in self.unseen_categories.items()
+        ]
+        lines += [f"`{c}`: {n} values outside the training range" for c, n in self.out_of_range.items()]
+        if self.predictions_note:
+            lines.append(self.predictions_note)
+        return lines
+
+
+class ColumnDrift(BaseModel):
+    score: float
+    method: str
+    drifted: bool
+
+
+class DriftSummary(BaseModel):
+    judged: bool
+    reason: str = ""
+    share: float = 0.0
+    drifted_columns: list[str] = Field(default_factory=list)
+    columns: dict[str, ColumnDrift] = Field(default_factory=dict)
+
+
+class PerformanceSummary(BaseModel):
+    judged: bool
+    reason: str = ""
+    labelled_rows: int = 0
+    metric: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    reference_metrics: dict[str, float] = Field(default_factory=dict)
+    # Relative change of the primary metric vs the model's test set; positive = worse.
+    degradation: float | None = None
+
+
+class RetrainDecision(BaseModel):
+    retrain: bool
+    reasons: list[str]
+
+
+class MonitoringSummary(BaseModel):
+    model_name: str
+    model_version: str
+    batch_source: str
+    batch: BatchCheck
+    drift: DriftSummary
+    performance: PerformanceSummary
+    decision: RetrainDecision
+
+
+def check_batch(batch: pd.DataFrame, schema: FeatureSchema, reference: pd.DataFrame) -> tuple[pd.DataFrame, BatchCheck]:
+    """Compare a batch with the training schema; return it typed for the model, with what was wrong."""
+    check = BatchCheck(
+        rows=len(batch), has_labels=schema.target in batch.columns and batch[schema.target].notna().any()
+    )
+    prepared = batch.copy()
+    check.missing_columns = [c for c in schema.model_inputs if c not in batch.columns]
+    present = [c for c in schema.model_inputs if c in batch.columns]
+    if len(batch):
+        check.all_null_columns = [c for c in present if batch[c].isna().all()]
+    for column in schema.numeric_features:
+        if column not in prepared.columns:
+            continue
+        original = prepared[column]
+        converted = pd.to_numeric(original, errors="coerce").astype(float)
+        text = original.astype(str).str.strip().str.lower()
+        bad = converted.isna() & original.notna() & ~text.isin(MISSING_MARKERS | {""})
+        if bad.any():
+            check.non_numeric_values[column] = int(bad.sum())
+        converted = converted.mask(np.isinf(converted))
+        prepared[column] = converted
+        if column in reference.columns and converted.notna().any():
+            low, high = reference[column].min(), reference[column].max()
+            outside = int(((converted < low) | (converted > high)).sum())
+            if outside:
+                check.out_of_range[column] = outside
+    for column in schema.categorical_features:
+        if column not in prepared.columns or column not in reference.columns:
+            continue
+        known = set(reference[column].dropna().astype(str))
+        seen = prepared[column].dropna().astype(str)
+        unseen = sorted(set(seen) - known)
+        if unseen:
+            check.unseen_categories[column] = unseen
+    if schema.target in prepared.columns and schema.task == "regression":
+        prepared[schema.target] = pd.to_numeric(prepared[schema.target], errors="coerce")
+    check.missing_values = {c: int(prepared[c].isna().sum()) for c in present if prepared[c].isna().any()}
+
+    if check.rows == 0:
+        check.predictions_note = "predictions skipped: the batch is empty"
+    elif check.missing_columns:
+        check.predictions_note = (
+            f"predictions skipped: the model needs {', '.join(check.missing_columns)}, absent from the batch"
+        )
+    else:
+        missing_share = prepared[schema.model_inputs].isna().mean(axis=1)
+        predictable = missing_share <= MAX_MISSING_INPUT_SHARE
+        check.predictable_rows = int(predictable.sum())
+        if check.predictable_rows < check.rows:
+            check.predictions_note = (
+                f"predictions partial: {check.rows - check.predictable_rows} of {check.rows} rows have more than "
+                f"{MAX_MISSING_INPUT_SHARE:.0%} of their inputs missing and were not predicted"
+            )
+        prepared = prepared.assign(_predictable=predictable.to_numpy())
+    if "_predictable" not in prepared.columns:
+        prepared = prepared.assign(_predictable=False)
+    return prepared, check
+
+
+def predict_rows(model: Any, prepared: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Predictions for the predictable rows; the others keep an empty prediction."""
+    result = prepared.drop(columns="_predictable").copy()
+    result["prediction"] = pd.Series([None] * len(prepared), index=prepared.index, dtype=object)
+    mask = prepared["_predictable"].astype(bool)
+    if mask.any():
+        result.loc[mask, "prediction"] = model.predict(prepared.loc[mask, schema.model_inputs])
+    if schema.task == "regression":
+        result["prediction"] = pd.to_numeric(result["prediction"])
+    return result
+
+
+def monitored_columns(schema: FeatureSchema) -> list[str]:
+    """Drift is judged on the features; time columns always move forward and would always 'drift'."""
+    return schema.features
+
+
+def drift_from_snapshot(snapshot: dict[str, Any], columns: list[str]) -> DriftSummary:
+    """Per-column drift scores from Evidently's metrics, drift verdicts from its tests."""
+    scores: dict[str, tuple[float, str]] = {}
+    for metric in snapshot.get("metrics", []):
+        config = metric.get("config") or {}
+        if isinstance(config, dict) and str(config.get("type", "")).endswith("ValueDrift"):
+            scores[config["column"]] = (float(metric["value"]), str(config.get("method", "")))
+    verdicts: dict[str, bool] = {}
+    for test in snapshot.get("tests", []):
+        params = (test.get("metric_config") or {}).get("params") or {}
+        if str(params.get("type", "")).endswith("ValueDrift"):
+            verdicts[params["column"]] = str(getattr(test.get("status"), "value", test.get("status"))) == "FAIL"
+    judged = {
+        c: ColumnDrift(score=scores[c][0], method=scores[c][1], drifted=verdicts.get(c, False))
+        for c in columns
+        if c in scores
+    }
+    drifted = [c for c, d in judged.items() if d.drifted]
+    return DriftSummary(
+        judged=bool(judged),
+        reason="" if judged else "no column could be compared",
+        share=len(drifted) / len(judged) if judged else 0.0,
+        drifted_columns=drifted,
+        columns=judged,
+    )
+
+
+def run_drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchema, min_rows: int
+) -> tuple[str, DriftSummary]:
+    """Evidently data drift + data summary (current vs reference): the HTML report and the drift summary."""
+    columns = [c for c in monitored_columns(schema) if c in current.columns and current[c].notna().any()]
+    if len(current) < min_rows or not columns:
+        reason = (
+            f"batch has {len(current)} rows; drift is judged from {min_rows}"
+            if len(current) < min_rows
+            else "no monitored column present"
+        )
+        return _placeholder_html(reason), DriftSummary(judged=False, reason=reason)
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+    numeric = [c for c in columns if c in schema.numeric_features]
+    categorical = [c for c in columns if c in schema.categorical_features]
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+
+    def as_dataset(frame: pd.DataFrame) -> Dataset:
+        typed = frame[columns].copy()
+        for column in categorical:
+            typed[column] = typed[column].astype(object).where(typed[column].notna(), None).astype(str)
+        return Dataset.from_pandas(typed, data_definition=definition)
+
+    report = Report([DataDriftPreset(), DataSummaryPreset()], include_tests=True)
+    snapshot = report.run(as_dataset(current), as_dataset(reference))
+    return snapshot.get_html_str(as_iframe=False), drift_from_snapshot(snapshot.dict(), columns)
+
+
+def _placeholder_html(reason: str) -> str:
+    return f"<html><body><h2>Drift report not computed</h2><p>{reason}</p></body></html>"
+
+
+def performance_on_batch(
+    predictions: pd.DataFrame, schema: FeatureSchema, reference_metrics: dict[str, float], metric: str
+) -> PerformanceSummary:
+    if schema.target not in predictions.columns:
+        return PerformanceSummary(judged=False, reason="no labels in the batch (target column absent)")
+    labelled = predictions[predictions[schema.target].notna() & predictions["prediction"].notna()]
+    if labelled.empty:
+        return PerformanceSummary(judged=False, reason="no labelled rows with a prediction")
+    metrics = score(schema.task, labelled[schema.target], labelled["prediction"].to_numpy())
+    degradation = relative_gap(metric, metrics[metric], reference_metrics[metric]) if metric in metrics else None
+    return PerformanceSummary(
+        judged=True,
+        labelled_rows=len(labelled),
+        metric=metric,
+        metrics=metrics,
+        reference_metrics=reference_metrics,
+        degradation=degradation,
+    )
+
+
+def decide_retraining(
+    check: BatchCheck,
+    drift: DriftSummary,
+    performance: PerformanceSummary,
+    policy: MonitoringPolicy,
+    on_demand: bool = False,
+) -> RetrainDecision:
+    reasons = []
+    if on_demand:
+        reasons.append("retraining requested on demand")
+    if drift.judged and check.rows >= policy.min_rows_for_drift and drift.share >= policy.drift_share_threshold:
+        reasons.append(
+            f"drift: {drift.share:.0%} of columns drifted ({', '.join(drift.drifted_columns)}) "
+            f">= threshold {policy.drift_share_threshold:.0%}"
+        )
+    degradation = performance.degradation if performance.judged else None
+    if degradation is not None and degradation >= policy.degradation_threshold:
+        direction = "up" if performance.metric in LOWER_IS_BETTER else "down"
+        reasons.append(
+            f"performance: {performance.metric} {direction} {abs(performance.degradation):.0%} vs the model's "
+            f"test set (threshold {policy.degradation_threshold:.0%})"
+        )
+    if reasons:
+        return RetrainDecision(retrain=True, reasons=reasons)
+    why = [
+        f"drift {drift.share:.0%} < {policy.drift_share_threshold:.0%}" if drift.judged else f"drift: {drift.reason}",
+        (
+            f"{performance.metric} change {performance.degradation:+.0%} < {policy.degradation_threshold:.0%}"
+            if performance.judged and performance.degradation is not None
+            else f"performance: {performance.reason}"
+        ),
+    ]
+    return RetrainDecision(retrain=False, reasons=["no trigger: " + "; ".join(why)])

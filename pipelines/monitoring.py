@@ -1,0 +1,55 @@
+"""Monitoring pipeline: a new batch against the production model — checks, predictions, drift, performance."""
+
+from zenml import pipeline
+from zenml.client import Client
+
+from lifecycle.data import file_fingerprint
+from lifecycle.errors import LifecycleError
+from lifecycle.monitoring import MonitoringPolicy
+from lifecycle.names import EVALUATION, FEATURE_SCHEMA, MODEL, MONITORING_PIPELINE, TRAIN_SET
+from steps.monitoring.batch import check_batch_step, load_batch
+from steps.monitoring.drift import drift_report
+from steps.monitoring.predict import predict_batch
+from steps.monitoring.summarize import summarize_monitoring
+
+
+class NoProductionModel(LifecycleError):
+    pass
+
+
+def production_artifacts(model_name: str, stage: str = "production") -> dict:
+    """The production version's model, reference (training) set, schema and evaluation, as step inputs."""
+    try:
+        version = Client().get_model_version(model_name, stage)
+    except KeyError as exc:
+        raise NoProductionModel(
+            f"model `{model_name}` has no {stage} version to monitor. Fix: `python run.py train` first "
+            "(or pass --model-name of a model that has one)."
+        ) from exc
+    return {
+        "model": version.get_model_artifact(MODEL),
+        "train_set": version.get_artifact(TRAIN_SET),
+        "feature_schema": version.get_artifact(FEATURE_SCHEMA),
+        "evaluation_report": version.get_artifact(EVALUATION),
+    }
+
+
+@pipeline(name=MONITORING_PIPELINE, enable_cache=False)
+def monitoring_pipeline(
+    model_name: str, batch_path: str, policy: MonitoringPolicy, retrain_on_demand: bool = False
+) -> None:
+    production = production_artifacts(model_name)
+    batch = load_batch(path=batch_path, fingerprint=file_fingerprint(batch_path))
+    checked, check = check_batch_step(batch, production["feature_schema"], production["train_set"])
+    predictions = predict_batch(production["model"], checked, production["feature_schema"])
+    _, drift = drift_report(production["train_set"], checked, production["feature_schema"], policy=policy)
+    summarize_monitoring(
+        predictions,
+        check,
+        drift,
+        production["feature_schema"],
+        production["evaluation_report"],
+        policy=policy,
+        batch_source=batch_path,
+        retrain_on_demand=retrain_on_demand,
+    )

@@ -1,0 +1,195 @@
+"""`python run.py lifecycle`: a walk-forward replay of the dataset through the whole loop.
+
+Train on the first weeks; then, period by period: monitor the period's batch with the model in production,
+retrain on the newest labelled window when the policy triggers, promote if the new model beats production on the
+same test rows. Beside it, the first model is scored on every batch and never retrained, to show what the loop buys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from zenml.client import Client
+
+from lifecycle.config import MonitoringConfig, RunConfig
+from lifecycle.data import read_table
+from lifecycle.metrics import score
+from lifecycle.names import MODEL
+from lifecycle.windows import newest_window, rows_between, time_index
+from pipelines.runner import production_version, run_monitoring, run_training
+from stacks.manage import state_dir
+
+
+@dataclass
+class PeriodResult:
+    period: str
+    rows: int
+    drift_share: float | None
+    error_in_production: float | None
+    error_never_retrained: float | None
+    retrained: bool
+    promoted: bool
+    version_in_production: str | None
+    reasons: list[str]
+    report: Path
+
+
+@dataclass
+class ReplayResult:
+    metric: str
+    model_name: str
+    periods: list[PeriodResult] = field(default_factory=list)
+    plot: Path | None = None
+    seconds: float = 0.0
+
+    def mean_error(self, attribute: str) -> float:
+        """Row-weighted mean of the per-period error, over periods where both models were scored."""
+        scored = [p for p in self.periods if p.error_in_production is not None and p.error_never_retrained is not None]
+        rows = sum(p.rows for p in scored)
+        return sum(getattr(p, attribute) * p.rows for p in scored) / rows if rows else float("nan")
+
+
+def _with_data(config: RunConfig, path: Path, model_name: str) -> RunConfig:
+    dataset = config.dataset.model_copy(update={"path": str(path)})
+    model = config.model.model_copy(update={"name": model_name, "description": "Walk-forward replay model"})
+    return config.model_copy(update={"dataset": dataset, "model": model})
+
+
+def _archive_previous_lineage(model_name: str) -> str | None:
+    """The replay starts its own lineage: an earlier replay's production version is archived first."""
+    try:
+        previous = Client().get_model_version(model_name, "production")
+    except KeyError:
+        return None
+    Client().update_model_version(model_name_or_id=previous.model.id, version_name_or_id=previous.id, stage="archived")
+    return str(previous.number)
+
+
+def replay(config: RunConfig, monitoring: MonitoringConfig, progress: Callable[[str], None] = print) -> ReplayResult:
+    started = time.monotonic()
+    settings = monitoring.replay
+    table = read_table(config.dataset.path)
+    times = time_index(table, config.dataset)
+    folder = state_dir() / "replay"
+    folder.mkdir(parents=True, exist_ok=True)
+    archived = _archive_previous_lineage(settings.model_name)
+    if archived:
+        progress(f"archived version {archived} of `{settings.model_name}` from an earlier replay")
+
+    start = times.min().normalize()
+    cursor = start + pd.Timedelta(days=settings.initial_training_days)
+    initial = rows_between(table, times, start, cursor)
+    initial_path = folder / "initial.csv"
+    initial.to_csv(initial_path, index=False)
+    progress(f"training the first model on {start:%Y-%m-%d} .. {cursor:%Y-%m-%d} ({len(initial)} rows)")
+    first = run_training(_with_data(config, initial_path, settings.model_name))
+    if not first.decision.promoted:
+        raise RuntimeError(f"the first replay model was not promoted: {first.decision.reason}")
+    never_retrained = Client().get_model_version(settings.model_name, "production").get_model_artifact(MODEL).load()
+    metric = first.evaluation.primary_metric
+    result = ReplayResult(metric=metric, model_name=settings.model_name)
+
+    end_of_data = times.max()
+    period = pd.Timedelta(days=settings.period_days)
+    index = 0
+    while cursor <= end_of_data and (settings.max_periods is None or index < settings.max_periods):
+        index += 1
+        period_end = cursor + period
+        batch = rows_between(table, times, cursor, period_end)
+        label = f"{cursor:%Y-%m-%d}..{(period_end - pd.Timedelta(days=1)):%Y-%m-%d}"
+        batch_path = folder / f"batch-{cursor:%Y%m%d}.csv"
+        batch.to_csv(batch_path, index=False)
+        outcome = run_monitoring(settings.model_name, str(batch_path), monitoring)
+        summary = outcome.summary
+        static_error = None
+        labelled = batch[batch[config.dataset.target].notna()]
+        if len(labelled):
+            static_error = score(
+                first.evaluation.task,
+                labelled[config.dataset.target],
+                never_retrained.predict(labelled),
+            ).get(metric)
+        retrained = promoted = False
+        if summary.decision.retrain:
+            window = newest_window(table, times, period_end, monitoring.policy.retrain_window_days)
+            window_path = folder / f"window-{period_end:%Y%m%d}.csv"
+            window.to_csv(window_path, index=False)
+            retraining = run_training(_with_data(config, window_path, settings.model_name))
+            retrained, promoted = True, retraining.decision.promoted
+        row = PeriodResult(
+            period=label,
+            rows=len(batch),
+            drift_share=summary.drift.share if summary.drift.judged else None,
+            error_in_production=summary.performance.metrics.get(metric),
+            error_never_retrained=static_error,
+            retrained=retrained,
+            promoted=promoted,
+            version_in_production=production_version(settings.model_name),
+            reasons=summary.decision.reasons,
+            report=outcome.report_path,
+        )
+        result.periods.append(row)
+        progress(format_period(row, metric, index, time.monotonic() - started))
+        cursor = period_end
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _num(value: float | None, pattern: str = "{:.1f}") -> str:
+    return "—" if value is None else pattern.format(value)
+
+
+def format_period(row: PeriodResult, metric: str, index: int, elapsed: float) -> str:
+    return (
+        f"[{index:>2}] {row.period}  rows {row.rows:>4}  drift {_num(row.drift_share, '{:.0%}'):>4}  "
+        f"{metric} {_num(row.error_in_production):>6} (never retrained {_num(row.error_never_retrained):>6})  "
+        f"retrained {'yes' if row.retrained else 'no ':<3}  promoted {'yes' if row.promoted else 'no ':<3}  "
+        f"production v{row.version_in_production}  [{elapsed:.0f}s]"
+    )
+
+
+def timeline_table(result: ReplayResult) -> str:
+    metric = result.metric
+    lines = [
+        f"| period | rows | drift share | {metric} in production | {metric} never retrained | retrained | promoted "
+        "| version in production |",
+        "|---|---:|---:|---:|---:|---|---|---:|",
+    ]
+    for p in result.periods:
+        lines.append(
+            f"| {p.period} | {p.rows} | {_num(p.drift_share, '{:.0%}')} | {_num(p.error_in_production)} | "
+            f"{_num(p.error_never_retrained)} | {'yes' if p.retrained else 'no'} | {'yes' if p.promoted else 'no'} | "
+            f"{p.version_in_production} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_errors(result: ReplayResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    periods = [p for p in result.periods if p.error_in_production is not None]
+    labels = [p.period.split("..")[0] for p in periods]
+    figure, axis = plt.subplots(figsize=(11, 4.5))
+    axis.plot(labels, [p.error_in_production for p in periods], marker="o", label="continuously trained")
+    axis.plot(labels, [p.error_never_retrained for p in periods], marker="s", label="never retrained")
+    for position, p in enumerate(periods):
+        if p.promoted:
+            axis.axvline(position, color="green", alpha=0.12)
+    axis.set_ylabel(f"{result.metric} on the period's batch")
+    axis.set_xlabel("period start (green: a new model was promoted after this period)")
+    axis.set_title(f"Walk-forward replay of `{result.model_name}`: error of the model in production")
+    axis.tick_params(axis="x", rotation=60)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

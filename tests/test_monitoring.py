@@ -1,0 +1,233 @@
+"""Monitoring: batch checks, drift, the retrain policy, the monitoring pipeline and a short replay."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lifecycle.config import DatasetConfig, MonitoringConfig, MonitoringPolicy, ReplayConfig, load_config
+from lifecycle.monitoring import (
+    BatchCheck,
+    DriftSummary,
+    PerformanceSummary,
+    check_batch,
+    decide_retraining,
+    predict_rows,
+    run_drift_report,
+)
+from lifecycle.validation import validate_table
+from lifecycle.windows import newest_window, time_index
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def bike(bike_slice):
+    """The bike slice validated with the demo config: (raw table, clean table, schema)."""
+    config = load_config()
+    raw = pd.read_csv(bike_slice)
+    clean, schema, _ = validate_table(raw, config.dataset.model_copy(update={"path": str(bike_slice)}))
+    return raw, clean, schema
+
+
+@pytest.fixture(scope="module")
+def bike_model(bike):
+    from lifecycle.config import TrainingConfig
+    from lifecycle.modeling import fit_model
+
+    _, clean, schema = bike
+    return fit_model(clean, schema, TrainingConfig(estimator={"name": "decision_tree", "params": {"max_depth": 6}}))[0]
+
+
+def test_drift_found_on_a_shifted_batch_and_not_on_a_reference_sample(bike):
+    _, clean, schema = bike
+    reference = clean.sample(frac=0.6, random_state=0)
+    same = clean.drop(reference.index).sample(400, random_state=1)
+    shifted = same.assign(
+        temp=same["temp"] + 15,
+        atemp=same["atemp"] + 15,
+        hum=same["hum"] * 0.4,
+        windspeed=same["windspeed"] * 3,
+        weathersit="Heavy Rain",
+        season="winter",
+    )
+    _, calm = run_drift_report(reference, same, schema, min_rows=50)
+    html, drifted = run_drift_report(reference, shifted, schema, min_rows=50)
+    # Dataset-level drift (the share of drifted columns, as the policy judges it) is absent on a fair sample.
+    assert calm.judged and calm.share < MonitoringPolicy().drift_share_threshold
+    assert drifted.share >= 0.5 and {"temp", "hum", "weathersit"} <= set(drifted.drifted_columns)
+    assert set(drifted.columns) == set(schema.features)  # time columns are not judged
+    assert "<html" in html.lower() and len(html) > 10_000
+
+
+def test_small_batches_are_not_judged_for_drift(bike):
+    _, clean, schema = bike
+    _, summary = run_drift_report(clean, clean.head(10), schema, min_rows=50)
+    assert not summary.judged and "10 rows" in summary.reason
+
+
+def test_retrain_policy():
+    policy = MonitoringPolicy(drift_share_threshold=0.5, degradation_threshold=0.2, min_rows_for_drift=50)
+    batch = BatchCheck(rows=500)
+    calm = DriftSummary(judged=True, share=0.2, drifted_columns=["temp"])
+    stormy = DriftSummary(judged=True, share=0.6, drifted_columns=["temp", "hum", "season"])
+    fine = PerformanceSummary(judged=True, metric="rmse", degradation=0.05)
+    worse = PerformanceSummary(judged=True, metric="rmse", degradation=0.35)
+    unlabelled = PerformanceSummary(judged=False, reason="no labels")
+
+    stay = decide_retraining(batch, calm, fine, policy)
+    assert not stay.retrain and "no trigger" in stay.reasons[0] and "20% < 50%" in stay.reasons[0]
+    assert decide_retraining(batch, stormy, fine, policy).reasons[0].startswith("drift: 60%")
+    assert "rmse up 35%" in decide_retraining(batch, calm, worse, policy).reasons[0]
+    assert len(decide_retraining(batch, stormy, worse, policy).reasons) == 2
+    assert not decide_retraining(BatchCheck(rows=20), stormy, unlabelled, policy).retrain  # too small to judge
+    assert decide_retraining(batch, calm, unlabelled, policy, on_demand=True).retrain
+    f1 = PerformanceSummary(judged=True, metric="f1_macro", degradation=0.3)
+    assert "f1_macro down 30%" in decide_retraining(batch, calm, f1, policy).reasons[0]
+
+
+def test_bad_batch_is_reported_not_fatal(bike, bike_model):
+    _, clean, schema = bike
+    batch = clean.sample(40, random_state=3).reset_index(drop=True).astype({"temp": object})
+    batch.loc[0:4, "temp"] = "hot"
+    batch.loc[5, "weathersit"] = "Tornado"
+    batch["windspeed"] = np.nan
+    batch.loc[6, "hum"] = 1e6
+    batch.loc[7:9, ["temp", "atemp", "hum", "season", "holiday", "weekday", "workingday", "weathersit"]] = None
+    prepared, check = check_batch(batch, schema, clean)
+    assert check.non_numeric_values == {"temp": 5}
+    assert check.unseen_categories == {"weathersit": ["Tornado"]}
+    assert check.all_null_columns == ["windspeed"]
+    assert check.out_of_range["hum"] == 1
+    assert check.predictable_rows == 37 and "3 of 40 rows" in check.predictions_note
+    predictions = predict_rows(bike_model, prepared, schema)
+    assert predictions["prediction"].notna().sum() == 37 and predictions.loc[7:9, "prediction"].isna().all()
+    assert any("Tornado" in line for line in check.problems)
+
+
+def test_missing_columns_skip_predictions_with_the_reason(bike, bike_model):
+    _, clean, schema = bike
+    prepared, check = check_batch(clean.head(30).drop(columns=["temp", "season"]), schema, clean)
+    assert check.missing_columns == ["temp", "season"]
+    assert "predictions skipped" in check.predictions_note and "temp, season" in check.predictions_note
+    assert predict_rows(bike_model, prepared, schema)["prediction"].isna().all()
+
+
+def test_empty_batch_is_reported(bike):
+    _, clean, schema = bike
+    _, check = check_batch(clean.head(0), schema, clean)
+    assert check.rows == 0 and "empty batch" in check.problems[0]
+
+
+def test_time_index_and_windows():
+    table = pd.DataFrame({"day": ["2024-01-02", "2024-01-01", "2024-01-03"], "hr": ["1pm", "11pm", "12am"]})
+    dataset = DatasetConfig(path="x", target="y", time_columns=[{"column": "day"}, {"column": "hr", "format": "%I%p"}])
+    times = time_index(table, dataset)
+    assert list(times) == [
+        pd.Timestamp("2024-01-02 13:00"),
+        pd.Timestamp("2024-01-01 23:00"),
+        pd.Timestamp("2024-01-03 00:00"),
+    ]
+    window = newest_window(table, times, pd.Timestamp("2024-01-03 00:00"), days=1)
+    assert list(window["hr"]) == ["1pm"]
+
+
+# --- the monitoring pipeline and the replay, in the session's ZenML store -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def production_bike(zenml_client, bike_slice):
+    from pipelines.runner import run_training
+
+    config = load_config()
+    config = config.model_copy(
+        update={
+            "dataset": config.dataset.model_copy(update={"path": str(bike_slice)}),
+            "model": config.model.model_copy(update={"name": "monitored_bike"}),
+        }
+    )
+    outcome = run_training(config)
+    assert outcome.decision.promoted
+    return config
+
+
+@pytest.mark.integration
+def test_monitoring_pipeline_on_a_bad_batch(production_bike, bike_slice, tmp_path):
+    from pipelines.runner import run_monitoring
+
+    batch = pd.read_csv(bike_slice).tail(200).astype({"temp": object})
+    batch.loc[batch.index[:3], "temp"] = "n/a-ish"
+    batch = batch.drop(columns=["hum"])
+    path = tmp_path / "bad_batch.csv"
+    batch.to_csv(path, index=False)
+    monitoring = MonitoringConfig(reports_dir=str(tmp_path / "reports"))
+    outcome = run_monitoring("monitored_bike", str(path), monitoring)
+    summary = outcome.summary
+    assert summary.batch.missing_columns == ["hum"] and summary.batch.non_numeric_values == {"temp": 3}
+    assert not summary.performance.judged and "no labelled rows" in summary.performance.reason
+    assert summary.drift.judged and "hum" not in summary.drift.columns
+    assert outcome.report_path.read_text().lower().count("<html") >= 1
+    assert outcome.summary_path.exists()
+    metadata = outcome.run.run_metadata if hasattr(outcome.run, "run_metadata") else {}
+    assert metadata is not None
+
+
+@pytest.mark.integration
+def test_monitoring_pipeline_on_an_empty_batch(production_bike, tmp_path):
+    from pipelines.runner import run_monitoring
+
+    path = tmp_path / "empty.csv"
+    path.write_text("dteday,hr,temp,cnt\n")
+    outcome = run_monitoring("monitored_bike", str(path), MonitoringConfig(reports_dir=str(tmp_path / "r")))
+    assert outcome.summary.batch.rows == 0 and not outcome.summary.decision.retrain
+    assert "empty batch" in outcome.summary.batch.problems[0]
+
+
+@pytest.mark.integration
+def test_short_replay_retrains_when_drift_is_injected(zenml_client, bike_slice, tmp_path):
+    from pipelines.replay import plot_errors, replay
+
+    table = pd.read_csv(bike_slice)
+    late = pd.to_datetime(table["dteday"]) >= "2011-06-12"
+    # From mid-June: a heat wave and a demand surge the first model never saw.
+    table.loc[late, ["temp", "atemp"]] += 12
+    table.loc[late, "cnt"] = (table.loc[late, "cnt"] * 1.8).round()
+    path = tmp_path / "drifting_bike.csv"
+    table.to_csv(path, index=False)
+    config = load_config()
+    config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"path": str(path)})})
+    monitoring = MonitoringConfig(
+        reports_dir=str(tmp_path / "reports"),
+        replay=ReplayConfig(model_name="replay_test", initial_training_days=28, period_days=14, max_periods=3),
+    )
+    lines: list[str] = []
+    result = replay(config, monitoring, progress=lines.append)
+    assert len(result.periods) == 3 and len(lines) == 4  # first model + one line a period
+    assert any(p.retrained for p in result.periods)
+    assert all(p.error_in_production is not None and p.error_never_retrained is not None for p in result.periods)
+    assert result.mean_error("error_in_production") < result.mean_error("error_never_retrained")
+    assert plot_errors(result, tmp_path / "plot.png").stat().st_size > 10_000
+
+
+@pytest.mark.integration
+def test_cli_monitor_reports_and_retrains(production_bike, bike_slice, tmp_path):
+    batch = pd.read_csv(bike_slice).tail(300)
+    batch = batch.assign(cnt=batch["cnt"] * 3)  # labels far from what the model learnt: degradation
+    path = tmp_path / "labelled_batch.csv"
+    batch.to_csv(path, index=False)
+    result = subprocess.run(
+        [sys.executable, "run.py", "monitor", "--batch", str(path), "--model-name", "monitored_bike"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "decision: RETRAIN" in result.stdout and "performance: rmse" in result.stdout
+    assert "Retraining on the newest 56 days" in result.stdout and "Training run" in result.stdout
