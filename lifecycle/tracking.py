@@ -39,8 +39,12 @@ def log_model(model: Any, input_example: Any = None) -> tuple[str, str]:
 
     Serialised with cloudpickle, as ZenML stores it: MLflow's default (skops) refuses the project's own
     transformer types unless each is listed as trusted."""
+    import logging
+
     import sklearn
 
+    # MLflow warns on every cloudpickle save; the choice is deliberate (see above), so keep the log readable.
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     info = mlflow.sklearn.log_model(
         model,
         name="model",

@@ -65,7 +65,9 @@ def _archive_previous_lineage(model_name: str) -> str | None:
         previous = Client().get_model_version(model_name, "production")
     except KeyError:
         return None
-    Client().update_model_version(model_name_or_id=previous.model.id, version_name_or_id=previous.id, stage="archived")
+    Client().update_model_version(
+        model_name_or_id=previous.model.id, version_name_or_id=previous.id, stage="archived", force=True
+    )
     return str(previous.number)
 
 

@@ -138,7 +138,10 @@ def run_monitoring(
 
 
 def reports_folder(monitoring: MonitoringConfig) -> Path:
-    folder = Path(monitoring.reports_dir)
+    """The config's reports folder (relative to the project root); MLOPS_REPORTS_DIR overrides it."""
+    import os
+
+    folder = Path(os.environ.get("MLOPS_REPORTS_DIR", monitoring.reports_dir))
     return folder if folder.is_absolute() else PROJECT_ROOT / folder
 
 

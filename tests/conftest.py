@@ -24,6 +24,7 @@ os.environ["ZENML_REPOSITORY_PATH"] = str(_STATE / "repo")
 os.environ["ZENML_CUSTOM_SOURCE_ROOT"] = str(PROJECT_ROOT)
 os.environ["ZENML_LOGGING_VERBOSITY"] = "WARN"
 os.environ["MLOPS_STATE_DIR"] = str(_STATE / "state")
+os.environ["MLOPS_REPORTS_DIR"] = str(_STATE / "reports")
 
 from lifecycle.environment import configure_environment  # noqa: E402
 

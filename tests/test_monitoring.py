@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -165,16 +166,18 @@ def test_monitoring_pipeline_on_a_bad_batch(production_bike, bike_slice, tmp_pat
     batch = batch.drop(columns=["hum"])
     path = tmp_path / "bad_batch.csv"
     batch.to_csv(path, index=False)
-    monitoring = MonitoringConfig(reports_dir=str(tmp_path / "reports"))
-    outcome = run_monitoring("monitored_bike", str(path), monitoring)
+    outcome = run_monitoring("monitored_bike", str(path), MonitoringConfig())
     summary = outcome.summary
     assert summary.batch.missing_columns == ["hum"] and summary.batch.non_numeric_values == {"temp": 3}
     assert not summary.performance.judged and "no labelled rows" in summary.performance.reason
     assert summary.drift.judged and "hum" not in summary.drift.columns
-    assert outcome.report_path.read_text().lower().count("<html") >= 1
-    assert outcome.summary_path.exists()
-    metadata = outcome.run.run_metadata if hasattr(outcome.run, "run_metadata") else {}
-    assert metadata is not None
+    assert outcome.report_path.is_relative_to(os.environ["MLOPS_REPORTS_DIR"])
+    assert "<html" in outcome.report_path.read_text().lower()
+    assert json.loads(outcome.summary_path.read_text())["batch"]["missing_columns"] == ["hum"]
+    step = outcome.run.steps["summarize_monitoring"]
+    assert step.run_metadata["monitoring"]["batch"]["missing_columns"] == ["hum"]
+    report_artifact = outcome.run.steps["drift_report"].outputs["drift_report"][0]
+    assert "HTMLString" in str(report_artifact.data_type)  # shown as HTML in the ZenML dashboard
 
 
 @pytest.mark.integration
