@@ -23,7 +23,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from lifecycle.config import TrainingConfig
 from lifecycle.errors import ConfigError
-from lifecycle.validation import FeatureSchema
+from lifecycle.validation import FeatureSchema, by_unique
 
 # family -> (regressor, classifier, needs scaled inputs)
 ESTIMATORS: dict[str, tuple[type[BaseEstimator], type[BaseEstimator], bool]] = {
@@ -49,7 +49,10 @@ class CalendarFeatures(TransformerMixin, BaseEstimator):
     def _parts(self, frame: pd.DataFrame) -> dict[str, pd.Series]:
         parts: dict[str, pd.Series] = {}
         for column in frame.columns:
-            stamps = pd.to_datetime(frame[column], format=(self.formats or {}).get(column), errors="coerce")
+            fmt = (self.formats or {}).get(column)
+            stamps = pd.to_datetime(
+                by_unique(frame[column], lambda s, f=fmt: pd.to_datetime(s, format=f, errors="coerce"))
+            )
             parts[f"{column}_year"] = stamps.dt.year
             parts[f"{column}_month"] = stamps.dt.month
             parts[f"{column}_weekday"] = stamps.dt.weekday

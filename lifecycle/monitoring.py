@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from lifecycle.config import MonitoringPolicy
 from lifecycle.metrics import LOWER_IS_BETTER, relative_gap, score
-from lifecycle.validation import MISSING_MARKERS, FeatureSchema
+from lifecycle.validation import FeatureSchema, non_numeric_cells
 
 # A row with more than this share of its model inputs missing is not predicted.
 MAX_MISSING_INPUT_SHARE = 0.5
@@ -105,13 +105,10 @@ def check_batch(batch: pd.DataFrame, schema: FeatureSchema, reference: pd.DataFr
     for column in schema.numeric_features:
         if column not in prepared.columns:
             continue
-        original = prepared[column]
-        converted = pd.to_numeric(original, errors="coerce").astype(float)
-        text = original.astype(str).str.strip().str.lower()
-        bad = converted.isna() & original.notna() & ~text.isin(MISSING_MARKERS | {""})
-        if bad.any():
-            check.non_numeric_values[column] = int(bad.sum())
-        converted = converted.mask(np.isinf(converted))
+        converted, bad = non_numeric_cells(prepared[column])
+        if len(bad):
+            check.non_numeric_values[column] = len(bad)
+        converted = converted.astype(float).mask(np.isinf(converted.astype(float)))
         prepared[column] = converted
         if column in reference.columns and converted.notna().any():
             low, high = reference[column].min(), reference[column].max()
