@@ -217,8 +217,8 @@ def lifecycle(config_path: str, monitoring_path: str, periods: int | None, stack
 
 def redeploy_note(promoted: bool) -> str:
     if not promoted:
-        return "Production unchanged: nothing to redeploy."
-    return "A new production version: serve it with the deployment pipeline of your stack."
+        return "Production unchanged."
+    return "A new version is in production; batch monitoring and predictions use it from now on."
 
 
 def activate_stack(name: str) -> None:

@@ -78,8 +78,9 @@ def _present(table: pd.DataFrame) -> str:
 def by_unique(series: pd.Series, convert: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """`convert` applied once per distinct value and mapped back: text columns repeat few values, and string
     parsing per cell dominates validation time on large tables. Missing cells stay missing."""
-    present = series.dropna()
-    uniques = pd.unique(present)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    uniques = pd.unique(series.dropna())
     if len(uniques) * 2 > len(series):
         return convert(series)
     mapping = pd.Series(convert(pd.Series(uniques, dtype=series.dtype)).to_numpy(), index=uniques)
@@ -152,6 +153,8 @@ def _resolve_target(
         )
     rows_without_target = int(target.isna().sum())
     table = table[target.notna()]
+    if isinstance(table[dataset.target].dtype, pd.CategoricalDtype):  # labels as plain values, not categories
+        table = table.assign(**{dataset.target: table[dataset.target].astype(object)})
     task = dataset.task or infer_task(table[dataset.target])
     classes: list[Any] = []
     if task == "regression":

@@ -29,6 +29,7 @@ from lifecycle.names import (
 from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport
 from pipelines.training import training_pipeline
+from pipelines.zenml_tuning import cache_package_lookups
 from stacks.capabilities import active_capabilities, check_usable, prepare_local_mlflow
 
 
@@ -58,6 +59,7 @@ def production_version(model_name: str, stage: str = "production") -> str | None
 
 
 def run_training(config: RunConfig) -> TrainingOutcome:
+    cache_package_lookups()
     capabilities = active_capabilities()
     check_usable(capabilities)
     prepare_local_mlflow(capabilities)
@@ -113,6 +115,7 @@ def run_monitoring(
 
     from pipelines.monitoring import monitoring_pipeline
 
+    cache_package_lookups()
     capabilities = active_capabilities()
     check_usable(capabilities)
     read_table(batch_path, allow_empty=True)  # an unreadable or missing file fails here, with its fix
