@@ -136,11 +136,11 @@ def zenml_worker(data: Path, batch: Path) -> dict:
     from lifecycle.environment import configure_environment
 
     configure_environment()
-    from lifecycle.config import MonitoringConfig
-    from pipelines.runner import run_monitoring, run_training
-
     # One small warm-up run: a fresh store's one-time set-up is not what a user pays on every run.
     import pandas as pd
+
+    from lifecycle.config import MonitoringConfig
+    from pipelines.runner import run_monitoring, run_training
 
     warm_up = data.parent / f"warm_up_{data.stem}.parquet"
     pd.read_parquet(data).head(2000).to_parquet(warm_up, index=False)
