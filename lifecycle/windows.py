@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lifecycle.config import DatasetConfig
+from lifecycle.config import DatasetConfig, TimeColumn
 from lifecycle.errors import ConfigError
+from lifecycle.validation import by_unique
 
 
 def time_index(table: pd.DataFrame, dataset: DatasetConfig) -> pd.Series:
@@ -16,10 +17,14 @@ def time_index(table: pd.DataFrame, dataset: DatasetConfig) -> pd.Series:
             f"{dataset.path}: time windows need dataset.time_columns (or --time-column). "
             "Fix: name the column that orders rows in time."
         )
+    def parse(column: TimeColumn) -> pd.Series:
+        convert = lambda values: pd.to_datetime(values, format=column.format, errors="coerce")  # noqa: E731
+        return pd.to_datetime(by_unique(table[column.column], convert))
+
     first, *rest = dataset.time_columns
-    stamps = pd.to_datetime(table[first.column], format=first.format, errors="coerce")
+    stamps = parse(first)
     for column in rest:
-        parsed = pd.to_datetime(table[column.column], format=column.format, errors="coerce")
+        parsed = parse(column)
         stamps = stamps + (parsed - parsed.dt.normalize()).fillna(pd.Timedelta(0))
     return stamps
 
