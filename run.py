@@ -27,6 +27,33 @@ def fail(error: Exception) -> None:
     sys.exit(2)
 
 
+def config_option(help_text: str):
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=str(DEFAULT_CONFIG),
+        show_default=True,
+        help=help_text,
+    )
+
+
+def monitoring_config_option(help_text: str):
+    return click.option(
+        "--monitoring-config",
+        "monitoring_path",
+        type=click.Path(dir_okay=False),
+        default=str(DEFAULT_MONITORING_CONFIG),
+        show_default=True,
+        help=help_text,
+    )
+
+
+stack_option = click.option(
+    "--stack", "stack_name", help="Activate this registered ZenML stack first (like `zenml stack set`)."
+)
+
+
 @click.group(invoke_without_command=True)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -36,14 +63,7 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_CONFIG),
-    show_default=True,
-    help="YAML file describing dataset, model and promotion policy.",
-)
+@config_option("YAML file describing dataset, model and promotion policy.")
 @click.option("--data", help="CSV or Parquet file to train on (replaces the config's dataset).")
 @click.option("--target", help="Column to predict.")
 @click.option("--task", type=click.Choice(["regression", "classification"]), help="Inferred when omitted.")
@@ -57,7 +77,7 @@ def cli(ctx: click.Context) -> None:
 @click.option("--model-name", help="Model Control Plane name (default: from the config, or the data file name).")
 @click.option("--seed", type=int, help="Random seed (default: from the config).")
 @click.option("--no-cache", is_flag=True, help="Re-run every step instead of reusing cached results.")
-@click.option("--stack", "stack_name", help="Activate this registered ZenML stack first (like `zenml stack set`).")
+@stack_option
 def train(
     stack_name: str | None,
     config_path: str,
@@ -98,22 +118,8 @@ def train(
 
 @cli.command()
 @click.option("--batch", "batch_path", required=True, type=click.Path(), help="CSV or Parquet batch to monitor.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_CONFIG),
-    show_default=True,
-    help="Training config: the model monitored and how it retrains.",
-)
-@click.option(
-    "--monitoring-config",
-    "monitoring_path",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_MONITORING_CONFIG),
-    show_default=True,
-    help="Thresholds and reports folder.",
-)
+@config_option("Training config: the model monitored and how it retrains.")
+@monitoring_config_option("Thresholds and reports folder.")
 @click.option("--model-name", help="Model whose production version is monitored (default: the config's).")
 @click.option(
     "--retrain",
@@ -122,7 +128,7 @@ def train(
     show_default=True,
     help="auto: when the policy triggers; always: on demand; never: report only.",
 )
-@click.option("--stack", "stack_name", help="Activate this registered ZenML stack first.")
+@stack_option
 def monitor(
     batch_path: str,
     config_path: str,
@@ -156,24 +162,10 @@ def monitor(
 
 
 @cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_CONFIG),
-    show_default=True,
-    help="Training config: dataset (with time columns), model, promotion.",
-)
-@click.option(
-    "--monitoring-config",
-    "monitoring_path",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_MONITORING_CONFIG),
-    show_default=True,
-    help="Policy and replay settings.",
-)
+@config_option("Training config: dataset (with time columns), model, promotion.")
+@monitoring_config_option("Policy and replay settings.")
 @click.option("--periods", type=int, help="Stop after this many periods (default: the config's, else all).")
-@click.option("--stack", "stack_name", help="Activate this registered ZenML stack first.")
+@stack_option
 def lifecycle(config_path: str, monitoring_path: str, periods: int | None, stack_name: str | None) -> None:
     """Walk-forward replay: train on the first weeks, then monitor, retrain and promote period by period."""
     import os
