@@ -14,7 +14,7 @@ from steps.monitoring.summarize import summarize_monitoring
 
 
 class NoProductionModel(LifecycleError):
-    pass
+    """Monitoring needs a production model version, and the named model has none."""
 
 
 def production_artifacts(model_name: str, stage: str = "production") -> dict:
