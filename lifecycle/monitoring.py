@@ -150,13 +150,19 @@ def check_batch(batch: pd.DataFrame, schema: FeatureSchema, reference: pd.DataFr
 
 def predict_rows(model: Any, prepared: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """Predictions for the predictable rows; the others keep an empty prediction."""
-    result = prepared.drop(columns="_predictable").copy()
-    result["prediction"] = pd.Series([None] * len(prepared), index=prepared.index, dtype=object)
-    mask = prepared["_predictable"].astype(bool)
+    mask = prepared["_predictable"].to_numpy(dtype=bool)
+    result = prepared.drop(columns="_predictable")
+    if len(mask) and mask.all():  # the common case: one predict call on the batch as it is, no copies of the rows
+        result["prediction"] = model.predict(prepared[schema.model_inputs])
+        return result
+    predictions = pd.Series(
+        np.nan if schema.task == "regression" else None,
+        index=prepared.index,
+        dtype=float if schema.task == "regression" else object,
+    )
     if mask.any():
-        result.loc[mask, "prediction"] = model.predict(prepared.loc[mask, schema.model_inputs])
-    if schema.task == "regression":
-        result["prediction"] = pd.to_numeric(result["prediction"])
+        predictions[mask] = model.predict(prepared.loc[mask, schema.model_inputs])
+    result["prediction"] = predictions
     return result
 
 

@@ -17,6 +17,7 @@ def time_index(table: pd.DataFrame, dataset: DatasetConfig) -> pd.Series:
             f"{dataset.path}: time windows need dataset.time_columns (or --time-column). "
             "Fix: name the column that orders rows in time."
         )
+
     def parse(column: TimeColumn) -> pd.Series:
         convert = lambda values: pd.to_datetime(values, format=column.format, errors="coerce")  # noqa: E731
         return pd.to_datetime(by_unique(table[column.column], convert))
