@@ -265,7 +265,7 @@ def stacks_up_command(names: tuple[str, ...], files: tuple[str, ...]) -> None:
 @stacks.command("list")
 def stacks_list_command() -> None:
     """Each stack file: registered? active? what it offers."""
-    from stacks.capabilities import Component, StackCapabilities
+    from stacks.capabilities import StackCapabilities
     from stacks.manage import stack_specs, stack_statuses
 
     try:
@@ -277,9 +277,7 @@ def stacks_list_command() -> None:
     click.echo(f"active stack: {Client().active_stack_model.name}")
     for status in statuses:
         spec = status.spec
-        capabilities = StackCapabilities(
-            spec.name, {k: Component(c.name, c.flavor, c.configuration) for k, c in spec.components.items()}
-        )
+        capabilities = StackCapabilities(spec.name, dict(spec.components))
         state = ("active" if status.active else "registered") if status.registered else "not registered"
         click.echo(f"{'*' if status.active else ' '} {spec.name:<14} {state:<15} {spec.file.name}")
         click.echo(f"    {spec.description}")

@@ -17,6 +17,7 @@ import yaml
 
 from lifecycle.config import PROJECT_ROOT
 from lifecycle.errors import StackError
+from stacks.capabilities import Component
 
 STACKS_DIR = PROJECT_ROOT / "stacks"
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -28,11 +29,10 @@ def state_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class ComponentSpec:
-    type: str
-    name: str
-    flavor: str
-    configuration: dict[str, Any] = field(default_factory=dict)
+class ComponentSpec(Component):
+    """A component as a stack file describes it: a `Component` plus its type (orchestrator, tracker, ...)."""
+
+    type: str = ""
 
 
 @dataclass(frozen=True)
