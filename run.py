@@ -13,9 +13,11 @@ configure_environment()
 
 from lifecycle.config import (  # noqa: E402
     DEFAULT_CONFIG,
+    DEFAULT_DEPLOYMENT_CONFIG,
     DEFAULT_MONITORING_CONFIG,
     apply_overrides,
     load_config,
+    load_deployment_config,
     load_monitoring_config,
 )
 from lifecycle.errors import LifecycleError  # noqa: E402
@@ -49,6 +51,19 @@ def monitoring_config_option(help_text: str):
     )
 
 
+def deployment_config_option(help_text: str = "Serving settings: host, port, timeouts, request limits."):
+    return click.option(
+        "--deployment-config",
+        "deployment_path",
+        type=click.Path(dir_okay=False),
+        default=str(DEFAULT_DEPLOYMENT_CONFIG),
+        show_default=True,
+        help=help_text,
+    )
+
+
+model_name_option = click.option("--model-name", help="Model Control Plane name (default: the training config's).")
+
 stack_option = click.option(
     "--stack", "stack_name", help="Activate this registered ZenML stack first (like `zenml stack set`)."
 )
@@ -57,9 +72,10 @@ stack_option = click.option(
 @click.group(invoke_without_command=True)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Train, evaluate, register and promote a tabular model with ZenML (`train` is the default)."""
+    """Train, evaluate, register and promote a tabular model, then serve production (the default: train + deploy)."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(train)
+        ctx.invoke(deploy)
 
 
 @cli.command()
@@ -211,6 +227,131 @@ def redeploy_note(promoted: bool) -> str:
     if not promoted:
         return "Production unchanged."
     return "A new version is in production; batch monitoring and predictions use it from now on."
+
+
+def model_name_of(config_path: str, model_name: str | None) -> str:
+    return model_name or load_config(config_path).model.name
+
+
+@cli.command()
+@config_option("Training config: names the model to serve.")
+@deployment_config_option()
+@model_name_option
+@click.option("--port", type=int, help="Preferred port (default: the deployment config's).")
+@click.option("--timeout", type=int, help="Seconds for the new server to become healthy (default: the config's).")
+@stack_option
+def deploy(
+    config_path: str,
+    deployment_path: str,
+    model_name: str | None,
+    port: int | None,
+    timeout: int | None,
+    stack_name: str | None,
+) -> None:
+    """Serve the production version with the active stack's deployer (zero-downtime replacement)."""
+    from lifecycle.reporting import deployment_summary
+
+    try:
+        if stack_name:
+            activate_stack(stack_name)
+        name = model_name_of(config_path, model_name)
+        from pipelines.runner import run_deployment
+
+        record = run_deployment(name, load_deployment_config(deployment_path), port=port, timeout=timeout)
+    except LifecycleError as error:
+        fail(error)
+    click.echo(deployment_summary(name, record))
+
+
+@cli.command()
+@click.option("--input", "input_path", required=True, help="Rows to predict: CSV, Parquet, or JSON records.")
+@click.option("--output", "output_path", help="Write the rows with a `prediction` column to this CSV.")
+@config_option("Training config: names the model.")
+@deployment_config_option()
+@model_name_option
+@stack_option
+def predict(
+    input_path: str,
+    output_path: str | None,
+    config_path: str,
+    deployment_path: str,
+    model_name: str | None,
+    stack_name: str | None,
+) -> None:
+    """Send rows to the model served on the active stack and print the predictions."""
+    try:
+        if stack_name:
+            activate_stack(stack_name)
+        name = model_name_of(config_path, model_name)
+        settings = load_deployment_config(deployment_path)
+        from stacks.serving import active_backend, live_endpoint, predict_with, read_request_rows
+
+        backend = active_backend()
+        endpoint = live_endpoint(backend, name)
+        if endpoint is None:
+            raise LifecycleError(
+                f"no healthy {backend.name} server is serving `{name}` on this stack. Fix: `python run.py deploy`."
+            )
+        records = read_request_rows(input_path)
+        predictions, version = predict_with(backend, endpoint, records, settings.max_rows_per_request)
+    except LifecycleError as error:
+        fail(error)
+    if output_path:
+        import pandas as pd
+
+        pd.DataFrame(records).assign(prediction=predictions).to_csv(output_path, index=False)
+        click.echo(f"{len(predictions)} predictions written to {output_path}")
+    else:
+        for value in predictions:
+            click.echo(value)
+    click.echo(
+        f"`{name}` version {version} served by {backend.name} at {endpoint.predict_url}: {len(predictions)} rows",
+        err=True,
+    )
+
+
+@cli.command()
+@config_option("Training config: names the model.")
+@model_name_option
+@click.option("--all", "all_models", is_flag=True, help="Every model's servers, not just this model's.")
+def status(config_path: str, model_name: str | None, all_models: bool) -> None:
+    """What is deployed on the active stack, where, and whether it answers."""
+    from lifecycle.reporting import status_table
+
+    try:
+        name = None if all_models else model_name_of(config_path, model_name)
+        from pipelines.runner import production_version
+        from stacks.serving import active_backend, is_healthy
+
+        backend = active_backend()
+        endpoints = backend.endpoints(name)
+        health = {e.name: e.running and is_healthy(e.health_url) for e in endpoints}
+        production = production_version(name) if name else None
+    except LifecycleError as error:
+        fail(error)
+    from zenml.client import Client
+
+    click.echo(status_table(Client().active_stack_model.name, backend.name, name, production, endpoints, health))
+
+
+@cli.command()
+@config_option("Training config: names the model.")
+@model_name_option
+@click.option("--all", "all_models", is_flag=True, help="Stop every model's servers on the active stack.")
+def undeploy(config_path: str, model_name: str | None, all_models: bool) -> None:
+    """Stop the model's servers on the active stack."""
+    try:
+        name = None if all_models else model_name_of(config_path, model_name)
+        from stacks.serving import active_backend
+        from stacks.serving import undeploy as stop_all
+
+        backend = active_backend()
+        stopped = stop_all(backend, name)
+    except LifecycleError as error:
+        fail(error)
+    for endpoint in stopped:
+        click.echo(f"  stopped {endpoint.backend} server {endpoint.name} ({endpoint.url or 'not running'})")
+    click.echo(f"{len(stopped)} server(s) stopped." if stopped else "Nothing was deployed on this stack.")
 
 
 def activate_stack(name: str) -> None:

@@ -268,14 +268,37 @@ class MonitoringConfig(_Strict):
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
 
 
-def load_monitoring_config(path: str | Path = DEFAULT_MONITORING_CONFIG) -> MonitoringConfig:
+def _load_yaml_model(path: str | Path, model: type[_Strict], what: str, option: str):
     config_path = Path(path)
     if not config_path.is_file():
-        raise ConfigError(
-            f"monitoring config {config_path} not found. Fix: pass an existing file with --monitoring-config."
-        )
+        raise ConfigError(f"{what} config {config_path} not found. Fix: pass an existing file with {option}.")
     try:
         raw = yaml.safe_load(config_path.read_text()) or {}
-        return MonitoringConfig.model_validate(raw)
+        return model.model_validate(raw)
     except (yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"monitoring config {config_path} is invalid: {exc}") from exc
+        raise ConfigError(f"{what} config {config_path} is invalid: {exc}") from exc
+
+
+def load_monitoring_config(path: str | Path = DEFAULT_MONITORING_CONFIG) -> MonitoringConfig:
+    return _load_yaml_model(path, MonitoringConfig, "monitoring", "--monitoring-config")
+
+
+DEFAULT_DEPLOYMENT_CONFIG = PROJECT_ROOT / "configs" / "deployment.yaml"
+
+
+class DeploymentConfig(_Strict):
+    """How the production model is served (configs/deployment.yaml)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8100, ge=1, le=65535)
+    port_search: int = Field(50, ge=0)
+    startup_timeout: int = Field(180, ge=1)
+    drain_seconds: float = Field(2.0, ge=0)
+    smoke_rows: int = Field(50, ge=1)
+    parity_tolerance: float = Field(1e-9, ge=0)
+    max_rows_per_request: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+
+
+def load_deployment_config(path: str | Path = DEFAULT_DEPLOYMENT_CONFIG) -> DeploymentConfig:
+    return _load_yaml_model(path, DeploymentConfig, "deployment", "--deployment-config")

@@ -26,3 +26,8 @@ MONITORING_SUMMARY = "monitoring_summary"
 MONITORING_PIPELINE = "monitoring_pipeline"
 DRIFT_STEP = "drift_report"
 SUMMARY_STEP = "summarize_monitoring"
+
+INFERENCE_PIPELINE = "inference_service"
+DEPLOYMENT_PIPELINE = "deployment_pipeline"
+DEPLOY_STEP = "deploy_model"
+DEPLOYMENT = "deployment"

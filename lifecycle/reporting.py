@@ -94,3 +94,37 @@ def monitoring_summary(outcome: MonitoringOutcome) -> str:
     lines += [f"  decision: {verdict} — {'; '.join(summary.decision.reasons)}"]
     lines += [f"  report: {outcome.report_path}", f"  summary: {outcome.summary_path}"]
     return "\n".join(lines)
+
+
+def deployment_summary(model_name: str, record: dict) -> str:
+    replaced = record.get("replaced") or []
+    return "\n".join(
+        [
+            "",
+            f"Serving `{model_name}` version {record['model_version']} with {record['backend']} at {record['url']}",
+            f"  ready in {record['seconds_to_ready']:.1f} s; smoke test: {record['smoke_test_rows']} held-out rows "
+            f"over HTTP, max |difference| from in-process predictions {record['parity_max_abs_difference']:g}",
+            *([f"  replaced: {', '.join(replaced)} (stopped after the new server passed)"] if replaced else []),
+            f"  predict: POST {record['predict_url']}   health: GET {record['health_url']}",
+            "  try it:  python run.py predict --input data/example_request.json",
+            "  status:  python run.py status      stop it: python run.py undeploy",
+        ]
+    )
+
+
+def status_table(stack: str, backend: str, model_name, production, endpoints, health: dict) -> str:
+    lines = [
+        f"stack `{stack}` serves with {backend}"
+        + (f"; `{model_name}` production version: {production or 'none'}" if model_name else ""),
+    ]
+    if not endpoints:
+        lines.append("  nothing deployed" + (f" for `{model_name}`" if model_name else "") + ": python run.py deploy")
+    for endpoint in sorted(endpoints, key=lambda e: e.created):
+        state = "healthy" if health.get(endpoint.name) else ("running, not answering" if endpoint.running else "DOWN")
+        lines.append(
+            f"  {endpoint.name:<32} version {endpoint.model_version:<4} {state:<22} {endpoint.predict_url or '-'}"
+            + (f"  pid {endpoint.pid}" if endpoint.pid else "")
+        )
+        if not endpoint.running:
+            lines.append("    (its process is gone: `python run.py deploy` starts a new one, `undeploy` clears it)")
+    return "\n".join(lines)

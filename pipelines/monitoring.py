@@ -6,7 +6,7 @@ from zenml.client import Client
 from lifecycle.data import file_fingerprint
 from lifecycle.errors import LifecycleError
 from lifecycle.monitoring import MonitoringPolicy
-from lifecycle.names import EVALUATION, FEATURE_SCHEMA, MODEL, MONITORING_PIPELINE, TRAIN_SET
+from lifecycle.names import EVALUATION, FEATURE_SCHEMA, MODEL, MONITORING_PIPELINE, TEST_SET, TRAIN_SET
 from steps.monitoring.batch import check_batch_step, load_batch
 from steps.monitoring.drift import drift_report
 from steps.monitoring.predict import predict_batch
@@ -18,7 +18,7 @@ class NoProductionModel(LifecycleError):
 
 
 def production_artifacts(model_name: str, stage: str = "production") -> dict:
-    """The production version's model, reference (training) set, schema and evaluation, as step inputs."""
+    """The production version's model, reference (training) and test sets, schema and evaluation, as step inputs."""
     try:
         version = Client().get_model_version(model_name, stage)
     except KeyError as exc:
@@ -31,6 +31,7 @@ def production_artifacts(model_name: str, stage: str = "production") -> dict:
         "train_set": version.get_artifact(TRAIN_SET),
         "feature_schema": version.get_artifact(FEATURE_SCHEMA),
         "evaluation_report": version.get_artifact(EVALUATION),
+        "test_set": version.get_artifact(TEST_SET),
     }
 
 

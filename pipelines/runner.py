@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,13 +10,16 @@ from zenml import Model
 from zenml.client import Client
 from zenml.models import PipelineRunResponse
 
-from lifecycle.config import PROJECT_ROOT, MonitoringConfig, RunConfig
+from lifecycle.config import PROJECT_ROOT, DeploymentConfig, MonitoringConfig, RunConfig
 from lifecycle.data import read_table
 from lifecycle.errors import PipelineFailed
 from lifecycle.metrics import EvaluationReport
 from lifecycle.monitoring import MonitoringSummary
 from lifecycle.names import (
     DATA_QUALITY,
+    DEPLOY_STEP,
+    DEPLOYMENT,
+    DEPLOYMENT_PIPELINE,
     DRIFT_REPORT,
     DRIFT_STEP,
     EVALUATE_STEP,
@@ -169,3 +173,42 @@ def retraining_data(config: RunConfig, batch_path: str, window_days: int, end=No
     path = folder / f"{config.model.name}-{pd.Timestamp.now():%Y%m%d-%H%M%S-%f}.csv"
     base.to_csv(path, index=False)
     return path
+
+
+_RAISED = re.compile(r"^[\w.]+(Error|Exception|Failed): ")
+
+
+def failed_step_reason(run: PipelineRunResponse) -> str:
+    """The exception message of the run's failed step, when ZenML recorded it."""
+    for step_run in run.steps.values():
+        info = getattr(step_run, "exception_info", None)
+        if info is not None and getattr(info, "traceback", None):
+            raised = [line for line in info.traceback.splitlines() if _RAISED.match(line)]
+            if raised:
+                return raised[-1].split(": ", 1)[-1]
+    return ""
+
+
+def run_deployment(
+    model_name: str, deployment: DeploymentConfig, port: int | None = None, timeout: int | None = None
+) -> dict:
+    """Serve the model's production version on the active stack; returns what was recorded on the version."""
+    from zenml.enums import ModelStages
+
+    from pipelines.deployment import deployment_pipeline
+
+    cache_package_lookups()
+    capabilities = active_capabilities()
+    check_usable(capabilities)
+    from pipelines.monitoring import production_artifacts
+
+    production_artifacts(model_name)  # no production version: a clear error before any run is recorded
+    pipeline = deployment_pipeline.with_options(model=Model(name=model_name, version=ModelStages.PRODUCTION))
+    try:
+        started = pipeline(model_name=model_name, deployment=deployment, port=port, timeout=timeout)
+    except RuntimeError as exc:
+        runs = Client().list_pipeline_runs(pipeline_name=DEPLOYMENT_PIPELINE, sort_by="desc:created", size=1)
+        reason = failed_step_reason(runs.items[0]) if runs.items else ""
+        raise PipelineFailed(f"deployment failed: {reason or exc}") from exc
+    run = Client().get_pipeline_run(started.id)
+    return step_output(run, DEPLOY_STEP, DEPLOYMENT)

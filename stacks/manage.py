@@ -33,6 +33,7 @@ class ComponentSpec(Component):
     """A component as a stack file describes it: a `Component` plus its type (orchestrator, tracker, ...)."""
 
     type: str = ""
+    flavor_source: str = ""  # a flavor this project provides: registered with the component
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def load_stack_file(path: Path) -> StackSpec:
                 name=str(spec["name"]),
                 flavor=str(spec["flavor"]),
                 configuration=_resolve(spec.get("configuration") or {}, missing),
+                flavor_source=str(spec.get("flavor_source", "")),
             )
             for kind, spec in (raw.get("components") or {}).items()
         }
@@ -181,7 +183,19 @@ def _ensure_secret(client, name: str, values: dict[str, str], changes: list[str]
         changes.append(f"updated secret {name} (values changed in the environment)")
 
 
+def _ensure_flavor(client, component: ComponentSpec, changes: list[str]) -> None:
+    """Register the project's own flavor (e.g. `bentoml_local`) the first time a stack needs it."""
+    if not component.flavor_source:
+        return
+    try:
+        client.get_flavor_by_name_and_type(component.flavor, _component_type(component.type))
+    except KeyError:
+        client.create_flavor(source=component.flavor_source, component_type=_component_type(component.type))
+        changes.append(f"registered {component.type} flavor {component.flavor} ({component.flavor_source})")
+
+
 def _ensure_component(client, component: ComponentSpec, changes: list[str]) -> None:
+    _ensure_flavor(client, component, changes)
     existing = _existing_component(client, component.type, component.name)
     label = f"{component.type} {component.name}"
     if existing is None:

@@ -1,0 +1,199 @@
+"""The request contract of the servers this project owns (BentoML service, ZenML inference pipeline).
+
+A request is `{"records": [{"column": value, ...}, ...]}`: one object per row, carrying the model's inputs
+(features and time columns; other keys are ignored). The response is
+`{"predictions": [...], "model_name": ..., "model_version": ...}` (plus `probabilities` for classifiers).
+A request that breaks the contract raises `RequestError` with an HTTP status and a message naming the problem:
+the server answers with that status and `{"error": message}`, and keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lifecycle.errors import LifecycleError
+from lifecycle.validation import FeatureSchema
+
+DEFAULT_MAX_ROWS = 10_000
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class RequestError(LifecycleError):
+    """A request that breaks the contract: answered with `status` and the message, never a server error."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+    def body(self) -> dict[str, Any]:
+        return {"error": str(self)}
+
+
+def parse_body(raw: bytes, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
+    if len(raw) > max_bytes:
+        raise RequestError(f"request body is {len(raw)} bytes; the limit is {max_bytes}. Send fewer rows.", 413)
+    if not raw.strip():
+        raise RequestError('empty request body. Send {"records": [{"column": value, ...}, ...]}.', 400)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise RequestError(f"request body is not valid JSON ({exc}).", 400) from exc
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def records_frame(payload: Any, schema: FeatureSchema, max_rows: int = DEFAULT_MAX_ROWS) -> pd.DataFrame:
+    """The rows of a request as a table the model accepts, or a RequestError naming what is wrong."""
+    records = payload.get("records") if isinstance(payload, dict) else None
+    if not isinstance(records, list):
+        raise RequestError('expected a JSON object {"records": [{"column": value, ...}, ...]}.', 400)
+    if not records:
+        raise RequestError('"records" is empty: send at least one row.', 400)
+    if len(records) > max_rows:
+        raise RequestError(f'"records" has {len(records)} rows; the limit is {max_rows} per request.', 413)
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise RequestError(f"record {index} is {type(record).__name__}, expected an object of column: value.")
+    missing = sorted({c for record in records for c in schema.model_inputs if c not in record})
+    if missing:
+        raise RequestError(
+            f"records miss the model input(s) {', '.join(missing)}; every record needs: "
+            f"{', '.join(schema.model_inputs)} (null for an unknown value)."
+        )
+    columns: dict[str, list[Any]] = {}
+    for column in schema.model_inputs:
+        values = [record[column] for record in records]
+        numeric = column in schema.numeric_features
+        for index, value in enumerate(values):
+            if value is None:
+                continue
+            if numeric:
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                expected = "a finite number or null"
+            else:
+                ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+                expected = "a string, a number or null"
+            if not ok:
+                raise RequestError(f"record {index}: `{column}` is {_describe(value)}; expected {expected}.")
+        columns[column] = values
+    frame = pd.DataFrame(columns)
+    for column in schema.numeric_features:
+        frame[column] = frame[column].astype(float)
+    for column in schema.categorical_features + schema.time_columns:
+        frame[column] = frame[column].map(lambda v: v if v is None else str(v)).astype(object)
+    for column in schema.time_columns:
+        fmt = schema.time_formats.get(column)
+        stamps = pd.to_datetime(frame[column], format=fmt, errors="coerce")
+        unparsed = frame[column].notna() & stamps.isna()
+        if unparsed.any():
+            index = int(unparsed.to_numpy().nonzero()[0][0])
+            raise RequestError(
+                f"record {index}: `{column}` is {_describe(frame[column].iloc[index])}; expected a time"
+                + (f" in the format {fmt!r}" if fmt else "")
+                + "."
+            )
+    return frame
+
+
+def json_records(table: pd.DataFrame, schema: FeatureSchema) -> list[dict[str, Any]]:
+    """Rows of a table as request records (model inputs only; NaN -> null, numpy -> Python)."""
+    inputs = table[schema.model_inputs].astype(object)
+    inputs = inputs.where(inputs.notna(), None)
+    return [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in inputs.to_dict("records")
+    ]
+
+
+def predict_response(model: Any, frame: pd.DataFrame, model_name: str, model_version: str) -> dict[str, Any]:
+    from lifecycle.modeling import predict_scores
+
+    predictions, probabilities = predict_scores(model, frame)
+    response: dict[str, Any] = {
+        "predictions": [v.item() if isinstance(v, np.generic) else v for v in predictions],
+        "model_name": model_name,
+        "model_version": model_version,
+    }
+    if probabilities is not None:
+        response["probabilities"] = np.asarray(probabilities).tolist()
+    return response
+
+
+def answer(
+    model: Any,
+    schema: FeatureSchema,
+    payload: Any,
+    model_name: str,
+    model_version: str,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> dict[str, Any]:
+    """The whole contract for a parsed request: validate, predict, respond (RequestError on a bad request)."""
+    return predict_response(model, records_frame(payload, schema, max_rows), model_name, model_version)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(host: str, preferred: int, search: int, taken: set[int] = frozenset()) -> int:
+    """`preferred` when free, else the next free port among the following `search` ones (0: no search)."""
+    for port in range(preferred, preferred + search + 1):
+        if port not in taken and port_is_free(host, port):
+            return port
+    raise LifecycleError(
+        f"port {preferred} on {host} is busy"
+        + (f", and so are the next {search}" if search else "")
+        + ". Fix: stop what uses it, or set `port` (or `port_search`) in configs/deployment.yaml / pass --port."
+    )
+
+
+class BodyLimit:
+    """ASGI middleware: answers 413 with a JSON error when a request body exceeds `max_bytes`, before the
+    application reads it all (checks Content-Length, and counts chunked bodies as they stream)."""
+
+    def __init__(self, app: Any, max_bytes: int = DEFAULT_MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _reject(self, send: Any) -> None:
+        body = json.dumps({"error": f"request body exceeds {self.max_bytes} bytes. Send fewer rows."}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(send)
+            return
+        received = 0
+
+        async def counted_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise RequestError(f"request body exceeds {self.max_bytes} bytes", 413)
+            return message
+
+        try:
+            await self.app(scope, counted_receive, send)
+        except RequestError:
+            await self._reject(send)

@@ -1,0 +1,46 @@
+from typing import Annotated, Any
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from zenml import get_step_context, log_metadata, step
+from zenml.logger import get_logger
+
+from lifecycle.config import DeploymentConfig
+from lifecycle.validation import FeatureSchema
+from stacks.capabilities import active_capabilities
+from stacks.serving import Release, backend_for, rollout
+
+logger = get_logger(__name__)
+
+
+def release_of(model: Pipeline, feature_schema: FeatureSchema) -> Release:
+    """The pipeline's model version (production) as a Release: its MCP identity and MLflow registry twin."""
+    mcp = get_step_context().model
+    registered = (mcp.run_metadata.get("mlflow") or {}).get("mlflow_registered_version")
+    return Release(
+        model_name=mcp.name,
+        model_version=str(mcp.number),
+        model_version_id=str(mcp.id),
+        model=model,
+        schema=feature_schema,
+        mlflow_registered_version=str(registered) if registered else None,
+    )
+
+
+@step(enable_cache=False)
+def deploy_model(
+    model: Pipeline,
+    feature_schema: FeatureSchema,
+    test_set: pd.DataFrame,
+    deployment: DeploymentConfig,
+    port: int | None = None,
+    timeout: int | None = None,
+) -> Annotated[dict[str, Any], "deployment"]:
+    """Serve the production version with the stack's deployer: start beside the old server, smoke-test on
+    held-out rows, then retire the old one. The endpoint, backend and parity are recorded on the version."""
+    release = release_of(model, feature_schema)
+    backend = backend_for(active_capabilities())
+    done = rollout(backend, release, test_set, deployment, port=port, timeout=timeout, progress=logger.info)
+    record = done.metadata()
+    log_metadata(metadata={"deployment": record}, model_name=release.model_name, model_version=release.model_version)
+    return record
