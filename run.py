@@ -314,11 +314,14 @@ def predict(
 @config_option("Training config: names the model.")
 @model_name_option
 @click.option("--all", "all_models", is_flag=True, help="Every model's servers, not just this model's.")
-def status(config_path: str, model_name: str | None, all_models: bool) -> None:
+@stack_option
+def status(config_path: str, model_name: str | None, all_models: bool, stack_name: str | None) -> None:
     """What is deployed on the active stack, where, and whether it answers."""
     from lifecycle.reporting import status_table
 
     try:
+        if stack_name:
+            activate_stack(stack_name)
         name = None if all_models else model_name_of(config_path, model_name)
         from pipelines.runner import production_version
         from stacks.serving import active_backend, is_healthy
@@ -338,9 +341,12 @@ def status(config_path: str, model_name: str | None, all_models: bool) -> None:
 @config_option("Training config: names the model.")
 @model_name_option
 @click.option("--all", "all_models", is_flag=True, help="Stop every model's servers on the active stack.")
-def undeploy(config_path: str, model_name: str | None, all_models: bool) -> None:
+@stack_option
+def undeploy(config_path: str, model_name: str | None, all_models: bool, stack_name: str | None) -> None:
     """Stop the model's servers on the active stack."""
     try:
+        if stack_name:
+            activate_stack(stack_name)
         name = None if all_models else model_name_of(config_path, model_name)
         from stacks.serving import active_backend
         from stacks.serving import undeploy as stop_all

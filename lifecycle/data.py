@@ -15,7 +15,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 _CHUNK = 1 << 20
 
 
-def check_data_path(path: str | Path) -> Path:
+def check_data_path(path: str | Path, suffixes: tuple[str, ...] = CSV_SUFFIXES + PARQUET_SUFFIXES) -> Path:
     """The file to read, or a DataError for a missing, non-file, unreadable or unsupported path."""
     file = Path(path)
     fix = "Fix: pass --data PATH to an existing CSV or Parquet file, or set dataset.path in the config."
@@ -25,10 +25,10 @@ def check_data_path(path: str | Path) -> Path:
         raise DataError(f"data path {file} is a directory, not a file. {fix}")
     if not os.access(file, os.R_OK):
         raise DataError(f"data file {file} is not readable by this user. Fix: check its permissions.")
-    if not file.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+    if not file.name.lower().endswith(suffixes):
         raise DataError(
-            f"data file {file} has an unsupported type; expected one of "
-            f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}. Fix: convert it to CSV or Parquet."
+            f"data file {file} has an unsupported type; expected one of {', '.join(suffixes)}. "
+            "Fix: convert it to one of those."
         )
     return file
 

@@ -22,6 +22,7 @@ from lifecycle.validation import FeatureSchema
 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+DRAIN_FACTOR = 4
 
 
 class RequestError(LifecycleError):
@@ -168,6 +169,18 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
+    async def _drain(self, receive: Any) -> None:
+        """Read (and drop) the rest of the body, so the client gets to read the 413 instead of a reset
+        connection; a client sending far more than the limit is cut off after DRAIN_FACTOR times it."""
+        drained = 0
+        while drained <= self.max_bytes * DRAIN_FACTOR:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
     async def _reject(self, send: Any) -> None:
         body = json.dumps({"error": f"request body exceeds {self.max_bytes} bytes. Send fewer rows."}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -180,6 +193,7 @@ class BodyLimit:
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._drain(receive)
             await self._reject(send)
             return
         received = 0
@@ -190,6 +204,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    if message.get("more_body", False):
+                        await self._drain(receive)
                     raise RequestError(f"request body exceeds {self.max_bytes} bytes", 413)
             return message
 

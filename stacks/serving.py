@@ -99,6 +99,15 @@ def http_json(url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, A
         return status, raw.decode(errors="replace")
 
 
+def error_text(body: Any) -> str:
+    """The message of an error response: ours and MLflow's are objects; BentoML wraps ours in a list."""
+    if isinstance(body, list) and body:
+        body = body[0]
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("message") or body.get("detail") or "")
+    return str(body or "")
+
+
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         status, _ = http_json(url, timeout=timeout)
@@ -182,7 +191,7 @@ class ServingBackend:
         """(predictions, full response) over HTTP; an error response raises with the server's message."""
         status, body = http_json(endpoint.predict_url, self.request_body(records), timeout=timeout)
         if status != 200:
-            raise LifecycleError(f"{endpoint.predict_url} answered {status}: {body}")
+            raise LifecycleError(f"{endpoint.predict_url} answered {status}: {error_text(body)}")
         return self.parse_predictions(body), body
 
 
@@ -200,15 +209,6 @@ def _service_pid(service: Any) -> int | None:
     return None
 
 
-def _service_created(service_id: Any) -> str:
-    from zenml.client import Client
-
-    try:
-        return Client().get_service(service_id).created.isoformat(timespec="microseconds")
-    except KeyError:
-        return ""
-
-
 class ModelDeployerBackend(ServingBackend):
     """Shared by the BentoML and MLflow backends: servers are ZenML services of the stack's model deployer."""
 
@@ -218,7 +218,7 @@ class ModelDeployerBackend(ServingBackend):
     def __init__(self, deployer: Any):
         self.deployer = deployer
 
-    def _endpoint(self, service: Any) -> Endpoint:
+    def _endpoint(self, service: Any, created: str = "") -> Endpoint:
         port = service.endpoint.status.port if service.endpoint and service.endpoint.status else None
         host = service.endpoint.status.hostname if service.endpoint and service.endpoint.status else None
         url = f"http://{host or '127.0.0.1'}:{port}" if port else ""
@@ -232,18 +232,38 @@ class ModelDeployerBackend(ServingBackend):
             predict_path=self.predict_path,
             health_path=self.health_path,
             running=bool(url) and pid_alive(pid),
-            created=_service_created(service.uuid),
+            created=created,
             pid=pid,
             details={"service_id": str(service.uuid), "deployer": self.deployer.name},
         )
 
+    def service_class(self) -> Any:
+        raise NotImplementedError
+
+    def service_type(self) -> Any:
+        return self.service_class().SERVICE_TYPE
+
     def endpoints(self, model_name: str | None = None) -> list[Endpoint]:
-        services = (
-            self.deployer.find_model_server(model_name=model_name)
-            if model_name
-            else (self.deployer.find_model_server())
-        )
-        return [self._endpoint(service) for service in services]
+        """The deployer's servers, read from their records: ZenML's `find_model_server` also polls and rewrites
+        each service's status (slow, and racy beside a deploy), and with `model_name` matches only the model's
+        latest version. Liveness comes from the process, health from `is_healthy`."""
+        from zenml.client import Client
+        from zenml.services.service import BaseService
+
+        kind = self.service_type()
+        records = Client().list_services(type=kind.type, flavor=kind.flavor, size=1000, hydrate=True).items
+        found = []
+        for record in records:
+            if not record.service_source or (model_name and record.config.get("model_name") != model_name):
+                continue
+            if not record.status or not record.endpoint:
+                continue  # still being created: not a server yet
+            service = BaseService.from_model(record)
+            runtime = getattr(service.status, "runtime_path", None) or getattr(service.config, "root_runtime_path", "")
+            if not str(runtime or "").startswith(str(self.deployer.local_path)):
+                continue  # another deployer component's server
+            found.append(self._endpoint(service, record.created.isoformat(timespec="microseconds")))
+        return found
 
     def stop(self, endpoint: Endpoint) -> None:
         from uuid import UUID
@@ -253,35 +273,67 @@ class ModelDeployerBackend(ServingBackend):
         finally:
             kill_process_group(endpoint.pid)
 
-    def _deploy(self, config: Any, service_type: Any, timeout: int) -> Any:
-        """deploy_model, and if the new server fails: stop its daemon (ZenML deletes the record but leaves the
-        process running) and raise with the reason."""
-        before = {p for p in Path(self.deployer.local_path).glob("*/service.pid")}
+    def _deploy(self, config: Any, timeout: int) -> Any:
+        """Always a new service beside the running ones. ZenML's `deploy_model` first looks for a service with
+        "the same configuration" and hands that back — it matched the running server of another version — so
+        its creation steps are taken here. A server that fails to start is stopped (ZenML would delete the
+        record and leave the daemon running) and the error carries the end of its log."""
+        from zenml.client import Client
+        from zenml.model_deployers.base_model_deployer import get_model_version_id_if_exists
+        from zenml.models import ServiceRequest
+        from zenml.utils.source_utils import resolve
+
+        client = Client()
+        # Recorded with its source at once: a concurrent `find_model_server` (a `status` call, a polling client)
+        # deletes service records that have none yet.
+        record = client.zen_store.create_service(
+            ServiceRequest(
+                name=config.service_name,
+                service_type=self.service_type(),
+                service_source=resolve(self.service_class()).import_path,
+                config=config.model_dump(),
+                project=client.active_project.id,
+                model_version_id=get_model_version_id_if_exists(config.model_name, config.model_version),
+            )
+        )
+        runtime = Path(self.deployer.local_path) / str(record.id)
         try:
-            return self.deployer.deploy_model(config, service_type=service_type, replace=False, timeout=timeout)
+            service = self.deployer.perform_deploy_model(id=record.id, config=config, timeout=timeout)
         except Exception as exc:
-            for pid_file in set(Path(self.deployer.local_path).glob("*/service.pid")) - before:
-                with contextlib.suppress(ValueError):
-                    kill_process_group(int(pid_file.read_text().strip()), grace=3)
-            log = _newest_log(Path(self.deployer.local_path), before)
+            log = _log_tail(runtime / "service.log")
+            with contextlib.suppress(ValueError, OSError):
+                kill_process_group(int((runtime / "service.pid").read_text().strip()), grace=3)
+            client.delete_service(record.id)
             raise DeploymentFailed(f"{self.name} server did not start: {exc}{log}") from exc
+        client.update_service(
+            id=service.uuid,
+            name=service.config.service_name,
+            service_source=service.model_dump().get("type"),
+            admin_state=service.admin_state,
+            status=service.status.model_dump(),
+            endpoint=service.endpoint.model_dump() if service.endpoint else None,
+            prediction_url=service.get_prediction_url(),
+            health_check_url=service.get_healthcheck_url(),
+        )
+        return service
 
 
-def _newest_log(root: Path, before: set[Path]) -> str:
-    logs = sorted(
-        (p for p in root.glob("*/service.log") if p.parent / "service.pid" not in before),
-        key=lambda p: p.stat().st_mtime,
-    )
-    if not logs:
+def _log_tail(log: Path, lines: int = 5) -> str:
+    if not log.is_file():
         return ""
-    tail = logs[-1].read_text(errors="replace").strip().splitlines()[-5:]
-    return f"\nlast lines of {logs[-1]}:\n  " + "\n  ".join(tail)
+    tail = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    return f" | last lines of {log}: " + " | ".join(tail)
 
 
 class BentoMLBackend(ModelDeployerBackend):
     name = "bentoml"
     predict_path = "/predict"
     health_path = "/readyz"
+
+    def service_class(self) -> Any:
+        from stacks.bentoml_flavor import BentoMLServiceV14
+
+        return BentoMLServiceV14
 
     def bento_for(self, release: Release, config: DeploymentConfig) -> Any:
         """Save the model to the BentoML store and build its bento, offline (once per MCP version)."""
@@ -344,8 +396,6 @@ class BentoMLBackend(ModelDeployerBackend):
     def start(self, release: Release, host: str, port: int, timeout: int, config: DeploymentConfig) -> Endpoint:
         from zenml.integrations.bentoml.services.bentoml_local_deployment import BentoMLLocalDeploymentConfig
 
-        from stacks.bentoml_flavor import BentoMLServiceV14
-
         bento = self.bento_for(release, config)
         service_config = BentoMLLocalDeploymentConfig(
             model_name=release.model_name,
@@ -361,7 +411,7 @@ class BentoMLBackend(ModelDeployerBackend):
             service_name=_unique_name(release),
             description=f"{release.model_name} version {release.model_version}",
         )
-        service = self._deploy(service_config, BentoMLServiceV14.SERVICE_TYPE, timeout)
+        service = self._deploy(service_config, timeout)
         return self._endpoint(service)
 
 
@@ -374,8 +424,13 @@ class MLflowBackend(ModelDeployerBackend):
     def request_body(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         return {"dataframe_records": records}
 
+    def service_class(self) -> Any:
+        from zenml.integrations.mlflow.services.mlflow_deployment import MLFlowDeploymentService
+
+        return MLFlowDeploymentService
+
     def start(self, release: Release, host: str, port: int, timeout: int, config: DeploymentConfig) -> Endpoint:
-        from zenml.integrations.mlflow.services.mlflow_deployment import MLFlowDeploymentConfig, MLFlowDeploymentService
+        from zenml.integrations.mlflow.services.mlflow_deployment import MLFlowDeploymentConfig
 
         if not release.mlflow_registered_version:
             raise DeploymentFailed(
@@ -398,7 +453,7 @@ class MLflowBackend(ModelDeployerBackend):
             service_name=_unique_name(release),
             description=f"{release.model_name} version {release.model_version}",
         )
-        service = self._deploy(service_config, MLFlowDeploymentService.SERVICE_TYPE, timeout)
+        service = self._deploy(service_config, timeout)
         return self._endpoint(service)
 
 
@@ -481,10 +536,15 @@ class ZenMLBackend(ServingBackend):
 def backend_for(capabilities: StackCapabilities) -> ServingBackend:
     """The stack's model deployer when it has one (BentoML or MLflow), else ZenML's own pipeline deployer."""
     from zenml.client import Client
+    from zenml.enums import StackComponentType
+    from zenml.stack import StackComponent
 
     model_deployer = capabilities.get("model_deployer")
     if model_deployer is not None:
-        component = Client().active_stack.model_deployer
+        # Built from the stack record itself: `Client().active_stack` can still hold the previous stack
+        # in a process that switched stacks.
+        stack = Client().get_stack(capabilities.stack, allow_name_prefix_match=False)
+        component = StackComponent.from_model(stack.components[StackComponentType.MODEL_DEPLOYER][0])
         if model_deployer.flavor.startswith("bentoml"):
             if model_deployer.flavor != "bentoml_local":
                 raise LifecycleError(
@@ -505,6 +565,10 @@ def backend_for(capabilities: StackCapabilities) -> ServingBackend:
             "Fix: `zenml stack update <stack> -D default` (ZenML's local deployer) or `zenml stack set default`."
         )
     return ZenMLBackend(deployer.name)
+
+
+def _one_line(error: Exception) -> str:
+    return " | ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 # --- rollout -----------------------------------------------------------------------------------------------
@@ -587,16 +651,21 @@ def rollout(
     chosen = choose_port(config.host, preferred, config.port_search, taken)
     if chosen != preferred:
         progress(f"port {preferred} is busy; using {chosen}")
+    serving = ", ".join(e.url for e in running) or "nothing (no server was running)"
     started = time.monotonic()
-    endpoint = backend.start(release, config.host, chosen, timeout or config.startup_timeout, config)
+    try:
+        endpoint = backend.start(release, config.host, chosen, timeout or config.startup_timeout, config)
+    except Exception as exc:
+        raise DeploymentFailed(f"{_one_line(exc)}. The new server did not start; still serving: {serving}") from exc
+    if endpoint.name in {e.name for e in running} or (endpoint.pid and endpoint.pid in {e.pid for e in running}):
+        raise DeploymentFailed(f"the deployer handed back the running server {endpoint.name} instead of a new one")
     try:
         wait_healthy(endpoint.health_url, timeout or config.startup_timeout)
         ready = time.monotonic() - started
         smoke = smoke_test(backend, endpoint, release, holdout, config)
     except Exception as exc:
         backend.stop(endpoint)
-        serving = ", ".join(e.url for e in running) or "nothing was serving before"
-        raise DeploymentFailed(f"{exc}. The new server was stopped; still serving: {serving}") from exc
+        raise DeploymentFailed(f"{_one_line(exc)}. The new server was stopped; still serving: {serving}") from exc
     progress(f"{backend.name} server for version {release.model_version} healthy at {endpoint.url} in {ready:.1f} s")
     if running and config.drain_seconds:
         time.sleep(config.drain_seconds)  # clients that looked up the old address finish against it
@@ -635,7 +704,7 @@ def read_request_rows(path: str) -> list[dict[str, Any]]:
     from lifecycle.data import check_data_path, read_table
 
     if path.lower().endswith(".json"):
-        checked = check_data_path(path)
+        checked = check_data_path(path, suffixes=(".json",))
         try:
             payload = json.loads(Path(checked).read_text())
         except ValueError as exc:

@@ -7,6 +7,7 @@ state behind: the tests use a repository marker in a temporary folder, with the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -103,3 +104,40 @@ def churn_csv(data_dir: Path) -> Path:
     path = data_dir / "churn.csv"
     make_churn_table().to_csv(path, index=False)
     return path
+
+
+def _processes_started_by_this_session() -> dict[int, str]:
+    """Processes (other than this one and its ancestors) whose environment points at this session's state."""
+    marker = f"MLOPS_STATE_DIR={os.environ['MLOPS_STATE_DIR']}".encode()
+    mine, pid = set(), os.getpid()
+    while pid > 1:
+        mine.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_left_behind():
+    """Fails the session if any server a test started is still running at the end (and stops it)."""
+    yield
+    import signal
+    import time
+
+    time.sleep(1)
+    left = _processes_started_by_this_session()
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left running by the tests: {left}"

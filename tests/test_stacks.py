@@ -299,7 +299,8 @@ def test_stacks_down_removes_stack_and_own_components(default_stacks, zenml_clie
     mlflow_spec = [spec for spec in specs if spec.name == "mlflow"]
     zenml_client.activate_stack(zenml_client.get_stack("mlflow", allow_name_prefix_match=False).id)
     changes = stacks_down(mlflow_spec)
-    assert "deleted stack mlflow" in changes and "deleted experiment_tracker mlflow_tracker" in changes
+    assert "deleted stack mlflow" in changes and "deleted model_deployer mlflow_deployer" in changes
+    assert "deleted experiment_tracker mlflow_tracker" not in changes  # the `full` stack still uses it
     assert zenml_client.active_stack_model.name == "default"
     assert "deleted orchestrator default" not in changes
     assert not stack_statuses(mlflow_spec)[0].registered

@@ -72,6 +72,12 @@ def mirror_to_mlflow(
     return links
 
 
+def as_plain_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Category columns as plain objects: MLflow infers no signature from pandas categories."""
+    categories = [c for c in table.columns if isinstance(table[c].dtype, pd.CategoricalDtype)]
+    return table.astype({c: object for c in categories})
+
+
 @step(enable_cache=False)
 def register_model(
     model: Pipeline,
@@ -101,7 +107,7 @@ def register_model(
         "git_commit": git_commit(str(get_source_root())),
     }
     if mlflow_tracking_enabled():
-        example = test_set[feature_schema.model_inputs].head(5)
+        example = as_plain_columns(test_set[feature_schema.model_inputs].head(5))
         params = {
             "task": feature_schema.task,
             "seed": training.seed,

@@ -1,0 +1,225 @@
+"""Serving latency and throughput of each backend, beside the same model in-process and behind a bare server.
+
+In a throw-away ZenML store: trains the bike model on the `full` stack (so MLflow has it registered), then for
+each backend — ZenML's pipeline deployer (`local`), MLflow (`mlflow`), BentoML (`bentoml`) — deploys it,
+sends one-row requests at concurrency 1 and 16 over loopback, reads the server's memory, and undeploys.
+The baselines are `model.predict` in-process, this project's request contract in-process (validation +
+predict, no HTTP), and `benchmarks/bare_server.py` (Starlette on uvicorn). Ratios are to the bare server,
+measured in the same run.
+
+    python benchmarks/serving.py                          # 400 requests at c=1, 1600 at c=16
+    python benchmarks/serving.py --requests 100 --backends zenml,bentoml
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+BACKEND_STACKS = {"zenml": "local", "mlflow": "mlflow", "bentoml": "bentoml"}
+MODEL_NAME = "bench_serving"
+
+
+def isolate(state: Path) -> None:
+    """A throw-away ZenML store and state folder (before ZenML is imported)."""
+    (state / "repo" / ".zen").mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        {
+            "ZENML_CONFIG_PATH": str(state / "zenml"),
+            "ZENML_REPOSITORY_PATH": str(state / "repo"),
+            "ZENML_CUSTOM_SOURCE_ROOT": str(PROJECT_ROOT),
+            "ZENML_LOGGING_VERBOSITY": "ERROR",
+            "MLOPS_STATE_DIR": str(state / "state"),
+            "MLOPS_REPORTS_DIR": str(state / "reports"),
+            "BENTOML_HOME": str(state / "state" / "bentoml"),
+        }
+    )
+    from lifecycle.environment import configure_environment
+
+    configure_environment()
+
+
+def in_process(function, bodies: list, requests: int) -> dict:
+    """Latency of calling `function(body)` directly, one request after the other (concurrency 1)."""
+    import numpy as np
+
+    latencies = []
+    started = time.perf_counter()
+    for index in range(requests):
+        began = time.perf_counter()
+        function(bodies[index % len(bodies)])
+        latencies.append((time.perf_counter() - began) * 1000)
+    seconds = time.perf_counter() - started
+    return {
+        "concurrency": 1,
+        "ok": requests,
+        "errors": 0,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p95_ms": float(np.percentile(latencies, 95)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "throughput_rps": requests / seconds,
+    }
+
+
+def wait_for(url: str, timeout: float = 60) -> None:
+    from stacks.serving import is_healthy
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_healthy(url):
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def measure_server(url: str, bodies: list, pid: int | None, requests: int, high: int) -> dict:
+    from lifecycle.load import process_group_rss_mb, run_load
+
+    run_load(url, bodies[:20], 1, 20)  # warm-up
+    before = process_group_rss_mb(pid)
+    single = run_load(url, bodies, 1, requests).summary()
+    parallel = run_load(url, bodies, high, requests * 4).summary()
+    return {"c1": single, "c16": parallel, "rss_mb_before": before, "rss_mb_after": process_group_rss_mb(pid)}
+
+
+def bare_server(model, bodies: list, folder: Path, requests: int, high: int) -> dict:
+    from lifecycle.serving import choose_port
+
+    model_path = folder / "bare_model.pkl"
+    model_path.write_bytes(pickle.dumps(model))
+    port = choose_port("127.0.0.1", 8290, 50)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "benchmarks.bare_server:app", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--log-level", "warning"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "BARE_MODEL_PATH": str(model_path)},
+        start_new_session=True,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health")
+        return measure_server(f"http://127.0.0.1:{port}/predict", bodies, server.pid, requests, high)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def machine() -> str:
+    import bentoml
+    import mlflow
+    import zenml
+
+    return (
+        f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
+        f"zenml {zenml.__version__}, mlflow {mlflow.__version__}, bentoml {bentoml.__version__}"
+    )
+
+
+def table(rows: dict[str, dict], bare_key: str = "bare HTTP server") -> str:
+    bare = rows[bare_key]
+    lines = [
+        "| server | c | p50 ms | p95 ms | p99 ms | req/s | errors | p50 vs bare | req/s vs bare | deploy s | RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        for level in ("c1", "c16"):
+            if level not in row:
+                continue
+            figures, base = row[level], bare.get(level, {})
+            p50_ratio = figures["p50_ms"] / base["p50_ms"] if base else float("nan")
+            rps_ratio = figures["throughput_rps"] / base["throughput_rps"] if base else float("nan")
+            lines.append(
+                f"| {name} | {figures['concurrency']} | {figures['p50_ms']:.1f} | {figures['p95_ms']:.1f} | "
+                f"{figures['p99_ms']:.1f} | {figures['throughput_rps']:.0f} | {figures['errors']} | "
+                f"{p50_ratio:.2f}x | {rps_ratio:.2f}x | "
+                + (f"{row['deploy_seconds']:.1f}" if "deploy_seconds" in row and level == "c1" else "")
+                + " | "
+                + (f"{row['rss_mb_after']:.0f}" if "rss_mb_after" in row and level == "c1" else "")
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=400, help="requests at concurrency 1 (x4 at 16)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--backends", default=",".join(BACKEND_STACKS))
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="mlops-serving-bench-"))
+    isolate(folder)
+
+    from zenml.client import Client
+
+    from lifecycle.config import DeploymentConfig, load_config
+    from lifecycle.modeling import predict_scores
+    from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
+    from lifecycle.serving import answer, json_records, records_frame
+    from pipelines.runner import run_deployment, run_training
+    from stacks.manage import select, stack_specs, stacks_up
+    from stacks.serving import active_backend, undeploy
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    client = Client()
+    stacks_up(select([], stack_specs(), for_registration=True))
+    client.activate_stack("full")
+    log("training the bike model on the `full` stack ...")
+    config = load_config()
+    run_training(config.model_copy(update={"model": config.model.model_copy(update={"name": MODEL_NAME})}))
+    version = client.get_model_version(MODEL_NAME, "production")
+    model, schema = version.get_model_artifact(MODEL).load(), version.get_artifact(FEATURE_SCHEMA).load()
+    records = json_records(version.get_artifact(TEST_SET).load().head(200), schema)
+    ours = [{"records": [record]} for record in records]
+
+    rows: dict[str, dict] = {}
+    log("in-process baselines ...")
+    rows["in-process model.predict"] = {
+        "c1": in_process(lambda body: predict_scores(model, records_frame(body, schema)), ours, args.requests)
+    }
+    rows["in-process contract (validate + predict)"] = {
+        "c1": in_process(lambda body: answer(model, schema, body, MODEL_NAME, "1"), ours, args.requests)
+    }
+    log("bare HTTP server ...")
+    rows["bare HTTP server"] = bare_server(model, ours, folder, args.requests, args.concurrency)
+    settings = DeploymentConfig(port=8300, smoke_rows=20)
+    for backend_name in args.backends.split(","):
+        stack = BACKEND_STACKS[backend_name]
+        client.activate_stack(stack)
+        backend = active_backend()
+        log(f"{backend_name}: deploying on stack `{stack}` ...")
+        started = time.perf_counter()
+        try:
+            record = run_deployment(MODEL_NAME, settings)
+            deploy_seconds = time.perf_counter() - started
+            endpoint = next(e for e in backend.endpoints(MODEL_NAME) if e.running)
+            bodies = [backend.request_body([record]) for record in records]
+            log(f"{backend_name}: load ...")
+            figures = measure_server(endpoint.predict_url, bodies, endpoint.pid, args.requests, args.concurrency)
+            rows[f"{backend_name} ({record['predict_url'].rsplit('/', 1)[1]})"] = {
+                **figures,
+                "deploy_seconds": deploy_seconds,
+            }
+        finally:
+            undeploy(backend, MODEL_NAME)
+    client.activate_stack("default")
+    print(f"\nServing, one row per request ({machine()}); ratios to the bare HTTP server in this run\n")
+    print(table(rows))
+    print(
+        "\n'in-process' rows call the model directly (no HTTP): their latency is the floor. "
+        "'deploy s' is the deployment pipeline's wall time (start beside, health, smoke test). "
+        "RSS is the server's process group after the load."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Bounded HTTP load on loopback, and the memory of a server's processes: for benchmarks and reliability runs."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+
+@dataclass
+class LoadResult:
+    concurrency: int
+    requests: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "ok": len(self.latencies_ms),
+            "errors": self.error_count,
+            "error_kinds": dict(self.errors),
+            "p50_ms": self.percentile(50),
+            "p95_ms": self.percentile(95),
+            "p99_ms": self.percentile(99),
+            "throughput_rps": self.throughput,
+        }
+
+
+def run_load(url: str, bodies: list[Any], concurrency: int, requests: int, timeout: float = 30.0) -> LoadResult:
+    """POST `requests` JSON bodies (cycling through `bodies`) from `concurrency` threads, each on one kept-alive
+    connection. A non-200 answer or a connection error counts as an error, by kind."""
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"load runs go to loopback only, not {parts.hostname}")
+    encoded = [json.dumps(body).encode() for body in bodies]
+    result = LoadResult(concurrency=concurrency, requests=requests, seconds=0.0)
+    counter = iter(range(requests))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        latencies, errors = [], {}
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                break
+            started = time.perf_counter()
+            try:
+                connection.request(
+                    "POST", parts.path, encoded[index % len(encoded)], {"Content-Type": "application/json"}
+                )
+                response = connection.getresponse()
+                response.read()
+                if response.status == 200:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                else:
+                    errors[f"HTTP {response.status}"] = errors.get(f"HTTP {response.status}", 0) + 1
+            except (OSError, http.client.HTTPException) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                connection.close()
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        connection.close()
+        with lock:
+            result.latencies_ms.extend(latencies)
+            for kind, count in errors.items():
+                result.errors[kind] = result.errors.get(kind, 0) + count
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def process_group_rss_mb(pid: int | None) -> float:
+    """Resident memory of every process in `pid`'s process group (a server daemon and its workers), in MiB."""
+    if not pid:
+        return float("nan")
+    try:
+        group = os.getpgid(pid)
+    except ProcessLookupError:
+        return float("nan")
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group:
+                total += int((entry / "statm").read_text().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 2**20
