@@ -144,6 +144,7 @@ def train(
     show_default=True,
     help="auto: when the policy triggers; always: on demand; never: report only.",
 )
+@deployment_config_option("Serving settings, for the redeploy after a promotion.")
 @stack_option
 def monitor(
     batch_path: str,
@@ -151,6 +152,7 @@ def monitor(
     monitoring_path: str,
     model_name: str | None,
     retrain: str,
+    deployment_path: str,
     stack_name: str | None,
 ) -> None:
     """Check a new batch against the production model: drift, data quality, performance; retrain if due."""
@@ -161,7 +163,8 @@ def monitor(
             activate_stack(stack_name)
         config = apply_overrides(load_config(config_path), model_name=model_name)
         monitoring = load_monitoring_config(monitoring_path)
-        from pipelines.runner import retraining_data, run_monitoring, run_training
+        deployment = load_deployment_config(deployment_path)
+        from pipelines.runner import redeploy_if_serving, retraining_data, run_monitoring, run_training
 
         outcome = run_monitoring(config.model.name, batch_path, monitoring, retrain_on_demand=retrain == "always")
         click.echo(monitoring_summary(outcome))
@@ -172,7 +175,8 @@ def monitor(
             dataset = config.dataset.model_copy(update={"path": str(data)})
             retrained = run_training(config.model_copy(update={"dataset": dataset}))
             click.echo(training_summary(retrained))
-            click.echo(redeploy_note(retrained.decision.promoted))
+            redeployed = redeploy_if_serving(config.model.name, deployment) if retrained.decision.promoted else None
+            click.echo(redeploy_note(retrained.decision.promoted, redeployed))
     except LifecycleError as error:
         fail(error)
 
@@ -181,8 +185,17 @@ def monitor(
 @config_option("Training config: dataset (with time columns), model, promotion.")
 @monitoring_config_option("Policy and replay settings.")
 @click.option("--periods", type=int, help="Stop after this many periods (default: the config's, else all).")
+@click.option("--no-serve", is_flag=True, help="Do not deploy the replay's models (faster).")
+@deployment_config_option()
 @stack_option
-def lifecycle(config_path: str, monitoring_path: str, periods: int | None, stack_name: str | None) -> None:
+def lifecycle(
+    config_path: str,
+    monitoring_path: str,
+    periods: int | None,
+    no_serve: bool,
+    deployment_path: str,
+    stack_name: str | None,
+) -> None:
     """Walk-forward replay: train on the first weeks, then monitor, retrain and promote period by period."""
     import os
 
@@ -192,13 +205,15 @@ def lifecycle(config_path: str, monitoring_path: str, periods: int | None, stack
             activate_stack(stack_name)
         config = load_config(config_path)
         monitoring = load_monitoring_config(monitoring_path)
-        if periods:
-            replay_settings = monitoring.replay.model_copy(update={"max_periods": periods})
-            monitoring = monitoring.model_copy(update={"replay": replay_settings})
+        changes = {"max_periods": periods} if periods else {}
+        if no_serve:
+            changes["serve"] = False
+        monitoring = monitoring.model_copy(update={"replay": monitoring.replay.model_copy(update=changes)})
+        deployment = load_deployment_config(deployment_path)
         from pipelines.replay import plot_errors, replay, timeline_table
         from pipelines.runner import reports_folder
 
-        result = replay(config, monitoring, progress=lambda line: click.secho(line, fg="cyan"))
+        result = replay(config, monitoring, progress=lambda line: click.secho(line, fg="cyan"), deployment=deployment)
     except LifecycleError as error:
         fail(error)
     folder = reports_folder(monitoring) / "lifecycle"
@@ -221,12 +236,25 @@ def lifecycle(config_path: str, monitoring_path: str, periods: int | None, stack
         f"plot: {result.plot}\ntimeline: {folder / 'timeline.md'}\n"
         f"drift and quality reports: {reports_folder(monitoring) / 'monitoring' / result.model_name}"
     )
+    if result.endpoint:
+        click.echo(
+            f"still serving `{result.model_name}` at {result.endpoint}; "
+            f"stop it with: python run.py undeploy --model-name {result.model_name}"
+        )
 
 
-def redeploy_note(promoted: bool) -> str:
+def redeploy_note(promoted: bool, redeployed: dict | None) -> str:
     if not promoted:
-        return "Production unchanged."
-    return "A new version is in production; batch monitoring and predictions use it from now on."
+        return "Production unchanged; the server (if any) keeps serving it."
+    if redeployed is None:
+        return (
+            "A new version is in production; batch monitoring uses it from now on. Nothing serves this model on "
+            "the active stack: `python run.py deploy` starts a server."
+        )
+    return (
+        f"A new version is in production and now served: version {redeployed['model_version']} at "
+        f"{redeployed['predict_url']} replaced {', '.join(redeployed['replaced']) or 'nothing'}."
+    )
 
 
 def model_name_of(config_path: str, model_name: str | None) -> str:

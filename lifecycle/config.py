@@ -260,6 +260,8 @@ class ReplayConfig(_Strict):
     period_days: int = Field(28, ge=1)
     # Stop after this many periods (None: until the data ends).
     max_periods: int | None = Field(None, ge=1)
+    # Serve the first model on the active stack and redeploy each promoted one (zero-downtime replacement).
+    serve: bool = True
 
 
 class MonitoringConfig(_Strict):

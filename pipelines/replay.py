@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 from zenml.client import Client
 
-from lifecycle.config import MonitoringConfig, RunConfig
+from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
 from lifecycle.data import read_table
 from lifecycle.metrics import score
 from lifecycle.names import MODEL
 from lifecycle.windows import newest_window, rows_between, time_index
-from pipelines.runner import production_version, run_monitoring, run_training
+from pipelines.runner import production_version, run_deployment, run_monitoring, run_training
 from stacks.manage import state_dir
 
 
@@ -36,6 +36,7 @@ class PeriodResult:
     version_in_production: str | None
     reasons: list[str]
     report: Path
+    version_served: str | None = None  # what the server answers with after this period (serve: true)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class ReplayResult:
     periods: list[PeriodResult] = field(default_factory=list)
     plot: Path | None = None
     seconds: float = 0.0
+    endpoint: str | None = None  # the server's predict URL when the replay serves
 
     def mean_error(self, attribute: str) -> float:
         """Row-weighted mean of the per-period error, over periods where both models were scored."""
@@ -71,7 +73,12 @@ def _archive_previous_lineage(model_name: str) -> str | None:
     return str(previous.number)
 
 
-def replay(config: RunConfig, monitoring: MonitoringConfig, progress: Callable[[str], None] = print) -> ReplayResult:
+def replay(
+    config: RunConfig,
+    monitoring: MonitoringConfig,
+    progress: Callable[[str], None] = print,
+    deployment: DeploymentConfig | None = None,
+) -> ReplayResult:
     started = time.monotonic()
     settings = monitoring.replay
     table = read_table(config.dataset.path)
@@ -94,6 +101,11 @@ def replay(config: RunConfig, monitoring: MonitoringConfig, progress: Callable[[
     never_retrained = Client().get_model_version(settings.model_name, "production").get_model_artifact(MODEL).load()
     metric = first.evaluation.primary_metric
     result = ReplayResult(metric=metric, model_name=settings.model_name)
+    served = None
+    if settings.serve:
+        record = run_deployment(settings.model_name, deployment or DeploymentConfig())
+        served, result.endpoint = record["model_version"], record["predict_url"]
+        progress(f"serving version {served} at {record['predict_url']} ({record['backend']})")
 
     end_of_data = times.max()
     period = pd.Timedelta(days=settings.period_days)
@@ -122,6 +134,9 @@ def replay(config: RunConfig, monitoring: MonitoringConfig, progress: Callable[[
             window.to_csv(window_path, index=False)
             retraining = run_training(_with_data(config, window_path, settings.model_name))
             retrained, promoted = True, retraining.decision.promoted
+            if promoted and settings.serve:
+                record = run_deployment(settings.model_name, deployment or DeploymentConfig())
+                served, result.endpoint = record["model_version"], record["predict_url"]
         row = PeriodResult(
             period=label,
             rows=len(batch),
@@ -133,6 +148,7 @@ def replay(config: RunConfig, monitoring: MonitoringConfig, progress: Callable[[
             version_in_production=production_version(settings.model_name),
             reasons=summary.decision.reasons,
             report=outcome.report_path,
+            version_served=served,
         )
         result.periods.append(row)
         progress(format_period(row, metric, index, time.monotonic() - started))
@@ -150,7 +166,9 @@ def format_period(row: PeriodResult, metric: str, index: int, elapsed: float) ->
         f"[{index:>2}] {row.period}  rows {row.rows:>4}  drift {_num(row.drift_share, '{:.0%}'):>4}  "
         f"{metric} {_num(row.error_in_production):>6} (never retrained {_num(row.error_never_retrained):>6})  "
         f"retrained {'yes' if row.retrained else 'no ':<3}  promoted {'yes' if row.promoted else 'no ':<3}  "
-        f"production v{row.version_in_production}  [{elapsed:.0f}s]"
+        f"production v{row.version_in_production}"
+        + (f"  serving v{row.version_served}" if row.version_served else "")
+        + f"  [{elapsed:.0f}s]"
     )
 
 
@@ -158,14 +176,14 @@ def timeline_table(result: ReplayResult) -> str:
     metric = result.metric
     lines = [
         f"| period | rows | drift share | {metric} in production | {metric} never retrained | retrained | promoted "
-        "| version in production |",
-        "|---|---:|---:|---:|---:|---|---|---:|",
+        "| version in production | version served |",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for p in result.periods:
         lines.append(
             f"| {p.period} | {p.rows} | {_num(p.drift_share, '{:.0%}')} | {_num(p.error_in_production)} | "
             f"{_num(p.error_never_retrained)} | {'yes' if p.retrained else 'no'} | {'yes' if p.promoted else 'no'} | "
-            f"{p.version_in_production} |"
+            f"{p.version_in_production} | {p.version_served or '—'} |"
         )
     return "\n".join(lines)
 

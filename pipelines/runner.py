@@ -212,3 +212,13 @@ def run_deployment(
         raise PipelineFailed(f"deployment failed: {reason or exc}") from exc
     run = Client().get_pipeline_run(started.id)
     return step_output(run, DEPLOY_STEP, DEPLOYMENT)
+
+
+def redeploy_if_serving(model_name: str, deployment: DeploymentConfig) -> dict | None:
+    """After a promotion: replace the model's running server on the active stack with the new production
+    version (None when nothing serves the model here: nothing is started)."""
+    from stacks.serving import active_backend
+
+    if not [e for e in active_backend().endpoints(model_name) if e.running]:
+        return None
+    return run_deployment(model_name, deployment)

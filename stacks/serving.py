@@ -137,24 +137,41 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def kill_process_group(pid: int | None, grace: float = 10.0) -> None:
-    """SIGTERM the server's process group (its workers too), SIGKILL what is left after `grace` seconds."""
+def process_tree(pid: int | None) -> list[int]:
+    """`pid` and all its descendants (BentoML's workers start sessions of their own, so a process group is
+    not enough to find them)."""
     if not pid_alive(pid):
-        return
-    try:
-        group = os.getpgid(pid)
-    except ProcessLookupError:
-        return
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        queue.extend(children.get(current, []))
+    return tree
+
+
+def kill_process_tree(pids: list[int], grace: float = 10.0) -> None:
+    """SIGTERM the processes (the server first, so it can stop its workers), SIGKILL what is left after `grace`."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(group, sig)
-        except (ProcessLookupError, PermissionError):
-            return
+        alive = [pid for pid in pids if pid_alive(pid)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and pid_alive(pid):
+        while time.monotonic() < deadline and any(pid_alive(pid) for pid in alive):
             time.sleep(0.1)
-        if not pid_alive(pid):
-            return
+
+
+def stop_process(pid: int | None, grace: float = 10.0) -> None:
+    kill_process_tree(process_tree(pid), grace)
 
 
 def _now() -> str:
@@ -268,10 +285,10 @@ class ModelDeployerBackend(ServingBackend):
     def stop(self, endpoint: Endpoint) -> None:
         from uuid import UUID
 
-        try:
-            self.deployer.delete_model_server(UUID(endpoint.details["service_id"]), force=True)
-        finally:
-            kill_process_group(endpoint.pid)
+        # The whole tree, server first: BentoML's workers run in sessions of their own and would outlive a
+        # daemon that ZenML kills on its own.
+        stop_process(endpoint.pid)
+        self.deployer.delete_model_server(UUID(endpoint.details["service_id"]), force=True)
 
     def _deploy(self, config: Any, timeout: int) -> Any:
         """Always a new service beside the running ones. ZenML's `deploy_model` first looks for a service with
@@ -302,7 +319,7 @@ class ModelDeployerBackend(ServingBackend):
         except Exception as exc:
             log = _log_tail(runtime / "service.log")
             with contextlib.suppress(ValueError, OSError):
-                kill_process_group(int((runtime / "service.pid").read_text().strip()), grace=3)
+                stop_process(int((runtime / "service.pid").read_text().strip()), grace=3)
             client.delete_service(record.id)
             raise DeploymentFailed(f"{self.name} server did not start: {exc}{log}") from exc
         client.update_service(
@@ -508,10 +525,8 @@ class ZenMLBackend(ServingBackend):
     def stop(self, endpoint: Endpoint) -> None:
         from zenml.client import Client
 
-        try:
-            Client().delete_deployment(endpoint.details["deployment_id"], force=True, timeout=30)
-        finally:
-            kill_process_group(endpoint.pid)
+        stop_process(endpoint.pid)
+        Client().delete_deployment(endpoint.details["deployment_id"], force=True, timeout=30)
 
     def start(self, release: Release, host: str, port: int, timeout: int, config: DeploymentConfig) -> Endpoint:
         from zenml.client import Client
@@ -525,7 +540,7 @@ class ZenMLBackend(ServingBackend):
         except Exception as exc:
             try:
                 stale = Client().get_deployment(name)
-                kill_process_group((stale.deployment_metadata or {}).get("pid"), grace=3)
+                stop_process((stale.deployment_metadata or {}).get("pid"), grace=3)
                 Client().delete_deployment(stale.id, force=True, timeout=10)
             except Exception:  # nothing was recorded: nothing to clean
                 pass

@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifecycle.config import DatasetConfig, MonitoringConfig, MonitoringPolicy, ReplayConfig, load_config
+from lifecycle.config import (
+    DatasetConfig,
+    DeploymentConfig,
+    MonitoringConfig,
+    MonitoringPolicy,
+    ReplayConfig,
+    load_config,
+)
 from lifecycle.monitoring import (
     BatchCheck,
     DriftSummary,
@@ -194,7 +201,8 @@ def test_monitoring_pipeline_on_an_empty_batch(production_bike, tmp_path):
 
 @pytest.mark.integration
 def test_short_replay_retrains_when_drift_is_injected(zenml_client, bike_slice, tmp_path):
-    from pipelines.replay import plot_errors, replay
+    from pipelines.replay import plot_errors, replay, timeline_table
+    from stacks.serving import active_backend, live_endpoint, undeploy
 
     table = pd.read_csv(bike_slice)
     late = pd.to_datetime(table["dteday"]) >= "2011-06-12"
@@ -210,9 +218,17 @@ def test_short_replay_retrains_when_drift_is_injected(zenml_client, bike_slice, 
         replay=ReplayConfig(model_name="replay_test", initial_training_days=28, period_days=14, max_periods=3),
     )
     lines: list[str] = []
-    result = replay(config, monitoring, progress=lines.append)
-    assert len(result.periods) == 3 and len(lines) == 4  # first model + one line a period
+    try:
+        result = replay(config, monitoring, progress=lines.append, deployment=DeploymentConfig(port=8700))
+    finally:
+        served = live_endpoint(active_backend(), "replay_test")
+        undeploy(active_backend(), "replay_test")
+    assert len(result.periods) == 3 and len(lines) == 5  # first model, its server, one line a period
     assert any(p.retrained for p in result.periods)
+    # Every promotion was redeployed: the server always answers with the version in production.
+    assert all(p.version_served == p.version_in_production for p in result.periods)
+    assert served is not None and served.model_version == result.periods[-1].version_in_production
+    assert "| version served |" in timeline_table(result)
     assert all(p.error_in_production is not None and p.error_never_retrained is not None for p in result.periods)
     assert result.mean_error("error_in_production") < result.mean_error("error_never_retrained")
     assert plot_errors(result, tmp_path / "plot.png").stat().st_size > 10_000
@@ -224,14 +240,27 @@ def test_cli_monitor_reports_and_retrains(production_bike, bike_slice, tmp_path)
     batch = batch.assign(cnt=batch["cnt"] * 3)  # labels far from what the model learnt: degradation
     path = tmp_path / "labelled_batch.csv"
     batch.to_csv(path, index=False)
-    result = subprocess.run(
-        [sys.executable, "run.py", "monitor", "--batch", str(path), "--model-name", "monitored_bike"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    from pipelines.runner import run_deployment
+    from stacks.serving import active_backend, live_endpoint, undeploy
+
+    before = run_deployment("monitored_bike", DeploymentConfig(port=8750))
+    try:
+        result = subprocess.run(
+            [sys.executable, "run.py", "monitor", "--batch", str(path), "--model-name", "monitored_bike"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        served = live_endpoint(active_backend(), "monitored_bike")
+    finally:
+        undeploy(active_backend(), "monitored_bike")
     assert result.returncode == 0, result.stderr[-3000:]
+    if "PROMOTED to production" in result.stdout:  # the promoted version replaced the served one
+        assert "now served: version" in result.stdout and before["name"] in result.stdout
+        assert served.model_version != before["model_version"]
+    else:
+        assert "keeps serving" in result.stdout and served.name == before["name"]
     assert "decision: RETRAIN" in result.stdout and "performance: rmse" in result.stdout
     assert "Retraining on the newest 56 days" in result.stdout and "Training run" in result.stdout

@@ -1,0 +1,129 @@
+"""The request contract, request limits and port choice, without a server (the servers: test_deployment.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+
+from lifecycle.errors import LifecycleError
+from lifecycle.serving import BodyLimit, RequestError, choose_port, json_records, parse_body, records_frame
+from lifecycle.validation import FeatureSchema
+
+SCHEMA = FeatureSchema(
+    target="cnt",
+    task="regression",
+    numeric_features=["temp"],
+    categorical_features=["season"],
+    time_columns=["hr"],
+    time_formats={"hr": "%I%p"},
+)
+GOOD = {"hr": "6am", "temp": 12.5, "season": "spring"}
+
+
+def test_good_records_become_a_typed_table():
+    frame = records_frame({"records": [GOOD, {**GOOD, "temp": None, "season": 3, "extra": "ignored"}]}, SCHEMA)
+    assert list(frame.columns) == ["hr", "temp", "season"]
+    assert frame["temp"].dtype == float and frame["temp"].isna().tolist() == [False, True]
+    assert frame["season"].tolist() == ["spring", "3"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "words"),
+    [
+        ([GOOD], 400, '{"records"'),
+        ({"rows": [GOOD]}, 400, '{"records"'),
+        ({"records": []}, 400, "empty"),
+        ({"records": [1]}, 422, "record 0 is int"),
+        ({"records": [{"hr": "6am", "season": "x"}]}, 422, "temp"),
+        ({"records": [{**GOOD, "temp": "warm"}]}, 422, "`temp` is 'warm'"),
+        ({"records": [{**GOOD, "temp": True}]}, 422, "finite number"),
+        ({"records": [{**GOOD, "temp": float("inf")}]}, 422, "finite number"),
+        ({"records": [{**GOOD, "season": {"a": 1}}]}, 422, "`season`"),
+        ({"records": [{**GOOD, "hr": "25 o'clock"}]}, 422, "format '%I%p'"),
+    ],
+)
+def test_bad_records_name_the_problem(payload, status, words):
+    with pytest.raises(RequestError) as error:
+        records_frame(payload, SCHEMA)
+    assert error.value.status == status and words in str(error.value)
+
+
+def test_row_and_byte_limits():
+    with pytest.raises(RequestError) as rows:
+        records_frame({"records": [GOOD] * 11}, SCHEMA, max_rows=10)
+    assert rows.value.status == 413
+    with pytest.raises(RequestError) as size:
+        parse_body(b"x" * 2048, max_bytes=1024)
+    assert size.value.status == 413
+    for raw in (b"", b"  ", b"{bad", b"[" * 100_000 + b"]" * 100_000):
+        with pytest.raises(RequestError) as bad:
+            parse_body(raw)
+        assert bad.value.status == 400
+
+
+def test_json_records_round_trip(bike_slice):
+    import pandas as pd
+
+    table = pd.read_csv(bike_slice).head(5)
+    schema = FeatureSchema(
+        target="cnt", task="regression", numeric_features=["temp", "hum"], categorical_features=["weathersit"]
+    )
+    records = json_records(table, schema)
+    assert json.loads(json.dumps(records)) == records
+    assert set(records[0]) == {"temp", "hum", "weathersit"}
+
+
+def test_busy_port_moves_to_the_next_free_one_or_fails_clearly():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        chosen = choose_port("127.0.0.1", port, 20)
+        assert chosen != port and port < chosen <= port + 20
+        with pytest.raises(LifecycleError, match="busy.*configs/deployment.yaml"):
+            choose_port("127.0.0.1", port, 0)
+
+
+def _call(app, body: bytes, chunks: int = 1, declare_length: bool = True):
+    """Drive an ASGI app with one request; return (status, body, how many bytes the app read)."""
+    sent: list[dict] = []
+    size = max(1, len(body) // chunks)
+    pieces = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+    messages = [
+        {"type": "http.request", "body": piece, "more_body": index < len(pieces) - 1}
+        for index, piece in enumerate(pieces)
+    ]
+    headers = [(b"content-length", str(len(body)).encode())] if declare_length else []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app({"type": "http", "headers": headers}, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+async def _echo(scope, receive, send):
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(len(body)).encode()})
+
+
+def test_body_limit_answers_413_for_declared_and_streamed_bodies():
+    app = BodyLimit(_echo, max_bytes=1024)
+    assert _call(app, b"x" * 1000) == (200, b"1000")
+    status, body = _call(app, b"x" * 5000)
+    assert status == 413 and "1024" in json.loads(body)["error"]
+    status, body = _call(app, b"x" * 5000, chunks=10, declare_length=False)
+    assert status == 413
