@@ -26,6 +26,14 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def as_plain_columns(table: Any) -> Any:
+    """Category columns as plain objects: MLflow infers no signature from pandas categories."""
+    import pandas as pd
+
+    categories = [c for c in table.columns if isinstance(table[c].dtype, pd.CategoricalDtype)]
+    return table.astype({c: object for c in categories})
+
+
 def log_params(params: Mapping[str, Any]) -> None:
     mlflow.log_params({key: str(value)[:6000] for key, value in flatten(params).items()})
 

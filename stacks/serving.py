@@ -53,6 +53,7 @@ class Release:
     model: Any
     schema: FeatureSchema
     mlflow_registered_version: str | None = None
+    example: pd.DataFrame | None = None  # a few held-out rows (an MLflow signature, when one is registered)
 
 
 @dataclass
@@ -449,22 +450,17 @@ class MLflowBackend(ModelDeployerBackend):
     def start(self, release: Release, host: str, port: int, timeout: int, config: DeploymentConfig) -> Endpoint:
         from zenml.integrations.mlflow.services.mlflow_deployment import MLFlowDeploymentConfig
 
-        if not release.mlflow_registered_version:
-            raise DeploymentFailed(
-                f"{release.model_name} version {release.model_version} has no MLflow registry twin (it was trained "
-                "on a stack without the MLflow registry), so MLflow cannot serve it. Fix: train on this stack "
-                "(`python run.py train --no-cache`) so that a version registered in MLflow is promoted."
-            )
+        registered = release.mlflow_registered_version or register_twin(release)
         # MLflow's server runs `uvicorn` by name: it must be found next to this interpreter.
         bin_dir = str(Path(sys.executable).parent)
         if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         service_config = MLFlowDeploymentConfig(
-            model_uri=f"models:/{release.model_name}/{release.mlflow_registered_version}",
+            model_uri=f"models:/{release.model_name}/{registered}",
             model_name=release.model_name,
             model_version=release.model_version,
             registry_model_name=release.model_name,
-            registry_model_version=release.mlflow_registered_version,
+            registry_model_version=registered,
             workers=1,
             timeout=timeout,
             service_name=_unique_name(release),
@@ -472,6 +468,60 @@ class MLflowBackend(ModelDeployerBackend):
         )
         service = self._deploy(service_config, timeout)
         return self._endpoint(service)
+
+
+def register_twin(release: Release) -> str:
+    """Register the version's model in the stack's MLflow registry (a version trained on a stack without MLflow
+    has no twin there), point the alias `champion` at it, and link it on the MCP version."""
+    import mlflow
+    from zenml import log_metadata
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+    from zenml.stack import StackComponent
+
+    from lifecycle.tracking import CHAMPION_ALIAS, as_plain_columns, log_model, register_version
+
+    stack = Client().active_stack_model
+    trackers = stack.components.get(StackComponentType.EXPERIMENT_TRACKER) or []
+    if not trackers or trackers[0].flavor_name != "mlflow":
+        raise DeploymentFailed(
+            f"{release.model_name} version {release.model_version} is not in an MLflow registry and stack "
+            f"`{stack.name}` has no MLflow tracker to register it with. Fix: add the stack's MLflow tracker "
+            "(see stacks/mlflow.yaml) or serve from another stack."
+        )
+    tracker = StackComponent.from_model(trackers[0])
+    tracker.configure_mlflow()
+    mlflow.set_experiment(tracker.config.experiment_name or "mlops_lifecycle")
+    example = as_plain_columns(release.example[release.schema.model_inputs]) if release.example is not None else None
+    tags = {
+        "zenml_model_name": release.model_name,
+        "zenml_model_version": release.model_version,
+        "zenml_model_version_id": release.model_version_id,
+        "registered_by": "deployment (trained on a stack without MLflow)",
+    }
+    with mlflow.start_run(run_name=f"{release.model_name}-v{release.model_version}-registration") as run:
+        mlflow.set_tags(tags)
+        model_uri, model_id = log_model(release.model, example)
+        client = mlflow.MlflowClient()
+        version = register_version(
+            client,
+            release.model_name,
+            model_uri,
+            model_id,
+            run.info.run_id,
+            tags,
+            f"{release.model_name} version {release.model_version} ({release.model_version_id})",
+        )
+    client.set_registered_model_alias(release.model_name, CHAMPION_ALIAS, version)
+    links = {
+        "mlflow_run_id": run.info.run_id,
+        "mlflow_model_uri": model_uri,
+        "mlflow_registered_model": release.model_name,
+        "mlflow_registered_version": version,
+    }
+    log_metadata(metadata={"mlflow": links}, model_name=release.model_name, model_version=release.model_version)
+    release.mlflow_registered_version = version
+    return version
 
 
 class ZenMLBackend(ServingBackend):

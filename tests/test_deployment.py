@@ -219,6 +219,23 @@ def test_failed_deploy_leaves_the_old_server_serving(served):
     assert len(predictions) == 2
 
 
+def test_mlflow_serves_a_version_trained_without_mlflow(two_versions, zenml_client, data_dir):
+    """Trained on the plain stack (no MLflow twin): deploying on `mlflow` registers it there first."""
+    zenml_client.activate_stack("default")
+    config = apply_overrides(load_config(), model_name="local_only", enable_cache=False)
+    dataset = config.dataset.model_copy(update={"path": str(data_dir / "bike_may.csv")})
+    assert run_training(config.model_copy(update={"dataset": dataset})).decision.promoted
+    backend = backend_for(activate("mlflow"))
+    try:
+        record = run_deployment("local_only", settings())
+        assert record["backend"] == "mlflow" and record["parity_max_abs_difference"] == 0.0
+        links = zenml_client.get_model_version("local_only", "1").run_metadata["mlflow"]
+        assert links["mlflow_registered_version"] == "1"
+    finally:
+        undeploy(backend, "local_only")
+        zenml_client.activate_stack("default")
+
+
 # --- the user's path: zenml stack set X && python run.py deploy / predict / status / undeploy -----------------
 
 

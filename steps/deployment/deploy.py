@@ -13,7 +13,7 @@ from stacks.serving import Release, backend_for, rollout
 logger = get_logger(__name__)
 
 
-def release_of(model: Pipeline, feature_schema: FeatureSchema) -> Release:
+def release_of(model: Pipeline, feature_schema: FeatureSchema, test_set: pd.DataFrame) -> Release:
     """The pipeline's model version (production) as a Release: its MCP identity and MLflow registry twin."""
     mcp = get_step_context().model
     registered = (mcp.run_metadata.get("mlflow") or {}).get("mlflow_registered_version")
@@ -24,6 +24,7 @@ def release_of(model: Pipeline, feature_schema: FeatureSchema) -> Release:
         model=model,
         schema=feature_schema,
         mlflow_registered_version=str(registered) if registered else None,
+        example=test_set.head(5),
     )
 
 
@@ -38,7 +39,7 @@ def deploy_model(
 ) -> Annotated[dict[str, Any], "deployment"]:
     """Serve the production version with the stack's deployer: start beside the old server, smoke-test on
     held-out rows, then retire the old one. The endpoint, backend and parity are recorded on the version."""
-    release = release_of(model, feature_schema)
+    release = release_of(model, feature_schema, test_set)
     backend = backend_for(active_capabilities())
     done = rollout(backend, release, test_set, deployment, port=port, timeout=timeout, progress=logger.info)
     record = done.metadata()

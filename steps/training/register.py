@@ -9,7 +9,14 @@ from zenml.utils.source_utils import get_source_root
 
 from lifecycle.config import TrainingConfig
 from lifecycle.metrics import EvaluationReport
-from lifecycle.tracking import active_run_id, log_metrics, log_model, log_params, register_version
+from lifecycle.tracking import (
+    active_run_id,
+    as_plain_columns,
+    log_metrics,
+    log_model,
+    log_params,
+    register_version,
+)
 from lifecycle.validation import DataQualityReport, FeatureSchema
 from stacks.capabilities import mlflow_registry, mlflow_tracking_enabled
 
@@ -70,12 +77,6 @@ def mirror_to_mlflow(
         )
         links.update(mlflow_registered_model=mcp.name, mlflow_registered_version=version)
     return links
-
-
-def as_plain_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """Category columns as plain objects: MLflow infers no signature from pandas categories."""
-    categories = [c for c in table.columns if isinstance(table[c].dtype, pd.CategoricalDtype)]
-    return table.astype({c: object for c in categories})
 
 
 @step(enable_cache=False)
