@@ -159,20 +159,31 @@ def process_tree(pid: int | None) -> list[int]:
     return tree
 
 
-def kill_process_tree(pids: list[int], grace: float = 10.0) -> None:
-    """SIGTERM the processes (the server first, so it can stop its workers), SIGKILL what is left after `grace`."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        alive = [pid for pid in pids if pid_alive(pid)]
-        for pid in alive:
+def freeze_tree(pid: int | None) -> list[int]:
+    """SIGSTOP `pid` and its descendants until no new one appears: a stopped process spawns nothing more, so the
+    list is complete (a server still starting up would otherwise start a worker that outlives it)."""
+    frozen: list[int] = []
+    while True:
+        new = [p for p in process_tree(pid) if p not in frozen]
+        if not new:
+            return frozen
+        for p in new:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(pid_alive(pid) for pid in alive):
-            time.sleep(0.1)
+                os.kill(p, signal.SIGSTOP)
+        frozen += new
+        time.sleep(0.05)
 
 
-def stop_process(pid: int | None, grace: float = 10.0) -> None:
-    kill_process_tree(process_tree(pid), grace)
+def stop_process(pid: int | None) -> None:
+    """Stop a server and every process it started, at once (SIGKILL of the frozen tree). Model servers hold no
+    state to flush, and traffic was drained before this is called."""
+    frozen = freeze_tree(pid)
+    for p in frozen:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(pid_alive(p) for p in frozen):
+        time.sleep(0.05)
 
 
 def _now() -> str:
@@ -320,9 +331,12 @@ class ModelDeployerBackend(ServingBackend):
         except Exception as exc:
             log = _log_tail(runtime / "service.log")
             with contextlib.suppress(ValueError, OSError):
-                stop_process(int((runtime / "service.pid").read_text().strip()), grace=3)
+                stop_process(int((runtime / "service.pid").read_text().strip()))
             client.delete_service(record.id)
             raise DeploymentFailed(f"{self.name} server did not start: {exc}{log}") from exc
+        deadline = time.monotonic() + 15
+        while _service_pid(service) is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the daemon writes its pid file just after it starts: needed to stop it cleanly
         client.update_service(
             id=service.uuid,
             name=service.config.service_name,
@@ -590,7 +604,7 @@ class ZenMLBackend(ServingBackend):
         except Exception as exc:
             try:
                 stale = Client().get_deployment(name)
-                stop_process((stale.deployment_metadata or {}).get("pid"), grace=3)
+                stop_process((stale.deployment_metadata or {}).get("pid"))
                 Client().delete_deployment(stale.id, force=True, timeout=10)
             except Exception:  # nothing was recorded: nothing to clean
                 pass
