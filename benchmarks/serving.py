@@ -3,12 +3,13 @@
 In a throw-away ZenML store: trains the bike model on the `full` stack (so MLflow has it registered), then for
 each backend — ZenML's pipeline deployer (`local`), MLflow (`mlflow`), BentoML (`bentoml`) — deploys it,
 sends one-row requests at concurrency 1 and 16 over loopback, reads the server's memory, and undeploys.
-The baselines are `model.predict` in-process, this project's request contract in-process (validation +
-predict, no HTTP), and `benchmarks/bare_server.py` (Starlette on uvicorn). Ratios are to the bare server,
+The baselines are the model called in-process on the request's rows (records to a typed table, predict), this
+project's whole request contract in-process (validation, predict, response; no HTTP), and
+`benchmarks/bare_server.py` (Starlette on uvicorn). Ratios are to the bare server,
 measured in the same run.
 
-    python benchmarks/serving.py                          # 400 requests at c=1, 1600 at c=16
-    python benchmarks/serving.py --requests 100 --backends zenml,bentoml
+    python benchmarks/serving.py                          # 100 requests at c=1, 400 at c=16 (about 10 min)
+    python benchmarks/serving.py --requests 400 --backends mlflow,bentoml
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import os
 import pickle
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,13 +84,13 @@ def wait_for(url: str, timeout: float = 60) -> None:
 
 
 def measure_server(url: str, bodies: list, pid: int | None, requests: int, high: int) -> dict:
-    from lifecycle.load import process_group_rss_mb, run_load
+    from lifecycle.load import process_tree_rss_mb, run_load
 
     run_load(url, bodies[:20], 1, 20)  # warm-up
-    before = process_group_rss_mb(pid)
+    before = process_tree_rss_mb(pid)
     single = run_load(url, bodies, 1, requests).summary()
     parallel = run_load(url, bodies, high, requests * 4).summary()
-    return {"c1": single, "c16": parallel, "rss_mb_before": before, "rss_mb_after": process_group_rss_mb(pid)}
+    return {"c1": single, "c16": parallel, "rss_mb_before": before, "rss_mb_after": process_tree_rss_mb(pid)}
 
 
 def bare_server(model, bodies: list, folder: Path, requests: int, high: int) -> dict:
@@ -150,7 +152,7 @@ def table(rows: dict[str, dict], bare_key: str = "bare HTTP server") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=400, help="requests at concurrency 1 (x4 at 16)")
+    parser.add_argument("--requests", type=int, default=100, help="requests at concurrency 1 (x4 at 16)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--backends", default=",".join(BACKEND_STACKS))
     args = parser.parse_args()
@@ -183,10 +185,10 @@ def main() -> None:
 
     rows: dict[str, dict] = {}
     log("in-process baselines ...")
-    rows["in-process model.predict"] = {
+    rows["in-process: records -> table -> predict"] = {
         "c1": in_process(lambda body: predict_scores(model, records_frame(body, schema)), ours, args.requests)
     }
-    rows["in-process contract (validate + predict)"] = {
+    rows["in-process: whole contract"] = {
         "c1": in_process(lambda body: answer(model, schema, body, MODEL_NAME, "1"), ours, args.requests)
     }
     log("bare HTTP server ...")
@@ -217,8 +219,9 @@ def main() -> None:
     print(
         "\n'in-process' rows call the model directly (no HTTP): their latency is the floor. "
         "'deploy s' is the deployment pipeline's wall time (start beside, health, smoke test). "
-        "RSS is the server's process group after the load."
+        "RSS: the server and all its processes, after the load."
     )
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

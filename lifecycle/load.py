@@ -98,23 +98,35 @@ def run_load(url: str, bodies: list[Any], concurrency: int, requests: int, timeo
     return result
 
 
-def process_group_rss_mb(pid: int | None) -> float:
-    """Resident memory of every process in `pid`'s process group (a server daemon and its workers), in MiB."""
-    if not pid:
-        return float("nan")
-    try:
-        group = os.getpgid(pid)
-    except ProcessLookupError:
-        return float("nan")
+def process_tree(pid: int | None) -> list[int]:
+    """`pid` and all its descendants (BentoML's workers start sessions of their own, so a process group is
+    not enough to find them); empty when `pid` is not running."""
+    if not pid or not Path(f"/proc/{pid}").exists():
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        queue.extend(children.get(current, []))
+    return tree
+
+
+def process_tree_rss_mb(pid: int | None) -> float:
+    """Resident memory of a server and every process it started (its workers), in MiB."""
     page = os.sysconf("SC_PAGE_SIZE")
     total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    tree = process_tree(pid)
+    for member in tree:
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == group:
-                total += int((entry / "statm").read_text().split()[1]) * page
+            total += int(Path(f"/proc/{member}/statm").read_text().split()[1]) * page
         except (OSError, ValueError, IndexError):
             continue
-    return total / 2**20
+    return total / 2**20 if tree else float("nan")

@@ -34,6 +34,7 @@ import pandas as pd
 
 from lifecycle.config import PROJECT_ROOT, DeploymentConfig
 from lifecycle.errors import LifecycleError
+from lifecycle.load import process_tree
 from lifecycle.serving import choose_port, json_records
 from lifecycle.validation import FeatureSchema
 from stacks.capabilities import StackCapabilities
@@ -136,27 +137,6 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def process_tree(pid: int | None) -> list[int]:
-    """`pid` and all its descendants (BentoML's workers start sessions of their own, so a process group is
-    not enough to find them)."""
-    if not pid_alive(pid):
-        return []
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    tree, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        tree.append(current)
-        queue.extend(children.get(current, []))
-    return tree
 
 
 def freeze_tree(pid: int | None) -> list[int]:
