@@ -72,17 +72,6 @@ def in_process(function, bodies: list, requests: int) -> dict:
     }
 
 
-def wait_for(url: str, timeout: float = 60) -> None:
-    from stacks.serving import is_healthy
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if is_healthy(url):
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up")
-
-
 def measure_server(url: str, bodies: list, pid: int | None, requests: int, high: int) -> dict:
     from lifecycle.load import process_tree_rss_mb, run_load
 
@@ -95,6 +84,7 @@ def measure_server(url: str, bodies: list, pid: int | None, requests: int, high:
 
 def bare_server(model, bodies: list, folder: Path, requests: int, high: int) -> dict:
     from lifecycle.serving import choose_port
+    from stacks.serving import wait_healthy
 
     model_path = folder / "bare_model.pkl"
     model_path.write_bytes(pickle.dumps(model))
@@ -107,7 +97,7 @@ def bare_server(model, bodies: list, folder: Path, requests: int, high: int) -> 
         start_new_session=True,
     )
     try:
-        wait_for(f"http://127.0.0.1:{port}/health")
+        wait_healthy(f"http://127.0.0.1:{port}/health", timeout=60)
         return measure_server(f"http://127.0.0.1:{port}/predict", bodies, server.pid, requests, high)
     finally:
         server.terminate()

@@ -106,8 +106,9 @@ def deployment_summary(model_name: str, record: dict) -> str:
             f"over HTTP, max |difference| from in-process predictions {record['parity_max_abs_difference']:g}",
             *([f"  replaced: {', '.join(replaced)} (stopped after the new server passed)"] if replaced else []),
             f"  predict: POST {record['predict_url']}   health: GET {record['health_url']}",
-            "  try it:  python run.py predict --input data/example_request.json",
-            "  status:  python run.py status      stop it: python run.py undeploy",
+            f"  try it:  python run.py predict --model-name {model_name} --input data/example_request.json",
+            f"  status:  python run.py status --model-name {model_name}",
+            f"  stop it: python run.py undeploy --model-name {model_name}",
         ]
     )
 

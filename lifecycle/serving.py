@@ -52,6 +52,13 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def records_frame(payload: Any, schema: FeatureSchema, max_rows: int = DEFAULT_MAX_ROWS) -> pd.DataFrame:
     """The rows of a request as a table the model accepts, or a RequestError naming what is wrong."""
     records = payload.get("records") if isinstance(payload, dict) else None
@@ -78,7 +85,7 @@ def records_frame(payload: Any, schema: FeatureSchema, max_rows: int = DEFAULT_M
             if value is None:
                 continue
             if numeric:
-                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and _finite(value)
                 expected = "a finite number or null"
             else:
                 ok = isinstance(value, str | int | float) and not isinstance(value, bool)
@@ -196,20 +203,25 @@ class BodyLimit:
             await self._drain(receive)
             await self._reject(send)
             return
+        # No Content-Length (chunked): read the body here, up to the limit, then hand it to the application.
+        # Raising inside the application's receive() would reach its own error handler (BentoML answers 500).
+        buffered: list[Any] = []
         received = 0
-
-        async def counted_receive() -> Any:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    if message.get("more_body", False):
-                        await self._drain(receive)
-                    raise RequestError(f"request body exceeds {self.max_bytes} bytes", 413)
-            return message
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                if message.get("more_body", False):
+                    await self._drain(receive)
+                await self._reject(send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, counted_receive, send)
-        except RequestError:
-            await self._reject(send)
+        async def replay() -> Any:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)

@@ -17,6 +17,7 @@ from zenml.client import Client
 
 from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
 from lifecycle.data import read_table
+from lifecycle.errors import LifecycleError
 from lifecycle.metrics import score
 from lifecycle.names import MODEL
 from lifecycle.windows import newest_window, rows_between, time_index
@@ -103,7 +104,10 @@ def replay(
     result = ReplayResult(metric=metric, model_name=settings.model_name)
     served = None
     if settings.serve:
-        record = run_deployment(settings.model_name, deployment or DeploymentConfig())
+        try:
+            record = run_deployment(settings.model_name, deployment or DeploymentConfig())
+        except LifecycleError as exc:
+            raise LifecycleError(f"{exc} (or replay without serving: `python run.py lifecycle --no-serve`)") from exc
         served, result.endpoint = record["model_version"], record["predict_url"]
         progress(f"serving version {served} at {record['predict_url']} ({record['backend']})")
 
@@ -135,8 +139,11 @@ def replay(
             retraining = run_training(_with_data(config, window_path, settings.model_name))
             retrained, promoted = True, retraining.decision.promoted
             if promoted and settings.serve:
-                record = run_deployment(settings.model_name, deployment or DeploymentConfig())
-                served, result.endpoint = record["model_version"], record["predict_url"]
+                try:
+                    record = run_deployment(settings.model_name, deployment or DeploymentConfig())
+                    served, result.endpoint = record["model_version"], record["predict_url"]
+                except LifecycleError as exc:  # the old server keeps serving; the replay goes on
+                    progress(f"redeploy failed, version {served} still served: {exc}")
         row = PeriodResult(
             period=label,
             rows=len(batch),

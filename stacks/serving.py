@@ -139,6 +139,22 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+# Command-line markers of the server processes this project starts (ZenML's service daemon, ZenML's deployment
+# app): a recorded pid that no longer shows one of them is a recycled pid, not our server.
+SERVER_MARKERS = (b"zenml.services.local.local_daemon_entrypoint", b"zenml.deployers.server")
+
+
+def server_alive(pid: int | None) -> bool:
+    """True when `pid` runs and is still one of our servers (records outlive reboots; pids are reused)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return any(marker in command for marker in SERVER_MARKERS)
+
+
 def freeze_tree(pid: int | None) -> list[int]:
     """SIGSTOP `pid` and its descendants until no new one appears: a stopped process spawns nothing more, so the
     list is complete (a server still starting up would otherwise start a worker that outlives it)."""
@@ -156,7 +172,9 @@ def freeze_tree(pid: int | None) -> list[int]:
 
 def stop_process(pid: int | None) -> None:
     """Stop a server and every process it started, at once (SIGKILL of the frozen tree). Model servers hold no
-    state to flush, and traffic was drained before this is called."""
+    state to flush, and traffic was drained before this is called. A pid that is not our server is left alone."""
+    if not server_alive(pid):
+        return
     frozen = freeze_tree(pid)
     for p in frozen:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -180,6 +198,7 @@ def _unique_name(release: Release) -> str:
 class ServingBackend:
     name = ""
     serves_our_contract = True  # {"records": [...]} -> {"predictions": [...], "model_version": ...}
+    chooses_own_port = False
 
     def start(self, release: Release, host: str, port: int, timeout: int, config: DeploymentConfig) -> Endpoint:
         raise NotImplementedError
@@ -198,7 +217,14 @@ class ServingBackend:
 
     def predict(self, endpoint: Endpoint, records: list[dict[str, Any]], timeout: float = 60.0) -> tuple[list, Any]:
         """(predictions, full response) over HTTP; an error response raises with the server's message."""
-        status, body = http_json(endpoint.predict_url, self.request_body(records), timeout=timeout)
+        try:
+            status, body = http_json(endpoint.predict_url, self.request_body(records), timeout=timeout)
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise LifecycleError(
+                f"{endpoint.predict_url} did not answer ({reason}). Fix: `python run.py status`, then "
+                "`python run.py deploy` if it is down."
+            ) from exc
         if status != 200:
             raise LifecycleError(f"{endpoint.predict_url} answered {status}: {error_text(body)}")
         return self.parse_predictions(body), body
@@ -240,7 +266,7 @@ class ModelDeployerBackend(ServingBackend):
             url=url,
             predict_path=self.predict_path,
             health_path=self.health_path,
-            running=bool(url) and pid_alive(pid),
+            running=bool(url) and server_alive(pid),
             created=created,
             pid=pid,
             details={"service_id": str(service.uuid), "deployer": self.deployer.name},
@@ -317,6 +343,11 @@ class ModelDeployerBackend(ServingBackend):
         deadline = time.monotonic() + 15
         while _service_pid(service) is None and time.monotonic() < deadline:
             time.sleep(0.1)  # the daemon writes its pid file just after it starts: needed to stop it cleanly
+        if _service_pid(service) is None:
+            client.delete_service(record.id)
+            raise DeploymentFailed(
+                f"{self.name} server wrote no pid file within 15 s{_log_tail(runtime / 'service.log')}"
+            )
         client.update_service(
             id=service.uuid,
             name=service.config.service_name,
@@ -432,6 +463,7 @@ class MLflowBackend(ModelDeployerBackend):
     predict_path = "/invocations"
     health_path = "/ping"
     serves_our_contract = False  # MLflow's own request shape
+    chooses_own_port = True  # ZenML's MLflow service allocates a free port on `localhost`
 
     def request_body(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         return {"dataframe_records": records}
@@ -545,7 +577,7 @@ class ZenMLBackend(ServingBackend):
             url=deployment.url or "",
             predict_path=self.predict_path,
             health_path=self.health_path,
-            running=bool(deployment.url) and pid_alive(pid),
+            running=bool(deployment.url) and server_alive(pid),
             created=deployment.created.isoformat(timespec="microseconds") if deployment.created else "",
             pid=pid,
             details={"deployment_id": str(deployment.id), "status": str(deployment.status)},
@@ -707,8 +739,8 @@ def rollout(
     running = [e for e in backend.endpoints(release.model_name) if e.running]
     taken = {int(e.url.rsplit(":", 1)[1]) for e in running if e.url}
     preferred = port or config.port
-    chosen = choose_port(config.host, preferred, config.port_search, taken)
-    if chosen != preferred:
+    chosen = 0 if backend.chooses_own_port else choose_port(config.host, preferred, config.port_search, taken)
+    if chosen and chosen != preferred:
         progress(f"port {preferred} is busy; using {chosen}")
     serving = ", ".join(e.url for e in running) or "nothing (no server was running)"
     started = time.monotonic()
@@ -722,12 +754,16 @@ def rollout(
         wait_healthy(endpoint.health_url, timeout or config.startup_timeout)
         ready = time.monotonic() - started
         smoke = smoke_test(backend, endpoint, release, holdout, config)
-    except Exception as exc:
+        if running and config.drain_seconds:
+            time.sleep(config.drain_seconds)  # clients that looked up the old address finish against it
+            if not is_healthy(endpoint.health_url, timeout=10):
+                raise DeploymentFailed(f"{endpoint.health_url} stopped answering during the drain")
+    except BaseException as exc:  # an interrupted deploy must not leave an untested server to be picked up
         backend.stop(endpoint)
+        if not isinstance(exc, Exception):
+            raise
         raise DeploymentFailed(f"{_one_line(exc)}. The new server was stopped; still serving: {serving}") from exc
     progress(f"{backend.name} server for version {release.model_version} healthy at {endpoint.url} in {ready:.1f} s")
-    if running and config.drain_seconds:
-        time.sleep(config.drain_seconds)  # clients that looked up the old address finish against it
     for old in running:
         backend.stop(old)
         progress(f"stopped the previous server {old.name} ({old.url})")

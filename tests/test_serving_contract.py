@@ -41,6 +41,7 @@ def test_good_records_become_a_typed_table():
         ({"records": [{**GOOD, "temp": "warm"}]}, 422, "`temp` is 'warm'"),
         ({"records": [{**GOOD, "temp": True}]}, 422, "finite number"),
         ({"records": [{**GOOD, "temp": float("inf")}]}, 422, "finite number"),
+        ({"records": [{**GOOD, "temp": 10**400}]}, 422, "finite number"),
         ({"records": [{**GOOD, "season": {"a": 1}}]}, 422, "`season`"),
         ({"records": [{**GOOD, "hr": "25 o'clock"}]}, 422, "format '%I%p'"),
     ],
