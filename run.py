@@ -257,8 +257,11 @@ def redeploy_note(promoted: bool, redeployed: dict | None) -> str:
     )
 
 
-def model_name_of(config_path: str, model_name: str | None) -> str:
-    return model_name or load_config(config_path).model.name
+def serving_target(stack_name: str | None, config_path: str, model_name: str | None, all_models: bool = False):
+    """For the serving commands: activate `--stack` if given; the model meant (None: every model)."""
+    if stack_name:
+        activate_stack(stack_name)
+    return None if all_models else model_name or load_config(config_path).model.name
 
 
 @cli.command()
@@ -280,9 +283,7 @@ def deploy(
     from lifecycle.reporting import deployment_summary
 
     try:
-        if stack_name:
-            activate_stack(stack_name)
-        name = model_name_of(config_path, model_name)
+        name = serving_target(stack_name, config_path, model_name)
         from pipelines.runner import run_deployment
 
         record = run_deployment(name, load_deployment_config(deployment_path), port=port, timeout=timeout)
@@ -308,9 +309,7 @@ def predict(
 ) -> None:
     """Send rows to the model served on the active stack and print the predictions."""
     try:
-        if stack_name:
-            activate_stack(stack_name)
-        name = model_name_of(config_path, model_name)
+        name = serving_target(stack_name, config_path, model_name)
         settings = load_deployment_config(deployment_path)
         from stacks.serving import active_backend, live_endpoint, predict_with, read_request_rows
 
@@ -348,9 +347,7 @@ def status(config_path: str, model_name: str | None, all_models: bool, stack_nam
     from lifecycle.reporting import status_table
 
     try:
-        if stack_name:
-            activate_stack(stack_name)
-        name = None if all_models else model_name_of(config_path, model_name)
+        name = serving_target(stack_name, config_path, model_name, all_models)
         from pipelines.runner import production_version
         from stacks.serving import active_backend, is_healthy
 
@@ -373,9 +370,7 @@ def status(config_path: str, model_name: str | None, all_models: bool, stack_nam
 def undeploy(config_path: str, model_name: str | None, all_models: bool, stack_name: str | None) -> None:
     """Stop the model's servers on the active stack."""
     try:
-        if stack_name:
-            activate_stack(stack_name)
-        name = None if all_models else model_name_of(config_path, model_name)
+        name = serving_target(stack_name, config_path, model_name, all_models)
         from stacks.serving import active_backend
         from stacks.serving import undeploy as stop_all
 

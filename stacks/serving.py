@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -195,19 +196,22 @@ def _unique_name(release: Release) -> str:
 # --- backends ----------------------------------------------------------------------------------------------
 
 
-class ServingBackend:
+class ServingBackend(ABC):
     name = ""
     serves_our_contract = True  # {"records": [...]} -> {"predictions": [...], "model_version": ...}
     chooses_own_port = False
 
+    @abstractmethod
     def start(self, release: Release, host: str, port: int, timeout: int, config: DeploymentConfig) -> Endpoint:
-        raise NotImplementedError
+        """Start a server for `release` on host:port (beside any running one) and return its endpoint."""
 
+    @abstractmethod
     def endpoints(self, model_name: str | None = None) -> list[Endpoint]:
-        raise NotImplementedError
+        """The backend's servers (of one model, or all), running or not."""
 
+    @abstractmethod
     def stop(self, endpoint: Endpoint) -> None:
-        raise NotImplementedError
+        """Stop the server and every process it started, and forget it."""
 
     def request_body(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         return {"records": records}
@@ -272,8 +276,9 @@ class ModelDeployerBackend(ServingBackend):
             details={"service_id": str(service.uuid), "deployer": self.deployer.name},
         )
 
+    @abstractmethod
     def service_class(self) -> Any:
-        raise NotImplementedError
+        """The ZenML service class this backend's servers run as."""
 
     def service_type(self) -> Any:
         return self.service_class().SERVICE_TYPE
@@ -397,10 +402,8 @@ class BentoMLBackend(ModelDeployerBackend):
                 labels={"zenml_version_id": release.model_version_id},
             )
         bento_tag = f"{safe}_service:{version}"
-        try:
+        with contextlib.suppress(NotFound):
             return bentoml.bentos.get(bento_tag)
-        except NotFound:
-            pass
         with tempfile.TemporaryDirectory(prefix="bento-build-") as build:
             shutil.copytree(
                 PROJECT_ROOT / "lifecycle", Path(build) / "lifecycle", ignore=shutil.ignore_patterns("__pycache__")
@@ -614,12 +617,11 @@ class ZenMLBackend(ServingBackend):
         try:
             deployment = pipeline.deploy(deployment_name=name, timeout=timeout)
         except Exception as exc:
-            try:
+            # Best effort: a deployment that failed early may have left no record or no process to stop.
+            with contextlib.suppress(Exception):
                 stale = Client().get_deployment(name)
                 stop_process((stale.deployment_metadata or {}).get("pid"))
                 Client().delete_deployment(stale.id, force=True, timeout=10)
-            except Exception:  # nothing was recorded: nothing to clean
-                pass
             raise DeploymentFailed(f"ZenML deployment {name} did not start: {exc}") from exc
         return self._endpoint(Client().get_deployment(deployment.id, hydrate=True))
 
