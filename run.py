@@ -12,6 +12,7 @@ from lifecycle.environment import configure_environment
 configure_environment()
 
 from lifecycle.config import (  # noqa: E402
+    DEFAULT_COMPARISON_CONFIG,
     DEFAULT_CONFIG,
     DEFAULT_DEPLOYMENT_CONFIG,
     DEFAULT_MONITORING_CONFIG,
@@ -381,6 +382,68 @@ def undeploy(config_path: str, model_name: str | None, all_models: bool, stack_n
     for endpoint in stopped:
         click.echo(f"  stopped {endpoint.backend} server {endpoint.name} ({endpoint.url or 'not running'})")
     click.echo(f"{len(stopped)} server(s) stopped." if stopped else "Nothing was deployed on this stack.")
+
+
+@cli.command()
+@click.option("--stacks", "stack_names", help="Comma-separated stack files to compare (default: the config's).")
+@click.option("--quick", is_flag=True, help="Small data and few requests (the `quick` size of the config).")
+@config_option("Training config: the dataset, model and seed every stack trains with.")
+@click.option("--data", help="CSV or Parquet file to compare on (replaces the config's dataset).")
+@click.option("--target", help="Column to predict (with --data).")
+@click.option(
+    "--comparison-config",
+    "comparison_path",
+    type=click.Path(dir_okay=False),
+    default=str(DEFAULT_COMPARISON_CONFIG),
+    show_default=True,
+    help="Stacks, data size, serving load.",
+)
+@click.option("--workspace", help="The comparison's own store and state (default: <state folder>/compare; replaced).")
+@click.option("--output", "output_dir", help="Folder for comparison.md/.html/.json (default: reports/).")
+def compare(
+    stack_names: str | None,
+    quick: bool,
+    config_path: str,
+    data: str | None,
+    target: str | None,
+    comparison_path: str,
+    workspace: str | None,
+    output_dir: str | None,
+) -> None:
+    """Run the same training, monitoring and serving on each stack and write a side-by-side report."""
+    import time
+    from pathlib import Path
+
+    from lifecycle.config import load_comparison_config
+
+    started = time.monotonic()
+
+    def progress(where: str, what: str) -> None:
+        elapsed = int(time.monotonic() - started)
+        click.secho(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {where}: {what}", fg="cyan", err=True)
+
+    try:
+        comparison = load_comparison_config(comparison_path)
+        config = apply_overrides(load_config(config_path), data=data, target=target)
+        validate_file(config.dataset)
+        from pipelines.comparison import compare as run_comparison
+        from pipelines.runner import reports_folder
+        from stacks.manage import state_dir
+
+        names = [n.strip() for n in stack_names.split(",") if n.strip()] if stack_names else comparison.stacks
+        paths = run_comparison(
+            names,
+            config,
+            comparison,
+            quick=quick,
+            workspace_root=Path(workspace) if workspace else state_dir() / "compare",
+            output_dir=Path(output_dir) if output_dir else reports_folder(load_monitoring_config()),
+            progress=progress,
+        )
+    except LifecycleError as error:
+        fail(error)
+    click.echo((paths["markdown"]).read_text())
+    click.echo(f"report: {paths['markdown']}\npage (opens offline): {paths['html']}\nmeasurements: {paths['json']}")
 
 
 def activate_stack(name: str) -> None:

@@ -67,57 +67,20 @@ def config_for(data: Path, model_name: str):
     return config.model_copy(update={"dataset": config.dataset.model_copy(update={"path": str(data)})})
 
 
-def timed(clock: dict, name: str, function, *args, **kwargs):
-    started = time.perf_counter()
-    result = function(*args, **kwargs)
-    clock[name] = time.perf_counter() - started
-    return result
-
-
 def bare_worker(data: Path, batch: Path) -> dict:
     """The plain functions the steps wrap, called directly — the same work without ZenML."""
-    from lifecycle.data import file_fingerprint, read_table
-    from lifecycle.metrics import evaluate_model
-    from lifecycle.monitoring import check_batch, performance_on_batch, predict_rows, run_drift_report
-    from lifecycle.promotion import decide_promotion
-    from lifecycle.splitting import split_table
-    from lifecycle.validation import validate_table
+    from lifecycle.direct import run_directly
 
     config = config_for(data, "bench")
     after_imports = rss_mb()
-    steps: dict[str, float] = {}
-    started = time.perf_counter()
-    fingerprint, raw = timed(steps, "ingest_data", lambda path: (file_fingerprint(path), read_table(path)), data)
-    clean, schema, _ = timed(steps, "validate_data", validate_table, raw, config.dataset)
-    train, test = timed(steps, "split_data", split_table, clean, schema, config.split, config.training.seed)
-    from lifecycle.modeling import fit_model
-
-    model, _ = timed(steps, "train_model", fit_model, train, schema, config.training)
-    report = timed(steps, "evaluate", evaluate_model, model, train, test, schema, config.evaluation, "rmse")
-    timed(steps, "promote_model", decide_promotion, "rmse", report.metrics["rmse"], report.baseline_metrics["rmse"])
-    training_wall = time.perf_counter() - started
-    assert fingerprint
-
-    monitor: dict[str, float] = {}
-    started = time.perf_counter()
-    batch_table = timed(monitor, "load_batch", read_table, batch)
-    prepared, _ = timed(monitor, "check_batch_step", check_batch, batch_table, schema, train)
-    predictions = timed(monitor, "predict_batch", predict_rows, model, prepared, schema)
-    timed(monitor, "drift_report", run_drift_report, train, prepared, schema, 50)
-    timed(monitor, "summarize_monitoring", performance_on_batch, predictions, schema, report.metrics, "rmse")
-    monitoring_wall = time.perf_counter() - started
-
-    rows = prepared[schema.model_inputs]
-    started = time.perf_counter()
-    model.predict(rows)
-    bare_predict = time.perf_counter() - started
+    direct = run_directly(config, batch)
     return {
-        "training_wall": training_wall,
-        "training_steps": steps,
-        "monitoring_wall": monitoring_wall,
-        "monitoring_steps": monitor,
-        "batch_rows": len(rows),
-        "bare_predict_seconds": bare_predict,
+        "training_wall": direct.training_seconds,
+        "training_steps": direct.training_steps,
+        "monitoring_wall": direct.monitoring_seconds,
+        "monitoring_steps": direct.monitoring_steps,
+        "batch_rows": direct.batch_rows,
+        "bare_predict_seconds": direct.model_predict_seconds,
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_imports_mb": after_imports,
     }

@@ -5,7 +5,7 @@ each backend — ZenML's pipeline deployer (`local`), MLflow (`mlflow`), BentoML
 sends one-row requests at concurrency 1 and 16 over loopback, reads the server's memory, and undeploys.
 The baselines are the model called in-process on the request's rows (records to a typed table, predict), this
 project's whole request contract in-process (validation, predict, response; no HTTP), and
-`benchmarks/bare_server.py` (Starlette on uvicorn). Ratios are to the bare server,
+`lifecycle/bare_server.py` (Starlette on uvicorn). Ratios are to the bare server,
 measured in the same run.
 
     python benchmarks/serving.py                          # 100 requests at c=1, 400 at c=16 (about 10 min)
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,60 +48,6 @@ def isolate(state: Path) -> None:
     configure_environment()
 
 
-def in_process(function, bodies: list, requests: int) -> dict:
-    """Latency of calling `function(body)` directly, one request after the other (concurrency 1)."""
-    import numpy as np
-
-    latencies = []
-    started = time.perf_counter()
-    for index in range(requests):
-        began = time.perf_counter()
-        function(bodies[index % len(bodies)])
-        latencies.append((time.perf_counter() - began) * 1000)
-    seconds = time.perf_counter() - started
-    return {
-        "concurrency": 1,
-        "ok": requests,
-        "errors": 0,
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p95_ms": float(np.percentile(latencies, 95)),
-        "p99_ms": float(np.percentile(latencies, 99)),
-        "throughput_rps": requests / seconds,
-    }
-
-
-def measure_server(url: str, bodies: list, pid: int | None, requests: int, high: int) -> dict:
-    from lifecycle.load import process_tree_rss_mb, run_load
-
-    run_load(url, bodies[:20], 1, 20)  # warm-up
-    before = process_tree_rss_mb(pid)
-    single = run_load(url, bodies, 1, requests).summary()
-    parallel = run_load(url, bodies, high, requests * 4).summary()
-    return {"c1": single, "c16": parallel, "rss_mb_before": before, "rss_mb_after": process_tree_rss_mb(pid)}
-
-
-def bare_server(model, bodies: list, folder: Path, requests: int, high: int) -> dict:
-    from lifecycle.serving import choose_port
-    from stacks.serving import wait_healthy
-
-    model_path = folder / "bare_model.pkl"
-    model_path.write_bytes(pickle.dumps(model))
-    port = choose_port("127.0.0.1", 8290, 50)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "benchmarks.bare_server:app", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--log-level", "warning"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "BARE_MODEL_PATH": str(model_path)},
-        start_new_session=True,
-    )
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/health", timeout=60)
-        return measure_server(f"http://127.0.0.1:{port}/predict", bodies, server.pid, requests, high)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def machine() -> str:
     import bentoml
     import mlflow
@@ -122,7 +66,7 @@ def table(rows: dict[str, dict], bare_key: str = "bare HTTP server") -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
-        for level in ("c1", "c16"):
+        for level in [key for key in row if key.startswith("c") and key[1:].isdigit()]:
             if level not in row:
                 continue
             figures, base = row[level], bare.get(level, {})
@@ -152,6 +96,7 @@ def main() -> None:
     from zenml.client import Client
 
     from lifecycle.config import DeploymentConfig, load_config
+    from lifecycle.load import bare_http_server, in_process_latency, load_levels
     from lifecycle.modeling import predict_scores
     from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
     from lifecycle.serving import answer, json_records, records_frame
@@ -176,13 +121,15 @@ def main() -> None:
     rows: dict[str, dict] = {}
     log("in-process baselines ...")
     rows["in-process: records -> table -> predict"] = {
-        "c1": in_process(lambda body: predict_scores(model, records_frame(body, schema)), ours, args.requests)
+        "c1": in_process_latency(lambda body: predict_scores(model, records_frame(body, schema)), ours, args.requests)
     }
     rows["in-process: whole contract"] = {
-        "c1": in_process(lambda body: answer(model, schema, body, MODEL_NAME, "1"), ours, args.requests)
+        "c1": in_process_latency(lambda body: answer(model, schema, body, MODEL_NAME, "1"), ours, args.requests)
     }
+    levels = [(1, args.requests), (args.concurrency, args.requests * 4)]
     log("bare HTTP server ...")
-    rows["bare HTTP server"] = bare_server(model, ours, folder, args.requests, args.concurrency)
+    with bare_http_server(model, folder) as (url, pid):
+        rows["bare HTTP server"] = load_levels(url, ours, pid, levels)
     settings = DeploymentConfig(port=8300, smoke_rows=20)
     for backend_name in args.backends.split(","):
         stack = BACKEND_STACKS[backend_name]
@@ -196,7 +143,7 @@ def main() -> None:
             endpoint = next(e for e in backend.endpoints(MODEL_NAME) if e.running)
             bodies = [backend.request_body([record]) for record in records]
             log(f"{backend_name}: load ...")
-            figures = measure_server(endpoint.predict_url, bodies, endpoint.pid, args.requests, args.concurrency)
+            figures = load_levels(endpoint.predict_url, bodies, endpoint.pid, levels)
             rows[f"{backend_name} ({record['predict_url'].rsplit('/', 1)[1]})"] = {
                 **figures,
                 "deploy_seconds": deploy_seconds,

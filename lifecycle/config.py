@@ -304,3 +304,40 @@ class DeploymentConfig(_Strict):
 
 def load_deployment_config(path: str | Path = DEFAULT_DEPLOYMENT_CONFIG) -> DeploymentConfig:
     return _load_yaml_model(path, DeploymentConfig, "deployment", "--deployment-config")
+
+
+DEFAULT_COMPARISON_CONFIG = PROJECT_ROOT / "configs" / "comparison.yaml"
+
+
+class LoadSettings(_Strict):
+    """One serving load level: this many one-row requests from this many concurrent clients."""
+
+    concurrency: int = Field(ge=1, le=64)
+    requests: int = Field(ge=1)
+
+
+class ComparisonSize(_Strict):
+    """How much work each stack gets; `python run.py compare --quick` uses the `quick` size."""
+
+    # Use only the newest this many rows of the dataset (None: all of it).
+    rows: int | None = Field(None, ge=200)
+    # The newest share of those rows is held back as the monitoring batch; the rest trains.
+    batch_fraction: float = Field(0.1, gt=0, lt=0.5)
+    parity_rows: int = Field(50, ge=1)
+    load: list[LoadSettings] = Field(
+        default_factory=lambda: [LoadSettings(concurrency=1, requests=100), LoadSettings(concurrency=16, requests=400)]
+    )
+
+
+class ComparisonConfig(_Strict):
+    """`python run.py compare`: the stacks measured side by side (configs/comparison.yaml)."""
+
+    stacks: list[str] = Field(default_factory=lambda: ["local", "mlflow", "bentoml", "full"])
+    full: ComparisonSize = Field(default_factory=ComparisonSize)
+    quick: ComparisonSize = Field(default_factory=ComparisonSize)
+    # Serving settings for the comparison's servers (see configs/deployment.yaml).
+    deployment: DeploymentConfig = Field(default_factory=lambda: DeploymentConfig(port=8400, drain_seconds=0))
+
+
+def load_comparison_config(path: str | Path = DEFAULT_COMPARISON_CONFIG) -> ComparisonConfig:
+    return _load_yaml_model(path, ComparisonConfig, "comparison", "--comparison-config")

@@ -7,10 +7,13 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import urlopen
 
 import numpy as np
 
@@ -130,3 +133,64 @@ def process_tree_rss_mb(pid: int | None) -> float:
         except (OSError, ValueError, IndexError):
             continue
     return total / 2**20 if tree else float("nan")
+
+
+def in_process_latency(function: Callable[[Any], Any], bodies: list[Any], requests: int) -> dict[str, Any]:
+    """`function(body)` called `requests` times one after the other: the floor under any server's latency."""
+    result = LoadResult(concurrency=1, requests=requests, seconds=0.0)
+    started = time.perf_counter()
+    for index in range(requests):
+        began = time.perf_counter()
+        function(bodies[index % len(bodies)])
+        result.latencies_ms.append((time.perf_counter() - began) * 1000)
+    result.seconds = time.perf_counter() - started
+    return result.summary()
+
+
+def load_levels(url: str, bodies: list[Any], pid: int | None, levels: list[tuple[int, int]]) -> dict[str, Any]:
+    """A short warm-up, then each (concurrency, requests) level in turn; the server's memory before and after."""
+    run_load(url, bodies[:20], 1, min(20, len(bodies)))
+    before = process_tree_rss_mb(pid)
+    figures = {
+        f"c{concurrency}": run_load(url, bodies, concurrency, requests).summary() for concurrency, requests in levels
+    }
+    return {**figures, "rss_mb_before": before, "rss_mb_after": process_tree_rss_mb(pid)}
+
+
+@contextmanager
+def bare_http_server(model: Any, folder: Path, host: str = "127.0.0.1", port: int = 8290) -> Iterator[tuple[str, int]]:
+    """The model behind `lifecycle/bare_server.py` (Starlette on uvicorn): yields (predict URL, server pid)."""
+    import pickle
+    import subprocess
+    import sys
+
+    from lifecycle.serving import choose_port
+
+    model_path = folder / "bare_model.pkl"
+    model_path.write_bytes(pickle.dumps(model))
+    port = choose_port(host, port, 50)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "lifecycle.bare_server:app", "--host", host, "--port", str(port)]
+        + ["--log-level", "warning"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "BARE_MODEL_PATH": str(model_path)},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urlopen(f"http://{host}:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the bare server on port {port} did not start") from None
+                time.sleep(0.2)
+        yield f"http://{host}:{port}/predict", server.pid
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -1,10 +1,10 @@
 """The baseline for serving figures: the same model behind the smallest useful HTTP server (Starlette on uvicorn).
 
 `POST /predict` with `{"records": [...]}` -> `{"predictions": [...]}`: JSON in, a DataFrame, `model.predict`,
-JSON out — no validation, no limits. Started by `benchmarks/serving.py` with the model's pickle in
-BARE_MODEL_PATH:
+JSON out — no validation, no limits. Started by `lifecycle.load.bare_http_server` (for `python run.py compare`
+and `benchmarks/serving.py`) with the model's pickle in BARE_MODEL_PATH:
 
-    BARE_MODEL_PATH=model.pkl python -m uvicorn benchmarks.bare_server:app --host 127.0.0.1 --port 8200
+    BARE_MODEL_PATH=model.pkl python -m uvicorn lifecycle.bare_server:app --host 127.0.0.1 --port 8200
 """
 
 import os
@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 with open(os.environ["BARE_MODEL_PATH"], "rb") as handle:
-    MODEL = pickle.load(handle)  # the benchmark's own file, written a moment earlier
+    MODEL = pickle.load(handle)  # written a moment earlier by bare_http_server
 
 
 async def predict(request: Request) -> JSONResponse:

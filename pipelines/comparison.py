@@ -1,0 +1,569 @@
+"""`python run.py compare`: the same training, monitoring and serving work on each stack, measured side by side.
+
+The comparison runs in a workspace of its own (`<state folder>/compare/`, replaced by each comparison): its own
+ZenML store, MLflow database and BentoML home, so your models, stacks and servers are untouched and every stack
+starts from the same place. Each stack is measured in a child process (`python -m pipelines.comparison`), so
+that a stack which fails cannot take the others down:
+
+1. register the stack from its file in stacks/ (a stack that cannot be set up is reported with the reason);
+2. train on the same data with the same seed (no step cache), then monitor one held-back batch;
+3. serve the production version through the stack's deployer, check its predictions on the same held-out
+   rows, send a bounded one-row-per-request load at each configured concurrency over loopback, read the
+   server's memory, probe what it offers (health, metrics, docs), and stop it.
+
+The parent then calls the same step functions directly (no ZenML) and serves the same model in-process and
+behind a bare HTTP server, as baselines, and writes reports/comparison.{md,html,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lifecycle.config import PROJECT_ROOT, ComparisonConfig, ComparisonSize, RunConfig
+from lifecycle.errors import LifecycleError
+
+PROGRESS = "@@progress "
+WORKSPACE_MARKER = ".mlops-comparison"
+ISOLATED_ENV = ("ZENML_STORE_URL", "ZENML_STORE_API_KEY", "ZENML_STORE_USERNAME", "ZENML_STORE_PASSWORD")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one comparison keeps its store, state, data and per-stack results."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data" / "train.csv"
+
+    @property
+    def batch(self) -> Path:
+        return self.root / "data" / "batch.csv"
+
+    @property
+    def served_model(self) -> Path:
+        return self.root / "served_model.pkl"  # the production version, for the parent's baselines
+
+    @property
+    def parity(self) -> Path:
+        return self.root / "parity.json"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def result(self, stack: str) -> Path:
+        return self.root / "results" / f"{stack}.json"
+
+    def environment(self) -> dict[str, str]:
+        """The child processes' environment: this workspace's ZenML store, state folder and BentoML home."""
+        env = {key: value for key, value in os.environ.items() if key not in ISOLATED_ENV}
+        env.update(
+            {
+                "ZENML_CONFIG_PATH": str(self.root / "zenml"),
+                "ZENML_REPOSITORY_PATH": str(self.root / "repo"),
+                "ZENML_CUSTOM_SOURCE_ROOT": str(PROJECT_ROOT),
+                "ZENML_LOGGING_VERBOSITY": "ERROR",
+                "MLOPS_STATE_DIR": str(self.state),
+                "MLOPS_REPORTS_DIR": str(self.reports),
+                "BENTOML_HOME": str(self.state / "bentoml"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def inspect_prefix(self) -> str:
+        """Shell prefix that points ZenML, MLflow paths and BentoML at this workspace (for the report)."""
+        return (
+            f"ZENML_CONFIG_PATH={self.root / 'zenml'} ZENML_REPOSITORY_PATH={self.root / 'repo'} "
+            f"MLOPS_STATE_DIR={self.state} BENTOML_HOME={self.state / 'bentoml'}"
+        )
+
+
+def prepare_workspace(root: Path, config: RunConfig, size: ComparisonSize) -> tuple[Workspace, dict[str, Any]]:
+    """A fresh workspace with the data split once for every stack: the newest `batch_fraction` of the rows
+    (in time order when the dataset has time columns) is the monitoring batch, the rest is training data."""
+    from lifecycle.data import read_table
+    from lifecycle.windows import time_index
+
+    if root.exists():
+        if not (root / WORKSPACE_MARKER).exists():
+            raise LifecycleError(
+                f"{root} exists and is not a comparison workspace; it is left alone. "
+                "Fix: pass another --workspace (it is deleted and recreated on each comparison)."
+            )
+        shutil.rmtree(root)
+    (root / "repo" / ".zen").mkdir(parents=True)
+    (root / WORKSPACE_MARKER).write_text("made by `python run.py compare`; replaced by the next comparison\n")
+    workspace = Workspace(root)
+    for folder in (workspace.data.parent, workspace.result("x").parent, workspace.state, workspace.reports):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    table = read_table(config.dataset.path)
+    if config.dataset.time_columns:
+        order = time_index(table, config.dataset).argsort(kind="stable")
+        table = table.iloc[order.to_numpy()].reset_index(drop=True)
+    if size.rows and len(table) > size.rows:
+        table = table.tail(size.rows).reset_index(drop=True)
+    batch_rows = max(1, int(round(len(table) * size.batch_fraction)))
+    table.iloc[: len(table) - batch_rows].to_csv(workspace.data, index=False)
+    table.iloc[len(table) - batch_rows :].to_csv(workspace.batch, index=False)
+    data = {
+        "source": str(config.dataset.path),
+        "rows": len(table),
+        "training_rows": len(table) - batch_rows,
+        "batch_rows": batch_rows,
+        "target": config.dataset.target,
+        "seed": config.training.seed,
+        "model_name": config.model.name,
+    }
+    return workspace, data
+
+
+# --- the child: one stack ------------------------------------------------------------------------------------
+
+
+def _progress(text: str) -> None:
+    print(PROGRESS + text, file=sys.stderr, flush=True)
+
+
+def _probe(url: str, timeout: float = 10.0) -> dict[str, Any]:
+    """GET `url`: its status and whether it looks like Prometheus metrics (nothing is assumed)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status, text = response.status, response.read(200_000).decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        status, text = error.code, ""
+    except (urllib.error.URLError, OSError) as error:
+        return {"status": None, "error": str(getattr(error, "reason", error))}
+    return {"status": status, "prometheus": "# TYPE" in text}
+
+
+def _run_seconds(run) -> tuple[float, dict[str, float]]:
+    """A pipeline run's wall time and its steps' durations, from ZenML's run record."""
+    steps = {
+        name: (step.end_time - step.start_time).total_seconds()
+        for name, step in run.steps.items()
+        if step.end_time and step.start_time
+    }
+    wall = (run.end_time - run.start_time).total_seconds() if run.end_time and run.start_time else sum(steps.values())
+    return wall, steps
+
+
+def _pipeline_runs(pipeline_name: str) -> int:
+    from zenml.client import Client
+
+    try:
+        return Client().list_pipeline_runs(pipeline_name=pipeline_name, size=1).total
+    except KeyError:
+        return 0
+
+
+def _mcp_records(model_name: str) -> dict[str, Any]:
+    from zenml.client import Client
+
+    versions = Client().list_model_versions(model_name_or_id=model_name, size=100).items
+    production = next((v for v in versions if str(getattr(v.stage, "value", v.stage)) == "production"), None)
+    shown = production or (versions[-1] if versions else None)
+    return {
+        "versions": sorted(v.number for v in versions),
+        "production": production.number if production else None,
+        "metadata_keys": sorted(shown.run_metadata) if shown else [],
+        "artifacts": sorted({**shown.data_artifact_ids, **shown.model_artifact_ids}) if shown else [],
+    }
+
+
+def _mlflow_records(tracking_uri: str, experiment_name: str | None, model_name: str) -> dict[str, Any]:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    records: dict[str, Any] = {"tracking_uri": tracking_uri, "experiment": experiment_name}
+    experiment = client.get_experiment_by_name(experiment_name) if experiment_name else None
+    if experiment is not None:
+        runs = client.search_runs([experiment.experiment_id], max_results=1000)
+        records["runs"] = len(runs)
+        if runs:
+            newest = runs[0]
+            records["params"] = len(newest.data.params)
+            records["metrics"] = len(newest.data.metrics)
+            records["run_id"] = newest.info.run_id
+    try:
+        registered = client.get_registered_model(model_name)
+        records["registered_versions"] = sorted(
+            int(v.version) for v in client.search_model_versions(f"name='{model_name}'")
+        )
+        records["aliases"] = dict(registered.aliases or {})
+    except mlflow.exceptions.MlflowException:
+        records["registered_versions"], records["aliases"] = [], {}
+    return records
+
+
+def _bentoml_records(model_name: str) -> dict[str, Any]:
+    import bentoml
+
+    models = [str(m.tag) for m in bentoml.models.list() if m.tag.name == model_name.lower()]
+    bentos = [str(b.tag) for b in bentoml.list()]
+    return {"home": os.environ.get("BENTOML_HOME", ""), "models": models, "bentos": bentos}
+
+
+def measure_stack(stack: str, workspace: Workspace, config: RunConfig, size: ComparisonSize, settings) -> dict:
+    """Everything measured on one stack; a stage that fails is recorded with its error and the rest goes on
+    where it can (serving needs a production version, nothing needs the monitoring result)."""
+    result: dict[str, Any] = {"stack": stack, "available": False, "errors": {}}
+
+    def stage(name: str, function: Callable[[], Any]) -> Any:
+        _progress(name)
+        started = time.perf_counter()
+        try:
+            return function()
+        except Exception as exc:  # recorded and reported per stack; the comparison goes on
+            result["errors"][name] = " ".join(str(exc).split())[:600] or type(exc).__name__
+            return None
+        finally:
+            result.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - started, 2)
+
+    from zenml.client import Client
+
+    from stacks.capabilities import active_capabilities, check_usable
+    from stacks.manage import select, stack_specs, stacks_up
+
+    def register() -> Any:
+        stacks_up(select([stack], stack_specs(), for_registration=True))
+        client = Client()
+        client.activate_stack(client.get_stack(stack, allow_name_prefix_match=False).id)
+        capabilities = active_capabilities()
+        check_usable(capabilities)
+        return capabilities
+
+    capabilities = stage("set up the stack", register)
+    if capabilities is None:
+        result["reason"] = result["errors"]["set up the stack"]
+        return result
+    result["available"] = True
+    result["components"] = capabilities.offers()
+    result["training"] = stage("training", lambda: _train(config))
+    if result["training"] is None:
+        return result
+    result["monitoring"] = stage("monitoring", lambda: _monitor(config.model.name, workspace))
+    result["serving"] = stage("serving", lambda: _serve(config.model.name, workspace, size, settings))
+    records: dict[str, Any] = {"mcp": _mcp_records(config.model.name)}
+    if capabilities.tracking_uri:
+        experiment = capabilities.experiment_tracker.configuration.get("experiment_name")
+        records["mlflow"] = stage(
+            "reading MLflow", lambda: _mlflow_records(capabilities.tracking_uri, experiment, config.model.name)
+        )
+    if (result.get("serving") or {}).get("backend") == "bentoml":
+        records["bentoml"] = _bentoml_records(config.model.name)
+    result["records"] = records
+    return result
+
+
+def _train(config: RunConfig) -> dict[str, Any]:
+    from pipelines.runner import run_training
+
+    outcome = run_training(config)
+    wall, steps = _run_seconds(outcome.run)
+    return {
+        "run": outcome.run.name,
+        "wall_seconds": wall,
+        "steps": steps,
+        "metrics": dict(outcome.evaluation.metrics),
+        "primary_metric": outcome.evaluation.primary_metric,
+        "model_version": outcome.model_version,
+        "promoted": outcome.decision.promoted,
+        "decision": outcome.decision.reason,
+        "production_version": outcome.production_version,
+        "mlflow": outcome.mlflow_links,
+    }
+
+
+def _monitor(model_name: str, workspace: Workspace) -> dict[str, Any]:
+    from lifecycle.config import load_monitoring_config
+    from pipelines.runner import run_monitoring
+
+    outcome = run_monitoring(model_name, str(workspace.batch), load_monitoring_config())
+    wall, steps = _run_seconds(outcome.run)
+    summary = outcome.summary
+    return {
+        "run": outcome.run.name,
+        "wall_seconds": wall,
+        "steps": steps,
+        "model_version": summary.model_version,
+        "drift_share": summary.drift.share,
+        "drifted_columns": summary.drift.drifted_columns,
+        "retrain": summary.decision.retrain,
+        "report": str(outcome.report_path),
+    }
+
+
+def _parity_rows(model_name: str, workspace: Workspace, rows: int) -> dict[str, Any]:
+    """The held-out rows every server predicts, fixed by the first stack that serves (with the production
+    model pickled for the parent's in-process and bare-server baselines)."""
+    if workspace.parity.exists():
+        return json.loads(workspace.parity.read_text())
+    from zenml.client import Client
+
+    from lifecycle.modeling import predict_scores
+    from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
+    from lifecycle.serving import json_records, records_frame
+
+    version = Client().get_model_version(model_name, "production")
+    model, schema = version.get_model_artifact(MODEL).load(), version.get_artifact(FEATURE_SCHEMA).load()
+    records = json_records(version.get_artifact(TEST_SET).load().head(rows), schema)
+    expected, _ = predict_scores(model, records_frame({"records": records}, schema))
+    parity = {
+        "model_version": str(version.number),
+        "task": schema.task,
+        "records": records,
+        "in_process": [value.item() if hasattr(value, "item") else value for value in expected],
+    }
+    workspace.served_model.write_bytes(pickle.dumps({"model": model, "schema": schema}))
+    workspace.parity.write_text(json.dumps(parity))
+    return parity
+
+
+def _serve(model_name: str, workspace: Workspace, size: ComparisonSize, settings) -> dict[str, Any]:
+    from lifecycle.comparison import prediction_difference
+    from lifecycle.load import load_levels
+    from lifecycle.names import INFERENCE_PIPELINE
+    from pipelines.runner import run_deployment
+    from stacks.serving import active_backend, live_endpoint, undeploy
+
+    backend = active_backend()
+    parity = _parity_rows(model_name, workspace, size.parity_rows)
+    started = time.perf_counter()
+    try:
+        record = run_deployment(model_name, settings)
+        deploy_seconds = time.perf_counter() - started
+        endpoint = live_endpoint(backend, model_name)
+        if endpoint is None:
+            raise LifecycleError(f"the {backend.name} server of `{model_name}` is not healthy after its deployment")
+        _progress(f"serving: {backend.name} at {endpoint.url}; parity and load")
+        predictions, _ = backend.predict(endpoint, parity["records"])
+        bodies = [backend.request_body([record]) for record in parity["records"]]
+        runs_before = _pipeline_runs(INFERENCE_PIPELINE)
+        levels = [(level.concurrency, level.requests) for level in size.load]
+        load = load_levels(endpoint.predict_url, bodies, endpoint.pid, levels)
+        requests_sent = min(20, len(bodies)) + sum(requests for _, requests in levels)  # warm-up included
+        runs_recorded = _pipeline_runs(INFERENCE_PIPELINE) - runs_before
+        base = endpoint.url.rstrip("/")
+        return {
+            "backend": backend.name,
+            "url": endpoint.url,
+            "predict_url": endpoint.predict_url,
+            "health_url": endpoint.health_url,
+            "server": endpoint.name,
+            "model_version": record["model_version"],
+            "deploy_seconds": deploy_seconds,
+            "seconds_to_ready": record["seconds_to_ready"],
+            "smoke_test_parity": record["parity_max_abs_difference"],
+            "parity_rows": len(parity["records"]),
+            "predictions": predictions,
+            "difference_to_in_process": prediction_difference(parity["task"], predictions, parity["in_process"]),
+            "request_shape": sorted(backend.request_body(parity["records"][:1])),
+            "load": {key: value for key, value in load.items() if key.startswith("c")},
+            "rss_mb_before": load["rss_mb_before"],
+            "rss_mb_after": load["rss_mb_after"],
+            "probes": {
+                "health": _probe(endpoint.health_url),
+                "metrics": _probe(base + "/metrics"),
+                "docs": _probe(base + "/docs"),
+            },
+            "pipeline_runs_per_request": runs_recorded / requests_sent,
+        }
+    finally:
+        _progress("serving: stopping the server")
+        undeploy(backend, model_name)
+
+
+def child_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Measure one stack for `python run.py compare` (internal).")
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--workspace", required=True, type=Path)
+    parser.add_argument("--size", required=True)  # JSON of a ComparisonSize
+    parser.add_argument("--config", required=True)  # JSON of a RunConfig
+    parser.add_argument("--deployment", required=True)  # JSON of a DeploymentConfig
+    args = parser.parse_args(argv)
+    from lifecycle.config import DeploymentConfig
+    from lifecycle.environment import configure_environment
+
+    configure_environment()
+    workspace = Workspace(args.workspace)
+    result = measure_stack(
+        args.stack,
+        workspace,
+        RunConfig.model_validate_json(args.config),
+        ComparisonSize.model_validate_json(args.size),
+        DeploymentConfig.model_validate_json(args.deployment),
+    )
+    workspace.result(args.stack).write_text(json.dumps(result, indent=2, default=str))
+
+
+# --- the parent: every stack, then the baselines -------------------------------------------------------------
+
+
+def run_stack_child(
+    stack: str, workspace: Workspace, config: RunConfig, size: ComparisonSize, comparison: ComparisonConfig, progress
+) -> dict[str, Any]:
+    """One stack in a child process; its progress lines are passed on, the rest kept for the failure reason."""
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.comparison",
+        "--stack",
+        stack,
+        "--workspace",
+        str(workspace.root),
+        "--size",
+        size.model_dump_json(),
+        "--config",
+        config.model_dump_json(),
+        "--deployment",
+        comparison.deployment.model_dump_json(),
+    ]
+    tail: deque[str] = deque(maxlen=40)
+    child = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=workspace.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith(PROGRESS):
+            progress(stack, line[len(PROGRESS) :].strip())
+        elif line.strip():
+            tail.append(line.rstrip())
+    child.wait()
+    path = workspace.result(stack)
+    if path.exists():
+        return json.loads(path.read_text())
+    last = [line for line in tail if line.strip()][-3:]
+    return {
+        "stack": stack,
+        "available": False,
+        "errors": {"child process": f"exit code {child.returncode}"},
+        "reason": f"the measuring process exited with code {child.returncode}: " + " | ".join(last),
+    }
+
+
+def measure_baselines(workspace: Workspace, config: RunConfig, size: ComparisonSize, progress) -> dict[str, Any]:
+    """The same work without ZenML: the step functions called directly; the served model in-process and
+    behind a bare HTTP server (when some stack served it)."""
+    from lifecycle.direct import run_directly
+
+    progress("baseline", "the step functions called directly (no ZenML)")
+    direct_config = config.model_copy(
+        update={"dataset": config.dataset.model_copy(update={"path": str(workspace.data)})}
+    )
+    direct = run_directly(direct_config, workspace.batch)
+    baselines: dict[str, Any] = {
+        "direct": {
+            "training_seconds": direct.training_seconds,
+            "training_steps": direct.training_steps,
+            "monitoring_seconds": direct.monitoring_seconds,
+            "monitoring_steps": direct.monitoring_steps,
+            "metrics": direct.metrics,
+        }
+    }
+    if not workspace.served_model.exists():
+        return baselines
+    from lifecycle.comparison import prediction_difference
+    from lifecycle.load import bare_http_server, in_process_latency, load_levels
+    from lifecycle.modeling import predict_scores
+    from lifecycle.serving import records_frame
+
+    served = pickle.loads(workspace.served_model.read_bytes())  # written by this comparison's own child
+    model, schema = served["model"], served["schema"]
+    parity = json.loads(workspace.parity.read_text())
+    bodies = [{"records": [record]} for record in parity["records"]]
+    progress("baseline", "the served model called in-process")
+    requests = min(size.load, key=lambda level: level.concurrency).requests
+    baselines["in_process"] = {
+        "load": {
+            "c1": in_process_latency(lambda body: predict_scores(model, records_frame(body, schema)), bodies, requests)
+        }
+    }
+    progress("baseline", "the served model behind a bare HTTP server")
+    with bare_http_server(model, workspace.root) as (url, pid):
+        from stacks.serving import http_json
+
+        _, answer = http_json(url, {"records": parity["records"]})
+        load = load_levels(url, bodies, pid, [(level.concurrency, level.requests) for level in size.load])
+    baselines["bare_http"] = {
+        "load": {key: value for key, value in load.items() if key.startswith("c")},
+        "rss_mb_after": load["rss_mb_after"],
+        "difference_to_in_process": prediction_difference(parity["task"], answer["predictions"], parity["in_process"]),
+    }
+    return baselines
+
+
+def compare(
+    stacks: list[str],
+    config: RunConfig,
+    comparison: ComparisonConfig,
+    quick: bool,
+    workspace_root: Path,
+    output_dir: Path,
+    progress: Callable[[str, str], None],
+) -> dict[str, Path]:
+    """Measure each stack, then the baselines; write comparison.md, .html and .json to `output_dir`."""
+    from lifecycle.comparison import machine, render_html, render_markdown, summarize
+
+    started = time.perf_counter()
+    size = comparison.quick if quick else comparison.full
+    config = config.model_copy(update={"enable_cache": False})  # the same work on every stack: nothing cached
+    workspace, data = prepare_workspace(workspace_root, config, size)
+    config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"path": str(workspace.data)})})
+    progress("data", f"{data['training_rows']} training rows, {data['batch_rows']} batch rows in {workspace.root}")
+    results = [run_stack_child(stack, workspace, config, size, comparison, progress) for stack in stacks]
+    baselines = measure_baselines(workspace, config, size, progress)
+    report = summarize(
+        results,
+        baselines,
+        {
+            "data": data,
+            "quick": quick,
+            "size": size.model_dump(),
+            "machine": machine(),
+            "seconds": time.perf_counter() - started,
+            "workspace": str(workspace.root),
+            "inspect_prefix": workspace.inspect_prefix(),
+            "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        },
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": output_dir / "comparison.md",
+        "html": output_dir / "comparison.html",
+        "json": output_dir / "comparison.json",
+    }
+    paths["json"].write_text(json.dumps(report, indent=2, default=str))
+    paths["markdown"].write_text(render_markdown(report))
+    paths["html"].write_text(render_html(report))
+    return paths
+
+
+if __name__ == "__main__":
+    child_main()
