@@ -171,8 +171,8 @@ def records_table(report: dict[str, Any]) -> Table:
         if not records:
             return "— (no MLflow tracker on this stack)"
         return (
-            f"{records.get('runs', 0)} runs in experiment `{records['experiment']}`; newest: "
-            f"{records.get('params', 0)} params, {records.get('metrics', 0)} metrics"
+            f"{records.get('runs', 0)} runs in experiment `{records['experiment']}`; this stack's training run "
+            f"{records.get('run_id')}: {records.get('params', 0)} params, {records.get('metrics', 0)} metrics"
         )
 
     def mlflow_registry(r: dict) -> str:

@@ -192,20 +192,18 @@ def _mcp_records(model_name: str) -> dict[str, Any]:
     }
 
 
-def _mlflow_records(tracking_uri: str, experiment_name: str | None, model_name: str) -> dict[str, Any]:
+def _mlflow_records(tracking_uri: str, experiment_name: str | None, model_name: str, run_id: str | None) -> dict:
+    """What MLflow holds: the experiment's runs, the training run's params and metrics, the registry."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    records: dict[str, Any] = {"tracking_uri": tracking_uri, "experiment": experiment_name}
+    records: dict[str, Any] = {"tracking_uri": tracking_uri, "experiment": experiment_name, "run_id": run_id}
     experiment = client.get_experiment_by_name(experiment_name) if experiment_name else None
     if experiment is not None:
-        runs = client.search_runs([experiment.experiment_id], max_results=1000)
-        records["runs"] = len(runs)
-        if runs:
-            newest = runs[0]
-            records["params"] = len(newest.data.params)
-            records["metrics"] = len(newest.data.metrics)
-            records["run_id"] = newest.info.run_id
+        records["runs"] = len(client.search_runs([experiment.experiment_id], max_results=1000))
+    if run_id:
+        run = client.get_run(run_id)
+        records["params"], records["metrics"] = len(run.data.params), len(run.data.metrics)
     try:
         registered = client.get_registered_model(model_name)
         records["registered_versions"] = sorted(
@@ -269,7 +267,13 @@ def measure_stack(stack: str, workspace: Workspace, config: RunConfig, size: Com
     if capabilities.tracking_uri:
         experiment = capabilities.experiment_tracker.configuration.get("experiment_name")
         records["mlflow"] = stage(
-            "reading MLflow", lambda: _mlflow_records(capabilities.tracking_uri, experiment, config.model.name)
+            "reading MLflow",
+            lambda: _mlflow_records(
+                capabilities.tracking_uri,
+                experiment,
+                config.model.name,
+                result["training"]["mlflow"].get("mlflow_run_id"),
+            ),
         )
     if (result.get("serving") or {}).get("backend") == "bentoml":
         records["bentoml"] = _bentoml_records(config.model.name)

@@ -107,8 +107,9 @@ def churn_csv(data_dir: Path) -> Path:
 
 
 def _processes_started_by_this_session() -> dict[int, str]:
-    """Processes (other than this one and its ancestors) whose environment points at this session's state."""
-    marker = f"MLOPS_STATE_DIR={os.environ['MLOPS_STATE_DIR']}".encode()
+    """Processes (other than this one and its ancestors) whose environment points at this session's state
+    (or a folder inside it, like a comparison's workspace)."""
+    marker = f"MLOPS_STATE_DIR={_STATE}".encode()
     mine, pid = set(), os.getpid()
     while pid > 1:
         mine.add(pid)
@@ -121,7 +122,7 @@ def _processes_started_by_this_session() -> dict[int, str]:
         if not entry.name.isdigit() or int(entry.name) in mine:
             continue
         try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
+            if any(v.startswith(marker) for v in (entry / "environ").read_bytes().split(b"\0")):
                 found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
         except OSError:
             continue

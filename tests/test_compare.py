@@ -1,0 +1,167 @@
+"""`python run.py compare --quick`: the stacks measured side by side, in a workspace of the comparison's own.
+
+One real comparison runs for the module (training, monitoring and serving on each stack, through the CLI as a
+user runs it); the tests then check the report's structure and that its numbers are measurements. A stack
+whose MLflow server is down is part of the run: it must be reported unavailable while the others complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lifecycle.comparison import prediction_difference
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MEASURED = ["local", "mlflow", "bentoml", "full"]
+BROKEN = "mlflow_server"  # its MLflow server is not running
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def comparison(state_dir: Path, zenml_client) -> dict:
+    output = state_dir / "comparison_report"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed_port()}",
+        "MLFLOW_TRACKING_USERNAME": "ci",
+        "MLFLOW_TRACKING_PASSWORD": "not-a-real-secret",
+    }
+    finished = subprocess.run(
+        [sys.executable, "run.py", "compare", "--quick", "--stacks", ",".join([*MEASURED, BROKEN])]
+        + ["--workspace", str(state_dir / "comparison"), "--output", str(output)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return {
+        "stdout": finished.stdout,
+        "stderr": finished.stderr,
+        "report": json.loads((output / "comparison.json").read_text()),
+        "markdown": (output / "comparison.md").read_text(),
+        "html": (output / "comparison.html").read_text(),
+    }
+
+
+def by_stack(report: dict) -> dict[str, dict]:
+    return {result["stack"]: result for result in report["results"]}
+
+
+def test_every_stack_is_measured_and_the_broken_one_is_reported(comparison):
+    results = by_stack(comparison["report"])
+    assert list(results) == [*MEASURED, BROKEN]
+    for stack in MEASURED:
+        assert results[stack]["available"] and results[stack]["errors"] == {}, results[stack]["errors"]
+        assert results[stack]["training"] and results[stack]["monitoring"] and results[stack]["serving"]
+    broken = results[BROKEN]
+    assert not broken["available"] and "not reachable" in broken["reason"]
+    assert f"unavailable: {broken['reason']}"[:60] in comparison["markdown"].replace("\\|", "|")
+
+
+def test_progress_names_stack_stage_and_elapsed_time(comparison):
+    lines = comparison["stderr"].splitlines()
+    for stack in MEASURED:
+        for stage in ("set up the stack", "training", "monitoring", "serving"):
+            assert any(re.match(rf"\[\d\d:\d\d\] {stack}: {stage}", line) for line in lines), (stack, stage)
+
+
+def test_same_seed_same_metrics_and_same_predictions_everywhere(comparison):
+    report = comparison["report"]
+    checks, results = report["checks"], by_stack(report)
+    assert checks["metrics_identical"] is True
+    direct = report["baselines"]["direct"]["metrics"]
+    for stack in MEASURED:
+        assert results[stack]["training"]["metrics"] == direct
+    # one production version, served by every backend, with identical answers
+    assert checks["served_versions"] == ["1"]
+    assert checks["predictions_compared_backends"] == len(MEASURED)
+    assert checks["predictions_max_difference_between_backends"] == 0.0
+    for stack in MEASURED:
+        serving = results[stack]["serving"]
+        assert serving["difference_to_in_process"] == 0.0
+        assert len(serving["predictions"]) == serving["parity_rows"] == report["meta"]["size"]["parity_rows"]
+    assert report["baselines"]["bare_http"]["difference_to_in_process"] == 0.0
+
+
+def test_backends_are_the_stacks_own(comparison):
+    results = by_stack(comparison["report"])
+    backends = {stack: results[stack]["serving"]["backend"] for stack in MEASURED}
+    assert backends == {"local": "zenml", "mlflow": "mlflow", "bentoml": "bentoml", "full": "bentoml"}
+    records = {stack: results[stack]["records"] for stack in MEASURED}
+    assert "mlflow" not in records["local"] and "mlflow" not in records["bentoml"]
+    for stack in ("mlflow", "full"):
+        mlflow_records = records[stack]["mlflow"]
+        assert mlflow_records["runs"] >= 1 and mlflow_records["params"] > 0 and mlflow_records["metrics"] > 0
+        assert "champion" in mlflow_records["aliases"]
+    for stack in ("bentoml", "full"):
+        assert records[stack]["bentoml"]["models"] and records[stack]["bentoml"]["bentos"]
+    # only the ZenML pipeline deployer records a pipeline run per request
+    per_request = {stack: results[stack]["serving"]["pipeline_runs_per_request"] for stack in MEASURED}
+    assert per_request["local"] > 0.9 and all(per_request[s] == 0 for s in ("mlflow", "bentoml", "full"))
+
+
+def test_times_and_latencies_are_measurements(comparison):
+    report = comparison["report"]
+    results, direct = by_stack(report), report["baselines"]["direct"]
+    levels = [f"c{level['concurrency']}" for level in report["meta"]["size"]["load"]]
+    for stack in MEASURED:
+        training, serving = results[stack]["training"], results[stack]["serving"]
+        assert set(training["steps"]) >= set(direct["training_steps"])
+        assert all(seconds > 0 for seconds in training["steps"].values())
+        assert training["wall_seconds"] >= max(training["steps"].values())
+        assert serving["seconds_to_ready"] > 0 and serving["deploy_seconds"] >= serving["seconds_to_ready"]
+        assert serving["rss_mb_after"] > 10
+        for level in levels:
+            load = serving["load"][level]
+            assert load["errors"] == 0 and load["ok"] == load["requests"] > 0
+            assert 0 < load["p50_ms"] <= load["p95_ms"] <= load["p99_ms"]
+            assert load["throughput_rps"] > 0
+        assert serving["probes"]["health"]["status"] == 200
+    for baseline in ("in_process", "bare_http"):
+        for figures in report["baselines"][baseline]["load"].values():
+            assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+    assert all(seconds >= 0 for seconds in direct["training_steps"].values()) and direct["training_seconds"] > 0
+
+
+def test_markdown_has_a_column_per_stack_and_a_value_in_every_cell(comparison):
+    markdown = comparison["markdown"]
+    for title in ("Stacks", "What each backend records", "Time", "Same work, same answers", "Serving", "Features"):
+        assert f"## {title}" in markdown
+    header = next(line for line in markdown.splitlines() if line.startswith("| | local"))
+    assert all(f" {stack} " in header for stack in [*MEASURED, BROKEN])
+    for line in markdown.splitlines():
+        if line.startswith("| ") and not line.startswith("| |"):
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+            assert all(cells), line
+    machine = comparison["report"]["meta"]["machine"]
+    assert f"{machine['cpus']} CPUs" in markdown and "zenml 0.98" in markdown and "bentoml 1.4" in markdown
+    assert comparison["stdout"].startswith("# Stacks compared")
+
+
+def test_html_is_self_contained_with_tables_and_plots(comparison):
+    page = comparison["html"]
+    assert page.count("<table>") == 6 and page.count("<svg") == 2
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)  # nothing fetched when opened offline
+    assert "unavailable" in page
+
+
+def test_prediction_difference():
+    assert prediction_difference("regression", [1.0, 2.5], [1.0, 2.0]) == 0.5
+    assert prediction_difference("classification", ["yes", "no"], ["yes", "yes"]) == 0.5
+    assert prediction_difference("regression", [1.0], [1.0, 2.0]) == float("inf")
+    assert prediction_difference("regression", [], []) == 0.0
