@@ -118,6 +118,16 @@ def _cell(result: dict[str, Any], stage: str, render) -> str:
     return render(value) if value else _missing(result, stage)
 
 
+def _aliases(aliases: dict[str, dict[str, Any]]) -> str:
+    return (
+        ", ".join(
+            f"{alias} → v{found['version']}" + (f" (MCP v{found['mcp_version']})" if found.get("mcp_version") else "")
+            for alias, found in aliases.items()
+        )
+        or "none"
+    )
+
+
 def stacks_table(report: dict[str, Any]) -> Table:
     results = report["results"]
     table = Table("Stacks", [r["stack"] for r in results])
@@ -181,7 +191,7 @@ def records_table(report: dict[str, Any]) -> Table:
             return _missing(r, "")
         if not records:
             return "— (no MLflow registry on this stack)"
-        aliases = ", ".join(f"{alias} → v{number}" for alias, number in records["aliases"].items()) or "none"
+        aliases = _aliases(records["aliases"])
         return (
             f"registered versions {', '.join(map(str, records['registered_versions'])) or 'none'}; aliases: {aliases}"
         )
@@ -393,9 +403,11 @@ def features_table(report: dict[str, Any]) -> Table:
         parts = ["ZenML dashboard (`make dashboard`)"]
         if (r.get("records") or {}).get("mlflow"):
             parts.append("MLflow UI")
-        docs = ((r.get("serving") or {}).get("probes") or {}).get("docs")
-        if docs:
-            parts.append(f"server API docs: GET /docs → {docs.get('status') or docs.get('error')}")
+        probes = (r.get("serving") or {}).get("probes") or {}
+        pages = {path: probes[key] for path, key in (("/docs", "docs"), ("/", "root")) if key in probes}
+        if pages:
+            shown = [f"GET {path} → {found.get('status') or found.get('error')}" for path, found in pages.items()]
+            parts.append("server pages: " + ", ".join(shown))
         return "; ".join(parts)
 
     def registry(r: dict) -> str:
@@ -403,8 +415,7 @@ def features_table(report: dict[str, Any]) -> Table:
         text = f"MCP stage production → v{mcp.get('production')}" if mcp else _missing(r, "training")
         mlflow = (r.get("records") or {}).get("mlflow")
         if mlflow:
-            aliases = ", ".join(f"{a} → v{n}" for a, n in mlflow["aliases"].items()) or "none"
-            text += f"; MLflow registry aliases: {aliases}"
+            text += f"; MLflow registry aliases: {_aliases(mlflow['aliases'])}"
         return text
 
     def probe(r: dict, name: str) -> str:

@@ -147,9 +147,11 @@ def in_process_latency(function: Callable[[Any], Any], bodies: list[Any], reques
     return result.summary()
 
 
-def load_levels(url: str, bodies: list[Any], pid: int | None, levels: list[tuple[int, int]]) -> dict[str, Any]:
-    """A short warm-up, then each (concurrency, requests) level in turn; the server's memory before and after."""
-    run_load(url, bodies[:20], 1, min(20, len(bodies)))
+def load_levels(
+    url: str, bodies: list[Any], pid: int | None, levels: list[tuple[int, int]], warm_up: int = 10
+) -> dict[str, Any]:
+    """`warm_up` requests, then each (concurrency, requests) level in turn; the server's memory before and after."""
+    run_load(url, bodies, 1, warm_up)
     before = process_tree_rss_mb(pid)
     figures = {
         f"c{concurrency}": run_load(url, bodies, concurrency, requests).summary() for concurrency, requests in levels

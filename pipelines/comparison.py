@@ -38,6 +38,7 @@ from lifecycle.errors import LifecycleError
 
 PROGRESS = "@@progress "
 WORKSPACE_MARKER = ".mlops-comparison"
+WARM_UP = 10  # requests before the measured load
 ISOLATED_ENV = ("ZENML_STORE_URL", "ZENML_STORE_API_KEY", "ZENML_STORE_USERNAME", "ZENML_STORE_PASSWORD")
 
 
@@ -209,7 +210,13 @@ def _mlflow_records(tracking_uri: str, experiment_name: str | None, model_name: 
         records["registered_versions"] = sorted(
             int(v.version) for v in client.search_model_versions(f"name='{model_name}'")
         )
-        records["aliases"] = dict(registered.aliases or {})
+        records["aliases"] = {
+            alias: {
+                "version": int(number),
+                "mcp_version": client.get_model_version(model_name, str(number)).tags.get("zenml_model_version"),
+            }
+            for alias, number in (registered.aliases or {}).items()
+        }
     except mlflow.exceptions.MlflowException:
         records["registered_versions"], records["aliases"] = [], {}
     return records
@@ -366,8 +373,8 @@ def _serve(model_name: str, workspace: Workspace, size: ComparisonSize, settings
         bodies = [backend.request_body([record]) for record in parity["records"]]
         runs_before = _pipeline_runs(INFERENCE_PIPELINE)
         levels = [(level.concurrency, level.requests) for level in size.load]
-        load = load_levels(endpoint.predict_url, bodies, endpoint.pid, levels)
-        requests_sent = min(20, len(bodies)) + sum(requests for _, requests in levels)  # warm-up included
+        load = load_levels(endpoint.predict_url, bodies, endpoint.pid, levels, warm_up=WARM_UP)
+        requests_sent = WARM_UP + sum(requests for _, requests in levels)
         runs_recorded = _pipeline_runs(INFERENCE_PIPELINE) - runs_before
         base = endpoint.url.rstrip("/")
         return {
@@ -391,6 +398,7 @@ def _serve(model_name: str, workspace: Workspace, size: ComparisonSize, settings
                 "health": _probe(endpoint.health_url),
                 "metrics": _probe(base + "/metrics"),
                 "docs": _probe(base + "/docs"),
+                "root": _probe(base + "/"),
             },
             "pipeline_runs_per_request": runs_recorded / requests_sent,
         }

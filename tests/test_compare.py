@@ -107,7 +107,7 @@ def test_backends_are_the_stacks_own(comparison):
     for stack in ("mlflow", "full"):
         mlflow_records = records[stack]["mlflow"]
         assert mlflow_records["runs"] >= 1 and mlflow_records["params"] > 0 and mlflow_records["metrics"] > 0
-        assert "champion" in mlflow_records["aliases"]
+        assert mlflow_records["aliases"]["champion"]["mcp_version"] == "1"  # the served production version
     for stack in ("bentoml", "full"):
         assert records[stack]["bentoml"]["models"] and records[stack]["bentoml"]["bentos"]
     # only the ZenML pipeline deployer records a pipeline run per request
