@@ -310,17 +310,17 @@ def predict(
 ) -> None:
     """Send rows to the model served on the active stack and print the predictions."""
     try:
-        name = serving_target(stack_name, config_path, model_name)
-        settings = load_deployment_config(deployment_path)
         from stacks.serving import active_backend, live_endpoint, predict_with, read_request_rows
 
+        records = read_request_rows(input_path)  # a bad input file is named before any server is looked for
+        name = serving_target(stack_name, config_path, model_name)
+        settings = load_deployment_config(deployment_path)
         backend = active_backend()
         endpoint = live_endpoint(backend, name)
         if endpoint is None:
             raise LifecycleError(
                 f"no healthy {backend.name} server is serving `{name}` on this stack. Fix: `python run.py deploy`."
             )
-        records = read_request_rows(input_path)
         predictions, version = predict_with(backend, endpoint, records, settings.max_rows_per_request)
     except LifecycleError as error:
         fail(error)

@@ -2,8 +2,9 @@
 
 `POST /predict` takes `{"records": [...]}` and answers as `lifecycle.serving` describes; `/readyz`, `/livez`
 and `/metrics` are BentoML's own. The model it serves is named in `bento_model.json`, written beside the
-`lifecycle` package in the bento's build folder (see `stacks/bentoml_serving.py`), so each bento carries its
-own model reference and the BentoML model itself (with the feature schema as a custom object).
+`lifecycle` package in the bento's build folder (see `BentoMLBackend.bento_for` in `stacks/serving.py`), so
+each bento carries its own model reference and the BentoML model itself (with the feature schema as a custom
+object).
 """
 
 from __future__ import annotations

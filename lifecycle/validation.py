@@ -63,8 +63,13 @@ class DataQualityReport(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+def _short(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _examples(values: pd.Series, limit: int = 3) -> str:
-    shown = ", ".join(f"{value!r} (row {index + 2})" for index, value in values.head(limit).items())
+    shown = ", ".join(f"{_short(value)} (row {index + 2})" for index, value in values.head(limit).items())
     more = f" and {len(values) - limit} more" if len(values) > limit else ""
     return shown + more
 
@@ -286,7 +291,13 @@ def validate_table(
 
 def parse_time_column(series: pd.Series, fmt: str | None, source: str) -> pd.Series:
     """The column as datetimes; a DataError names the cells that do not parse."""
-    parsed = pd.to_datetime(by_unique(series, lambda s: pd.to_datetime(s, format=fmt, errors="coerce")))
+    try:
+        parsed = pd.to_datetime(by_unique(series, lambda s: pd.to_datetime(s, format=fmt, errors="coerce")))
+    except (ValueError, TypeError) as exc:  # e.g. times with different UTC offsets
+        raise DataError(
+            f"time column `{series.name}` in {source} mixes times that cannot be ordered together ({exc}). "
+            "Fix: write all its times in one time zone (or all without an offset)."
+        ) from exc
     bad = series[parsed.isna() & series.notna()]
     if series.isna().any() or len(bad):
         shown = _examples(bad) if len(bad) else f"{int(series.isna().sum())} empty cells"
