@@ -17,19 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from lifecycle.serving import prediction_difference
+
 PACKAGES = ("zenml", "mlflow", "bentoml", "evidently", "scikit-learn", "pandas")
-
-
-def prediction_difference(task: str, served: list[Any], expected: list[Any]) -> float:
-    """Regression: the largest |served - expected|; classification: the share of labels that differ.
-    Predictions of a different length count as entirely different (inf)."""
-    if len(served) != len(expected):
-        return float("inf")
-    if not len(served):
-        return 0.0
-    if task == "regression":
-        return float(np.max(np.abs(np.asarray(served, dtype=float) - np.asarray(expected, dtype=float))))
-    return float(np.mean(np.asarray(served).astype(str) != np.asarray(expected).astype(str)))
 
 
 def machine() -> dict[str, Any]:

@@ -225,3 +225,15 @@ class BodyLimit:
             return buffered.pop(0) if buffered else await receive()
 
         await self.app(scope, replay, send)
+
+
+def prediction_difference(task: str, served: list[Any], expected: list[Any]) -> float:
+    """Regression: the largest |served - expected|; classification: the share of labels that differ.
+    Predictions of a different length count as entirely different (inf)."""
+    if len(served) != len(expected):
+        return float("inf")
+    if not len(served):
+        return 0.0
+    if task == "regression":
+        return float(np.max(np.abs(np.asarray(served, dtype=float) - np.asarray(expected, dtype=float))))
+    return float(np.mean(np.asarray(served).astype(str) != np.asarray(expected).astype(str)))

@@ -353,9 +353,9 @@ def _parity_rows(model_name: str, workspace: Workspace, rows: int) -> dict[str, 
 
 
 def _serve(model_name: str, workspace: Workspace, size: ComparisonSize, settings) -> dict[str, Any]:
-    from lifecycle.comparison import prediction_difference
     from lifecycle.load import load_levels
     from lifecycle.names import INFERENCE_PIPELINE
+    from lifecycle.serving import prediction_difference
     from pipelines.runner import run_deployment
     from stacks.serving import active_backend, live_endpoint, undeploy
 
@@ -501,10 +501,9 @@ def measure_baselines(workspace: Workspace, config: RunConfig, size: ComparisonS
     }
     if not workspace.served_model.exists():
         return baselines
-    from lifecycle.comparison import prediction_difference
     from lifecycle.load import bare_http_server, in_process_latency, load_levels
     from lifecycle.modeling import predict_scores
-    from lifecycle.serving import records_frame
+    from lifecycle.serving import prediction_difference, records_frame
 
     served = pickle.loads(workspace.served_model.read_bytes())  # written by this comparison's own child
     model, schema = served["model"], served["schema"]

@@ -36,7 +36,7 @@ import pandas as pd
 from lifecycle.config import PROJECT_ROOT, DeploymentConfig
 from lifecycle.errors import LifecycleError
 from lifecycle.load import process_tree
-from lifecycle.serving import choose_port, json_records
+from lifecycle.serving import choose_port, json_records, prediction_difference
 from lifecycle.validation import FeatureSchema
 from stacks.capabilities import StackCapabilities
 
@@ -693,10 +693,7 @@ def smoke_test(
         raise DeploymentFailed(
             f"smoke test: the server says model version {body.get('model_version')}, expected {release.model_version}"
         )
-    if release.schema.task == "regression":
-        difference = float(np.max(np.abs(np.asarray(served, dtype=float) - np.asarray(expected, dtype=float))))
-    else:
-        difference = float(np.mean(np.asarray(served).astype(str) != np.asarray(expected).astype(str)))
+    difference = prediction_difference(release.schema.task, served, list(expected))
     if difference > config.parity_tolerance:
         raise DeploymentFailed(
             f"smoke test: HTTP predictions differ from in-process ones by up to {difference:g} "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.comparison import prediction_difference
+from lifecycle.serving import prediction_difference
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MEASURED = ["local", "mlflow", "bentoml", "full"]
