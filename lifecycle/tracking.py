@@ -81,7 +81,11 @@ def register_version(
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description=f"Mirrors the ZenML Model Control Plane model `{name}`.")
+        try:
+            client.create_registered_model(name, description=f"Mirrors the ZenML Model Control Plane model `{name}`.")
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # else another run created it since the lookup
+                raise
     version = client.create_model_version(
         name, source=model_uri, run_id=run_id, tags=tags, description=description, model_id=model_id
     )

@@ -5,6 +5,7 @@ The deployment loads the model once (`on_init`). It answers ZenML's own `POST /i
 (`{"records": [...]}`), which rejects a bad request with 4xx before a pipeline run is started.
 """
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import Request
@@ -16,6 +17,11 @@ from zenml.client import Client
 from lifecycle.config import DeploymentConfig
 from lifecycle.names import FEATURE_SCHEMA, INFERENCE_PIPELINE, MODEL
 from lifecycle.serving import DEFAULT_MAX_ROWS, BodyLimit, RequestError, answer, json_records, parse_body, records_frame
+
+# Pipeline runs in progress at once, per server; further requests wait their turn. Every run is recorded in the
+# ZenML store, whose connection pool (5 + 10 overflow) starves under some 15+ concurrent runs: requests then failed
+# after 30 s (HTTP 500). A few at once already give all the throughput the store allows (about 3 runs/s).
+MAX_CONCURRENT_RUNS = 4
 
 
 def load_serving_state(
@@ -56,6 +62,7 @@ def contract_endpoint(app_runner: Any, model_name: str, model_version: str, max_
 
     schema = Client().get_model_version(model_name, model_version).get_artifact(FEATURE_SCHEMA).load()
     invoke_request, _ = app_runner.service.get_pipeline_invoke_models()
+    running = asyncio.Semaphore(MAX_CONCURRENT_RUNS)
 
     async def predict(request: Request) -> JSONResponse:
         try:
@@ -63,9 +70,10 @@ def contract_endpoint(app_runner: Any, model_name: str, model_version: str, max_
             records_frame(payload, schema, max_rows)
         except RequestError as error:
             return JSONResponse(error.body(), status_code=error.status)
-        result = await run_in_threadpool(
-            app_runner.service.execute_pipeline, invoke_request(parameters={"records": payload["records"]})
-        )
+        async with running:
+            result = await run_in_threadpool(
+                app_runner.service.execute_pipeline, invoke_request(parameters={"records": payload["records"]})
+            )
         if not result.success:
             return JSONResponse({"error": f"prediction failed: {result.error}"}, status_code=500)
         return JSONResponse(next(iter(result.outputs.values())))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport
 from pipelines.training import training_pipeline
 from pipelines.zenml_tuning import cache_package_lookups
-from stacks.capabilities import active_capabilities, check_usable, prepare_local_mlflow
+from stacks.capabilities import StackCapabilities, active_capabilities, check_usable, prepare_local_mlflow
 
 
 @dataclass
@@ -66,7 +67,7 @@ def run_training(config: RunConfig) -> TrainingOutcome:
     cache_package_lookups()
     capabilities = active_capabilities()
     check_usable(capabilities)
-    prepare_local_mlflow(capabilities)
+    prepare_tracking(capabilities)
     model = Model(name=config.model.name, description=config.model.description, tags=config.model.tags)
     pipeline = training_pipeline.with_options(
         model=model, enable_cache=config.enable_cache, steps=capabilities.step_options()
@@ -93,6 +94,20 @@ def run_training(config: RunConfig) -> TrainingOutcome:
         mlflow_links=dict(mlflow_links(config.model.name, run)),
         stack=capabilities.stack,
     )
+
+
+def prepare_tracking(capabilities: StackCapabilities) -> None:
+    """`prepare_local_mlflow`, one process at a time: two runs started together on a new SQLite database would
+    both create and migrate it, and one of them fails half-way (alembic: "expected to match one row")."""
+    uri = capabilities.tracking_uri or ""
+    if not uri.startswith("sqlite:///"):
+        prepare_local_mlflow(capabilities)
+        return
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        prepare_local_mlflow(capabilities)
 
 
 def mlflow_links(model_name: str, run: PipelineRunResponse) -> dict[str, str]:

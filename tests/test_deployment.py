@@ -14,10 +14,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as fuzz_settings
+from hypothesis import strategies as st
 from zenml.client import Client
 
 from lifecycle.config import DeploymentConfig, apply_overrides, load_config
@@ -164,6 +169,141 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(served):
     assert is_healthy(endpoint.health_url)
     predictions, _ = backend.predict(endpoint, good)
     assert len(predictions) == 2
+
+
+@dataclass
+class BadRequest:
+    """A generated request and what each kind of server must answer: "4xx", "413", "200" (the same predictions
+    as the clean request), "4xx|200" (MLflow converts the value when it can), "4xx|500" (see MLFLOW_DEPTH)."""
+
+    kind: str
+    raw: bytes
+    ours: str
+    mlflow: str
+
+
+# MLflow's server parses the body with Python's json module and answers 500 (its RecursionError, not ours) when
+# the JSON is nested deeper than the recursion limit allows; shallower nesting gets its 400.
+MLFLOW_DEPTH = 500
+
+
+def bad_requests(backend, good: list[dict], schema, max_body_bytes: int) -> list[st.SearchStrategy[BadRequest]]:
+    """Malformed, mistyped, incomplete, padded, oversized and deeply nested variants of a good request: one
+    strategy per kind."""
+    key = next(iter(backend.request_body([])))  # "records" (ours) or "dataframe_records" (MLflow)
+    clean = json.dumps(backend.request_body(good)).encode()
+
+    def with_value(column: str, value) -> bytes:
+        return json.dumps(backend.request_body([{**record, column: value} for record in good])).encode()
+
+    def without(columns: list[str]) -> bytes:
+        rows = [{k: v for k, v in record.items() if k not in columns} for record in good]
+        return json.dumps(backend.request_body(rows)).encode()
+
+    def nested(depth: int, opener: bytes, closer: bytes) -> bytes:
+        return b'{"%s": [' % key.encode() + opener * depth + b"1" + closer * depth + b"]}"
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+    extra_key = st.text(min_size=1, max_size=12).map(lambda k: f"x_{k}")  # never a model input nor MLflow's keys
+    numbers, others = schema.numeric_features, schema.categorical_features + schema.time_columns
+    containers = st.one_of(st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=3))
+    return [
+        st.integers(1, len(clean) - 1).map(lambda n: BadRequest("truncated JSON", clean[:n], "4xx", "4xx")),
+        st.binary(min_size=1, max_size=64).map(lambda b: BadRequest("random bytes", b, "4xx", "4xx")),
+        st.one_of(scalars, st.lists(scalars, max_size=4)).map(
+            lambda v: BadRequest("body not an object", json.dumps(v).encode(), "4xx", "4xx")
+        ),
+        st.one_of(scalars, st.lists(st.one_of(scalars, st.lists(scalars, max_size=2)), max_size=4)).map(
+            lambda v: BadRequest("rows not a list of objects", json.dumps({key: v}).encode(), "4xx", "4xx")
+        ),
+        st.sets(st.sampled_from(schema.model_inputs), min_size=1).map(
+            lambda cols: BadRequest("missing fields", without(sorted(cols)), "4xx", "4xx")
+        ),
+        st.tuples(st.sampled_from(numbers), st.one_of(st.booleans(), containers)).map(
+            lambda cv: BadRequest("wrong type for a number", with_value(*cv), "4xx", "4xx|200")
+        ),
+        st.tuples(st.sampled_from(numbers), st.one_of(st.text(max_size=10), st.floats().map(str))).map(
+            lambda cv: BadRequest("string where a number belongs", with_value(*cv), "4xx", "4xx|200")
+        ),
+        st.tuples(st.sampled_from(numbers), st.sampled_from([float("nan"), float("inf"), float("-inf")])).map(
+            lambda cv: BadRequest("NaN/Infinity literal", with_value(*cv), "4xx", "4xx|200")
+        ),
+        st.tuples(st.sampled_from(others), st.one_of(st.booleans(), containers)).map(
+            lambda cv: BadRequest("wrong type for a category or time", with_value(*cv), "4xx", "4xx|200")
+        ),
+        st.tuples(st.dictionaries(extra_key, scalars, min_size=1, max_size=3), st.booleans()).map(
+            lambda extra: BadRequest(
+                "extra fields",
+                json.dumps(
+                    {**backend.request_body([{**r, **extra[0]} for r in good]), **(extra[0] if extra[1] else {})}
+                ).encode(),
+                "200",
+                "200",
+            )
+        ),
+        st.tuples(st.integers(1, 64 * 1024), st.booleans()).map(
+            lambda sb: BadRequest(
+                "over the body limit",
+                clean[:-1] + b', "x_pad": "' + b"x" * (max_body_bytes + sb[0]) + b'"}'
+                if sb[1]
+                else b'{"%s": "' % key.encode() + b"x" * (max_body_bytes + sb[0]) + b'"}',
+                "413",
+                "200" if sb[1] else "4xx",  # MLflow's server has no body limit
+            )
+        ),
+        st.tuples(st.integers(2, 50_000), st.booleans()).map(
+            lambda db: BadRequest(
+                "deeply nested JSON",
+                nested(db[0], b"[", b"]") if db[1] else nested(db[0], b'{"a": ', b"}"),
+                "4xx",
+                "4xx|500" if db[0] >= MLFLOW_DEPTH else "4xx",
+            )
+        ),
+    ]
+
+
+def allowed(status: int, expected: str) -> bool:
+    """Whether an HTTP status is one of those `expected` lists ("4xx", "413", "4xx|200", ...)."""
+    return any(400 <= status < 500 if option == "4xx" else status == int(option) for option in expected.split("|"))
+
+
+def test_generated_bad_requests_get_4xx_and_the_server_keeps_serving(served):
+    """The generated complement of the fixed cases above: every answer is what the contract says, never a server
+    error of ours, and the server predicts exactly as before once the fuzz is over."""
+    backend = served["backend"]
+    endpoint = live_endpoint(backend, MODEL_NAME)
+    good = json_records(served["test_set"].head(2), served["schema"])
+    before, _ = backend.predict(endpoint, good)
+    tried: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+
+    def check(case: BadRequest) -> None:
+        expected = case.ours if backend.serves_our_contract else case.mlflow
+        status, body = _post_raw(endpoint.predict_url, case.raw)
+        tried[case.kind] += 1
+        statuses[status] += 1
+        assert allowed(status, expected), (
+            case.kind,
+            status,
+            str(body)[:300],
+            case.raw[:200],
+        )
+        if status == 200 and expected == "200":
+            assert backend.parse_predictions(body) == before, case.kind
+        if status == 200 and expected == "4xx|200":
+            assert len(backend.parse_predictions(body)) == len(good)  # MLflow converted the value and predicted
+        if status != 200:
+            assert error_text(body), (case.kind, body)
+
+    # Each kind on its own, so that every kind is tried: 4 cases of each of 12 kinds.
+    for kind in bad_requests(backend, good, served["schema"], served["config"].max_body_bytes):
+        fuzz_settings(max_examples=4, deadline=None, derandomize=True, database=None)(given(kind)(check))()
+    answered = dict(sorted(statuses.items()))
+    print(f"\n{backend.name}: {sum(tried.values())} generated requests of {len(tried)} kinds; statuses {answered}")
+    assert len(tried) == 12 and sum(tried.values()) >= 36
+    assert is_healthy(endpoint.health_url)
+    assert backend.predict(endpoint, good)[0] == before
+    assert live_endpoint(backend, MODEL_NAME).name == endpoint.name
 
 
 def test_redeploy_of_a_new_version_loses_no_request(served):

@@ -1,3 +1,7 @@
+import contextlib
+import fcntl
+import re
+from collections.abc import Iterator
 from typing import Annotated
 
 import pandas as pd
@@ -13,6 +17,7 @@ from lifecycle.promotion import PromotionDecision, decide_promotion
 from lifecycle.tracking import CHAMPION_ALIAS
 from lifecycle.validation import FeatureSchema
 from stacks.capabilities import mlflow_registry
+from stacks.manage import state_dir
 
 logger = get_logger(__name__)
 
@@ -48,6 +53,18 @@ def mirror_promotion_to_mlflow(model_name: str, number: int) -> str | None:
     return f"{model_name}@{CHAMPION_ALIAS} -> version {registered}"
 
 
+@contextlib.contextmanager
+def promotion_lock(model_name: str) -> Iterator[None]:
+    """One promotion of a model at a time (on this machine). Two runs finishing together would otherwise each
+    compare with the production version they read before the other promoted (both "first production model"),
+    and the last to write would win, better or not, with the MLflow alias possibly following the other one."""
+    folder = state_dir() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"promote-{re.sub(r'[^A-Za-z0-9_.-]', '_', model_name)}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 @step(enable_cache=False)
 def promote_model(
     model: Pipeline,
@@ -58,36 +75,37 @@ def promote_model(
 ) -> Annotated[PromotionDecision, PROMOTION]:
     """Promote this run's model version if it beats the baseline and the production model on the same rows."""
     this_version = get_step_context().model
-    metric = evaluation_report.primary_metric
-    production_version = production_score = problem = None
-    try:
-        production = Client().get_model_version(this_version.name, promotion.stage)
-    except KeyError:
-        production = None
-    if production is not None and production.id != this_version.id:
-        production_version = str(production.number)
+    with promotion_lock(this_version.name):  # from reading production to moving the alias
+        metric = evaluation_report.primary_metric
+        production_version = production_score = problem = None
         try:
-            production_model = production.get_model_artifact(MODEL).load()
-            task = production.run_metadata.get("task")
-            metrics, problem = rescore_production(production_model, task, test_set, feature_schema)
-            production_score = metrics.get(metric)
-        except Exception as exc:  # a missing or unloadable artifact
-            problem = f"its model could not be loaded: {exc}"
-    decision = decide_promotion(
-        metric,
-        evaluation_report.metrics[metric],
-        evaluation_report.baseline_metrics[metric],
-        production_version=production_version,
-        production_score=production_score,
-        production_problem=problem,
-        min_improvement=promotion.min_improvement,
-    )
-    record = decision.model_dump(exclude_none=True)
-    if decision.promoted:
-        this_version.set_stage(promotion.stage, force=True)
-        alias = mirror_promotion_to_mlflow(this_version.name, this_version.number)
-        if alias:
-            record["mlflow_alias"] = alias
+            production = Client().get_model_version(this_version.name, promotion.stage)
+        except KeyError:
+            production = None
+        if production is not None and production.id != this_version.id:
+            production_version = str(production.number)
+            try:
+                production_model = production.get_model_artifact(MODEL).load()
+                task = production.run_metadata.get("task")
+                metrics, problem = rescore_production(production_model, task, test_set, feature_schema)
+                production_score = metrics.get(metric)
+            except Exception as exc:  # a missing or unloadable artifact
+                problem = f"its model could not be loaded: {exc}"
+        decision = decide_promotion(
+            metric,
+            evaluation_report.metrics[metric],
+            evaluation_report.baseline_metrics[metric],
+            production_version=production_version,
+            production_score=production_score,
+            production_problem=problem,
+            min_improvement=promotion.min_improvement,
+        )
+        record = decision.model_dump(exclude_none=True)
+        if decision.promoted:
+            this_version.set_stage(promotion.stage, force=True)
+            alias = mirror_promotion_to_mlflow(this_version.name, this_version.number)
+            if alias:
+                record["mlflow_alias"] = alias
     log_metadata(
         metadata={"promotion": record},
         model_name=this_version.name,
