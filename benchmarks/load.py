@@ -8,7 +8,7 @@ exactly as the model predicts them in-process. Then it undeploys.
 
 ZenML's pipeline deployer records a pipeline run for every request (about 3 requests/s on 2 CPUs), so it gets its
 own, smaller request count (`--zenml-requests`, default 300). Every backend also stops starting new slices once
-`--max-seconds` have passed (the table says so).
+`--max-seconds` have passed (its verdict says so).
 
     python benchmarks/load.py                                        # 20000 requests at c=32 (zenml: 300)
     python benchmarks/load.py --requests 2000 --zenml-requests 200
@@ -154,7 +154,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--slices", type=int, default=5)
     parser.add_argument("--backends", default=",".join(BACKEND_STACKS))
-    parser.add_argument("--max-seconds", type=float, default=900, help="no new slice after this long, per backend")
+    parser.add_argument("--max-seconds", type=float, default=1800, help="no new slice after this long, per backend")
     parser.add_argument("--max-rss-growth", type=float, default=50.0, help="MiB, slice 2 to last slice")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     parser.add_argument("--output", type=Path, help="also write the figures to this JSON file")
