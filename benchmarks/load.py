@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import BACKEND_STACKS, isolate, machine  # noqa: E402
+from serving import BACKEND_STACKS, isolate, log, machine, train_bench_model  # noqa: E402
 
 MODEL_NAME = "bench_load"
 
@@ -168,27 +168,15 @@ def main() -> int:
 
     from zenml.client import Client
 
-    from lifecycle.config import DeploymentConfig, load_config
-    from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
+    from lifecycle.config import DeploymentConfig
     from lifecycle.serving import json_records
-    from pipelines.runner import run_deployment, run_training
-    from stacks.manage import select, stack_specs, stacks_up
+    from pipelines.runner import run_deployment
     from stacks.serving import active_backend, live_endpoint, undeploy
-
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     client = Client()
     runs: list[BackendRun] = []
     try:
-        stacks_up(select([], stack_specs(), for_registration=True))
-        client.activate_stack("full")
-        log("training the bike model on the `full` stack ...")
-        config = load_config()
-        run_training(config.model_copy(update={"model": config.model.model_copy(update={"name": MODEL_NAME})}))
-        version = client.get_model_version(MODEL_NAME, "production")
-        model, schema = version.get_model_artifact(MODEL).load(), version.get_artifact(FEATURE_SCHEMA).load()
-        test_set = version.get_artifact(TEST_SET).load()
+        model, schema, test_set = train_bench_model(MODEL_NAME)
         records = json_records(test_set.head(200), schema)
         for name in backends:
             client.activate_stack(BACKEND_STACKS[name])

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -46,6 +47,33 @@ def isolate(state: Path) -> None:
     from lifecycle.environment import configure_environment
 
     configure_environment()
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def train_bench_model(model_name: str) -> tuple[Any, Any, Any]:
+    """Registers every stack, trains the bike model on `full` (so MLflow has it too); (model, schema, test set)."""
+    from zenml.client import Client
+
+    from lifecycle.config import load_config
+    from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
+    from pipelines.runner import run_training
+    from stacks.manage import select, stack_specs, stacks_up
+
+    client = Client()
+    stacks_up(select([], stack_specs(), for_registration=True))
+    client.activate_stack("full")
+    log("training the bike model on the `full` stack ...")
+    config = load_config()
+    run_training(config.model_copy(update={"model": config.model.model_copy(update={"name": model_name})}))
+    version = client.get_model_version(model_name, "production")
+    return (
+        version.get_model_artifact(MODEL).load(),
+        version.get_artifact(FEATURE_SCHEMA).load(),
+        version.get_artifact(TEST_SET).load(),
+    )
 
 
 def machine() -> str:
@@ -95,27 +123,16 @@ def main() -> None:
 
     from zenml.client import Client
 
-    from lifecycle.config import DeploymentConfig, load_config
+    from lifecycle.config import DeploymentConfig
     from lifecycle.load import bare_http_server, in_process_latency, load_levels
     from lifecycle.modeling import predict_scores
-    from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
     from lifecycle.serving import answer, json_records, records_frame
-    from pipelines.runner import run_deployment, run_training
-    from stacks.manage import select, stack_specs, stacks_up
+    from pipelines.runner import run_deployment
     from stacks.serving import active_backend, undeploy
 
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
     client = Client()
-    stacks_up(select([], stack_specs(), for_registration=True))
-    client.activate_stack("full")
-    log("training the bike model on the `full` stack ...")
-    config = load_config()
-    run_training(config.model_copy(update={"model": config.model.model_copy(update={"name": MODEL_NAME})}))
-    version = client.get_model_version(MODEL_NAME, "production")
-    model, schema = version.get_model_artifact(MODEL).load(), version.get_artifact(FEATURE_SCHEMA).load()
-    records = json_records(version.get_artifact(TEST_SET).load().head(200), schema)
+    model, schema, test_set = train_bench_model(MODEL_NAME)
+    records = json_records(test_set.head(200), schema)
     ours = [{"records": [record]} for record in records]
 
     rows: dict[str, dict] = {}
