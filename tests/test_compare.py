@@ -21,7 +21,7 @@ from lifecycle.serving import prediction_difference
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Every deployer once: ZenML's (`local`), MLflow's (`mlflow`) and BentoML's beside the MLflow tracker (`full`).
-# The `bentoml` stack differs from `full` only by having no tracker, which `local` already shows.
+# The `bentoml` stack differs from `full` only by having no MLflow tracker or registry, as `local` has none.
 MEASURED = ["local", "mlflow", "full"]
 BROKEN = "mlflow_server"  # its MLflow server is not running
 
