@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup run test lint dashboard clean
+.PHONY: setup run test test-fast lint dashboard clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -33,6 +33,10 @@ run: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit and in-process tests only: no server, no stack switch, no comparison (the loop while changing code).
+test-fast: setup
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

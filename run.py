@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -70,6 +73,31 @@ stack_option = click.option(
 )
 
 
+def reports_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """A LifecycleError (bad data, config, stack, server) ends the command with its one-line message, exit 2."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except LifecycleError as error:
+            fail(error)
+
+    return run
+
+
+def on_stack(command: Callable[..., None]) -> Callable[..., None]:
+    """`reports_errors`, plus a `--stack` option that activates that stack before the command runs."""
+
+    @functools.wraps(command)
+    def run(*args: Any, stack_name: str | None = None, **kwargs: Any) -> None:
+        if stack_name:
+            activate_stack(stack_name)
+        command(*args, **kwargs)
+
+    return stack_option(reports_errors(run))
+
+
 @click.group(invoke_without_command=True)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -94,9 +122,8 @@ def cli(ctx: click.Context) -> None:
 @click.option("--model-name", help="Model Control Plane name (default: from the config, or the data file name).")
 @click.option("--seed", type=int, help="Random seed (default: from the config).")
 @click.option("--no-cache", is_flag=True, help="Re-run every step instead of reusing cached results.")
-@stack_option
+@on_stack
 def train(
-    stack_name: str | None,
     config_path: str,
     data: str | None,
     target: str | None,
@@ -108,27 +135,22 @@ def train(
     no_cache: bool,
 ) -> None:
     """Train, evaluate, register and (if it beats production) promote a model."""
-    try:
-        if stack_name:
-            activate_stack(stack_name)
-        config = apply_overrides(
-            load_config(config_path),
-            data=data,
-            target=target,
-            task=task,
-            time_columns=list(time_columns),
-            segment_columns=list(segment_columns),
-            model_name=model_name,
-            seed=seed,
-            enable_cache=False if no_cache else None,
-        )
-        validate_file(config.dataset)  # bad data fails here, before any pipeline run is recorded
-        from pipelines.runner import run_training
+    config = apply_overrides(
+        load_config(config_path),
+        data=data,
+        target=target,
+        task=task,
+        time_columns=list(time_columns),
+        segment_columns=list(segment_columns),
+        model_name=model_name,
+        seed=seed,
+        enable_cache=False if no_cache else None,
+    )
+    validate_file(config.dataset)  # bad data fails here, before any pipeline run is recorded
+    from workflows.runner import run_training
 
-        outcome = run_training(config)
-    except LifecycleError as error:
-        fail(error)
-    from lifecycle.reporting import training_summary
+    outcome = run_training(config)
+    from workflows.reporting import training_summary
 
     click.echo(training_summary(outcome))
 
@@ -146,7 +168,7 @@ def train(
     help="auto: when the policy triggers; always: on demand; never: report only.",
 )
 @deployment_config_option("Serving settings, for the redeploy after a promotion.")
-@stack_option
+@on_stack
 def monitor(
     batch_path: str,
     config_path: str,
@@ -154,32 +176,26 @@ def monitor(
     model_name: str | None,
     retrain: str,
     deployment_path: str,
-    stack_name: str | None,
 ) -> None:
     """Check a new batch against the production model: drift, data quality, performance; retrain if due."""
-    from lifecycle.reporting import monitoring_summary, training_summary
+    from workflows.reporting import monitoring_summary, training_summary
 
-    try:
-        if stack_name:
-            activate_stack(stack_name)
-        config = apply_overrides(load_config(config_path), model_name=model_name)
-        monitoring = load_monitoring_config(monitoring_path)
-        deployment = load_deployment_config(deployment_path)
-        from pipelines.runner import redeploy_if_serving, retraining_data, run_monitoring, run_training
+    config = apply_overrides(load_config(config_path), model_name=model_name)
+    monitoring = load_monitoring_config(monitoring_path)
+    deployment = load_deployment_config(deployment_path)
+    from workflows.runner import redeploy_if_serving, retraining_data, run_monitoring, run_training
 
-        outcome = run_monitoring(config.model.name, batch_path, monitoring, retrain_on_demand=retrain == "always")
-        click.echo(monitoring_summary(outcome))
-        if outcome.summary.decision.retrain and retrain != "never":
-            window = monitoring.policy.retrain_window_days
-            data = retraining_data(config, batch_path, window)
-            click.echo(f"\nRetraining on the newest {window} days of labelled data ({data}) ...")
-            dataset = config.dataset.model_copy(update={"path": str(data)})
-            retrained = run_training(config.model_copy(update={"dataset": dataset}))
-            click.echo(training_summary(retrained))
-            redeployed = redeploy_if_serving(config.model.name, deployment) if retrained.decision.promoted else None
-            click.echo(redeploy_note(retrained.decision.promoted, redeployed))
-    except LifecycleError as error:
-        fail(error)
+    outcome = run_monitoring(config.model.name, batch_path, monitoring, retrain_on_demand=retrain == "always")
+    click.echo(monitoring_summary(outcome))
+    if outcome.summary.decision.retrain and retrain != "never":
+        window = monitoring.policy.retrain_window_days
+        data = retraining_data(config, batch_path, window)
+        click.echo(f"\nRetraining on the newest {window} days of labelled data ({data}) ...")
+        dataset = config.dataset.model_copy(update={"path": str(data)})
+        retrained = run_training(config.model_copy(update={"dataset": dataset}))
+        click.echo(training_summary(retrained))
+        redeployed = redeploy_if_serving(config.model.name, deployment) if retrained.decision.promoted else None
+        click.echo(redeploy_note(retrained.decision.promoted, redeployed))
 
 
 @cli.command()
@@ -188,35 +204,29 @@ def monitor(
 @click.option("--periods", type=int, help="Stop after this many periods (default: the config's, else all).")
 @click.option("--no-serve", is_flag=True, help="Do not deploy the replay's models (faster).")
 @deployment_config_option()
-@stack_option
+@on_stack
 def lifecycle(
     config_path: str,
     monitoring_path: str,
     periods: int | None,
     no_serve: bool,
     deployment_path: str,
-    stack_name: str | None,
 ) -> None:
     """Walk-forward replay: train on the first weeks, then monitor, retrain and promote period by period."""
     import os
 
     os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")  # the timeline is the progress report
-    try:
-        if stack_name:
-            activate_stack(stack_name)
-        config = load_config(config_path)
-        monitoring = load_monitoring_config(monitoring_path)
-        changes = {"max_periods": periods} if periods else {}
-        if no_serve:
-            changes["serve"] = False
-        monitoring = monitoring.model_copy(update={"replay": monitoring.replay.model_copy(update=changes)})
-        deployment = load_deployment_config(deployment_path)
-        from pipelines.replay import plot_errors, replay, timeline_table
-        from pipelines.runner import reports_folder
+    config = load_config(config_path)
+    monitoring = load_monitoring_config(monitoring_path)
+    changes = {"max_periods": periods} if periods else {}
+    if no_serve:
+        changes["serve"] = False
+    monitoring = monitoring.model_copy(update={"replay": monitoring.replay.model_copy(update=changes)})
+    deployment = load_deployment_config(deployment_path)
+    from workflows.replay import plot_errors, replay, timeline_table
+    from workflows.runner import reports_folder
 
-        result = replay(config, monitoring, progress=lambda line: click.secho(line, fg="cyan"), deployment=deployment)
-    except LifecycleError as error:
-        fail(error)
+    result = replay(config, monitoring, progress=lambda line: click.secho(line, fg="cyan"), deployment=deployment)
     folder = reports_folder(monitoring) / "lifecycle"
     result.plot = plot_errors(result, folder / "error_over_time.png")
     table = timeline_table(result)
@@ -258,10 +268,8 @@ def redeploy_note(promoted: bool, redeployed: dict | None) -> str:
     )
 
 
-def serving_target(stack_name: str | None, config_path: str, model_name: str | None, all_models: bool = False):
-    """For the serving commands: activate `--stack` if given; the model meant (None: every model)."""
-    if stack_name:
-        activate_stack(stack_name)
+def serving_target(config_path: str, model_name: str | None, all_models: bool = False):
+    """For the serving commands: the model meant (None: every model)."""
     return None if all_models else model_name or load_config(config_path).model.name
 
 
@@ -271,25 +279,21 @@ def serving_target(stack_name: str | None, config_path: str, model_name: str | N
 @model_name_option
 @click.option("--port", type=int, help="Preferred port (default: the deployment config's).")
 @click.option("--timeout", type=int, help="Seconds for the new server to become healthy (default: the config's).")
-@stack_option
+@on_stack
 def deploy(
     config_path: str,
     deployment_path: str,
     model_name: str | None,
     port: int | None,
     timeout: int | None,
-    stack_name: str | None,
 ) -> None:
     """Serve the production version with the active stack's deployer (zero-downtime replacement)."""
-    from lifecycle.reporting import deployment_summary
+    from workflows.reporting import deployment_summary
 
-    try:
-        name = serving_target(stack_name, config_path, model_name)
-        from pipelines.runner import run_deployment
+    name = serving_target(config_path, model_name)
+    from workflows.runner import run_deployment
 
-        record = run_deployment(name, load_deployment_config(deployment_path), port=port, timeout=timeout)
-    except LifecycleError as error:
-        fail(error)
+    record = run_deployment(name, load_deployment_config(deployment_path), port=port, timeout=timeout)
     click.echo(deployment_summary(name, record))
 
 
@@ -299,31 +303,29 @@ def deploy(
 @config_option("Training config: names the model.")
 @deployment_config_option()
 @model_name_option
-@stack_option
+@on_stack
 def predict(
     input_path: str,
     output_path: str | None,
     config_path: str,
     deployment_path: str,
     model_name: str | None,
-    stack_name: str | None,
 ) -> None:
     """Send rows to the model served on the active stack and print the predictions."""
-    try:
-        from stacks.serving import active_backend, live_endpoint, predict_with, read_request_rows
+    from serving.client import read_request_rows
+    from serving.rollout import live_endpoint
+    from serving.stack_backend import active_backend
 
-        records = read_request_rows(input_path)  # a bad input file is named before any server is looked for
-        name = serving_target(stack_name, config_path, model_name)
-        settings = load_deployment_config(deployment_path)
-        backend = active_backend()
-        endpoint = live_endpoint(backend, name)
-        if endpoint is None:
-            raise LifecycleError(
-                f"no healthy {backend.name} server is serving `{name}` on this stack. Fix: `python run.py deploy`."
-            )
-        predictions, version = predict_with(backend, endpoint, records, settings.max_rows_per_request)
-    except LifecycleError as error:
-        fail(error)
+    records = read_request_rows(input_path)  # a bad input file is named before any server is looked for
+    name = serving_target(config_path, model_name)
+    settings = load_deployment_config(deployment_path)
+    backend = active_backend()
+    endpoint = live_endpoint(backend, name)
+    if endpoint is None:
+        raise LifecycleError(
+            f"no healthy {backend.name} server is serving `{name}` on this stack. Fix: `python run.py deploy`."
+        )
+    predictions, version = backend.predict_all(endpoint, records, settings.max_rows_per_request)
     if output_path:
         import pandas as pd
 
@@ -342,22 +344,20 @@ def predict(
 @config_option("Training config: names the model.")
 @model_name_option
 @click.option("--all", "all_models", is_flag=True, help="Every model's servers, not just this model's.")
-@stack_option
-def status(config_path: str, model_name: str | None, all_models: bool, stack_name: str | None) -> None:
+@on_stack
+def status(config_path: str, model_name: str | None, all_models: bool) -> None:
     """What is deployed on the active stack, where, and whether it answers."""
-    from lifecycle.reporting import status_table
+    from workflows.reporting import status_table
 
-    try:
-        name = serving_target(stack_name, config_path, model_name, all_models)
-        from pipelines.runner import production_version
-        from stacks.serving import active_backend, is_healthy
+    name = serving_target(config_path, model_name, all_models)
+    from serving.client import is_healthy
+    from serving.stack_backend import active_backend
+    from workflows.runner import production_version
 
-        backend = active_backend()
-        endpoints = backend.endpoints(name)
-        health = {e.name: e.running and is_healthy(e.health_url) for e in endpoints}
-        production = production_version(name) if name else None
-    except LifecycleError as error:
-        fail(error)
+    backend = active_backend()
+    endpoints = backend.endpoints(name)
+    health = {e.name: e.running and is_healthy(e.health_url) for e in endpoints}
+    production = production_version(name) if name else None
     from zenml.client import Client
 
     click.echo(status_table(Client().active_stack_model.name, backend.name, name, production, endpoints, health))
@@ -367,18 +367,15 @@ def status(config_path: str, model_name: str | None, all_models: bool, stack_nam
 @config_option("Training config: names the model.")
 @model_name_option
 @click.option("--all", "all_models", is_flag=True, help="Stop every model's servers on the active stack.")
-@stack_option
-def undeploy(config_path: str, model_name: str | None, all_models: bool, stack_name: str | None) -> None:
+@on_stack
+def undeploy(config_path: str, model_name: str | None, all_models: bool) -> None:
     """Stop the model's servers on the active stack."""
-    try:
-        name = serving_target(stack_name, config_path, model_name, all_models)
-        from stacks.serving import active_backend
-        from stacks.serving import undeploy as stop_all
+    name = serving_target(config_path, model_name, all_models)
+    from serving.rollout import undeploy as stop_all
+    from serving.stack_backend import active_backend
 
-        backend = active_backend()
-        stopped = stop_all(backend, name)
-    except LifecycleError as error:
-        fail(error)
+    backend = active_backend()
+    stopped = stop_all(backend, name)
     for endpoint in stopped:
         click.echo(f"  stopped {endpoint.backend} server {endpoint.name} ({endpoint.url or 'not running'})")
     click.echo(f"{len(stopped)} server(s) stopped." if stopped else "Nothing was deployed on this stack.")
@@ -400,6 +397,7 @@ def undeploy(config_path: str, model_name: str | None, all_models: bool, stack_n
 )
 @click.option("--workspace", help="The comparison's own store and state (default: <state folder>/compare; replaced).")
 @click.option("--output", "output_dir", help="Folder for comparison.md/.html/.json (default: reports/).")
+@reports_errors
 def compare(
     stack_names: str | None,
     quick: bool,
@@ -422,26 +420,23 @@ def compare(
         elapsed = int(time.monotonic() - started)
         click.secho(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {where}: {what}", fg="cyan", err=True)
 
-    try:
-        comparison = load_comparison_config(comparison_path)
-        config = apply_overrides(load_config(config_path), data=data, target=target)
-        validate_file(config.dataset)
-        from pipelines.comparison import compare as run_comparison
-        from pipelines.runner import reports_folder
-        from stacks.manage import state_dir
+    comparison = load_comparison_config(comparison_path)
+    config = apply_overrides(load_config(config_path), data=data, target=target)
+    validate_file(config.dataset)
+    from measurement.comparison import compare as run_comparison
+    from stacks.manage import state_dir
+    from workflows.runner import reports_folder
 
-        names = [n.strip() for n in stack_names.split(",") if n.strip()] if stack_names else comparison.stacks
-        paths = run_comparison(
-            names,
-            config,
-            comparison,
-            quick=quick,
-            workspace_root=Path(workspace) if workspace else state_dir() / "compare",
-            output_dir=Path(output_dir) if output_dir else reports_folder(load_monitoring_config()),
-            progress=progress,
-        )
-    except LifecycleError as error:
-        fail(error)
+    names = [n.strip() for n in stack_names.split(",") if n.strip()] if stack_names else comparison.stacks
+    paths = run_comparison(
+        names,
+        config,
+        comparison,
+        quick=quick,
+        workspace_root=Path(workspace) if workspace else state_dir() / "compare",
+        output_dir=Path(output_dir) if output_dir else reports_folder(load_monitoring_config()),
+        progress=progress,
+    )
     click.echo((paths["markdown"]).read_text())
     click.echo(f"report: {paths['markdown']}\npage (opens offline): {paths['html']}\nmeasurements: {paths['json']}")
 
@@ -474,18 +469,16 @@ def stacks() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="A stack file outside stacks/ (e.g. stacks/examples/kubernetes.yaml).",
 )
+@reports_errors
 def stacks_up_command(names: tuple[str, ...], files: tuple[str, ...]) -> None:
     """Register stacks idempotently (default: every stack file not marked `default: false`)."""
     from pathlib import Path
 
     from stacks.manage import load_stack_file, select, stack_specs, stacks_up
 
-    try:
-        extra = [load_stack_file(Path(f)) for f in files]
-        chosen = extra + (select(list(names), stack_specs(), for_registration=True) if names or not extra else [])
-        changes = stacks_up(chosen)
-    except LifecycleError as error:
-        fail(error)
+    extra = [load_stack_file(Path(f)) for f in files]
+    chosen = extra + (select(list(names), stack_specs(), for_registration=True) if names or not extra else [])
+    changes = stacks_up(chosen)
     for change in changes:
         click.echo(f"  {change}")
     click.echo(
@@ -496,15 +489,13 @@ def stacks_up_command(names: tuple[str, ...], files: tuple[str, ...]) -> None:
 
 
 @stacks.command("list")
+@reports_errors
 def stacks_list_command() -> None:
     """Each stack file: registered? active? what it offers."""
     from stacks.capabilities import StackCapabilities
     from stacks.manage import stack_specs, stack_statuses
 
-    try:
-        statuses = stack_statuses(list(stack_specs().values()))
-    except LifecycleError as error:
-        fail(error)
+    statuses = stack_statuses(list(stack_specs().values()))
     from zenml.client import Client
 
     click.echo(f"active stack: {Client().active_stack_model.name}")
@@ -531,16 +522,14 @@ def stacks_list_command() -> None:
 
 @stacks.command("down")
 @click.argument("names", nargs=-1)
+@reports_errors
 def stacks_down_command(names: tuple[str, ...]) -> None:
     """Stop the stacks' model servers, then remove the stacks and their own components."""
     from stacks.manage import select, stack_specs, stacks_down
 
-    try:
-        chosen = select(list(names), stack_specs())
-        chosen = [spec for spec in chosen if spec.name != "local" or names]
-        changes = stacks_down(chosen)
-    except LifecycleError as error:
-        fail(error)
+    chosen = select(list(names), stack_specs())
+    chosen = [spec for spec in chosen if spec.name != "local" or names]
+    changes = stacks_down(chosen)
     for change in changes:
         click.echo(f"  {change}")
     click.echo("Nothing to remove." if not changes else "Done.")

@@ -102,7 +102,7 @@ def slice_sizes(total: int, slices: int) -> list[int]:
 
 def load_backend(name: str, endpoint: Any, bodies: list, requests: int, args: argparse.Namespace, log) -> BackendRun:
     """Warm up, then send `requests` in slices, reading the server's memory after each."""
-    from lifecycle.load import process_tree_rss_mb, run_load
+    from measurement.load import process_tree_rss_mb, run_load
 
     run = BackendRun(backend=name, requests=requests)
     run_load(endpoint.predict_url, bodies[:20], min(args.concurrency, 4), 20, timeout=args.timeout)
@@ -124,7 +124,7 @@ def load_backend(name: str, endpoint: Any, bodies: list, requests: int, args: ar
 
 def exact_after_load(backend: Any, endpoint: Any, model: Any, rows: Any, schema: Any) -> bool:
     from lifecycle.modeling import predict_scores
-    from lifecycle.serving import json_records
+    from serving.contract import json_records
 
     served, _ = backend.predict(endpoint, json_records(rows, schema))
     expected, _ = predict_scores(model, rows[schema.model_inputs])
@@ -169,9 +169,10 @@ def main() -> int:
     from zenml.client import Client
 
     from lifecycle.config import DeploymentConfig
-    from lifecycle.serving import json_records
-    from pipelines.runner import run_deployment
-    from stacks.serving import active_backend, live_endpoint, undeploy
+    from serving.contract import json_records
+    from serving.rollout import live_endpoint, undeploy
+    from serving.stack_backend import active_backend
+    from workflows.runner import run_deployment
 
     client = Client()
     runs: list[BackendRun] = []

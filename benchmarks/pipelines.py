@@ -69,7 +69,7 @@ def config_for(data: Path, model_name: str):
 
 def bare_worker(data: Path, batch: Path) -> dict:
     """The plain functions the steps wrap, called directly — the same work without ZenML."""
-    from lifecycle.direct import run_directly
+    from measurement.direct import run_directly
 
     config = config_for(data, "bench")
     after_imports = rss_mb()
@@ -103,7 +103,7 @@ def zenml_worker(data: Path, batch: Path) -> dict:
     import pandas as pd
 
     from lifecycle.config import MonitoringConfig
-    from pipelines.runner import run_monitoring, run_training
+    from workflows.runner import run_monitoring, run_training
 
     warm_up = data.parent / f"warm_up_{data.stem}.parquet"
     pd.read_parquet(data).head(2000).to_parquet(warm_up, index=False)
@@ -127,16 +127,9 @@ def zenml_worker(data: Path, batch: Path) -> dict:
 
 
 def run_worker(kind: str, data: Path, batch: Path, state: Path) -> dict:
-    env = {
-        **os.environ,
-        "ZENML_CONFIG_PATH": str(state / "zenml"),
-        "ZENML_REPOSITORY_PATH": str(state / "repo"),
-        "ZENML_CUSTOM_SOURCE_ROOT": str(PROJECT_ROOT),
-        "ZENML_LOGGING_VERBOSITY": "ERROR",
-        "MLOPS_STATE_DIR": str(state / "state"),
-        "MLOPS_REPORTS_DIR": str(state / "reports"),
-    }
-    (state / "repo" / ".zen").mkdir(parents=True, exist_ok=True)
+    from lifecycle.environment import isolated_environment
+
+    env = {**os.environ, **isolated_environment(state)}
     output = subprocess.run(
         [sys.executable, __file__, "--worker", kind, "--data", str(data), "--batch", str(batch)],
         capture_output=True,

@@ -5,7 +5,7 @@ each backend — ZenML's pipeline deployer (`local`), MLflow (`mlflow`), BentoML
 sends one-row requests at concurrency 1 and 16 over loopback, reads the server's memory, and undeploys.
 The baselines are the model called in-process on the request's rows (records to a typed table, predict), this
 project's whole request contract in-process (validation, predict, response; no HTTP), and
-`lifecycle/bare_server.py` (Starlette on uvicorn). Ratios are to the bare server,
+`measurement/bare_server.py` (Starlette on uvicorn). Ratios are to the bare server,
 measured in the same run.
 
     python benchmarks/serving.py                          # 100 requests at c=1, 400 at c=16 (about 10 min)
@@ -32,20 +32,9 @@ MODEL_NAME = "bench_serving"
 
 def isolate(state: Path) -> None:
     """A throw-away ZenML store and state folder (before ZenML is imported)."""
-    (state / "repo" / ".zen").mkdir(parents=True, exist_ok=True)
-    os.environ.update(
-        {
-            "ZENML_CONFIG_PATH": str(state / "zenml"),
-            "ZENML_REPOSITORY_PATH": str(state / "repo"),
-            "ZENML_CUSTOM_SOURCE_ROOT": str(PROJECT_ROOT),
-            "ZENML_LOGGING_VERBOSITY": "ERROR",
-            "MLOPS_STATE_DIR": str(state / "state"),
-            "MLOPS_REPORTS_DIR": str(state / "reports"),
-            "BENTOML_HOME": str(state / "state" / "bentoml"),
-        }
-    )
-    from lifecycle.environment import configure_environment
+    from lifecycle.environment import configure_environment, isolated_environment
 
+    os.environ.update(isolated_environment(state))
     configure_environment()
 
 
@@ -59,8 +48,8 @@ def train_bench_model(model_name: str) -> tuple[Any, Any, Any]:
 
     from lifecycle.config import load_config
     from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
-    from pipelines.runner import run_training
     from stacks.manage import select, stack_specs, stacks_up
+    from workflows.runner import run_training
 
     client = Client()
     stacks_up(select([], stack_specs(), for_registration=True))
@@ -124,11 +113,9 @@ def main() -> None:
     from zenml.client import Client
 
     from lifecycle.config import DeploymentConfig
-    from lifecycle.load import bare_http_server, in_process_latency, load_levels
-    from lifecycle.modeling import predict_scores
-    from lifecycle.serving import answer, json_records, records_frame
-    from pipelines.runner import run_deployment
-    from stacks.serving import active_backend, undeploy
+    from measurement.load import in_process_latency, load_levels
+    from measurement.serving import bare_server_baseline, deployed, in_process_baseline
+    from serving.contract import answer, json_records
 
     client = Client()
     model, schema, test_set = train_bench_model(MODEL_NAME)
@@ -137,36 +124,24 @@ def main() -> None:
 
     rows: dict[str, dict] = {}
     log("in-process baselines ...")
-    rows["in-process: records -> table -> predict"] = {
-        "c1": in_process_latency(lambda body: predict_scores(model, records_frame(body, schema)), ours, args.requests)
-    }
+    rows["in-process: records -> table -> predict"] = {"c1": in_process_baseline(model, schema, ours, args.requests)}
     rows["in-process: whole contract"] = {
         "c1": in_process_latency(lambda body: answer(model, schema, body, MODEL_NAME, "1"), ours, args.requests)
     }
     levels = [(1, args.requests), (args.concurrency, args.requests * 4)]
     log("bare HTTP server ...")
-    with bare_http_server(model, folder) as (url, pid):
-        rows["bare HTTP server"] = load_levels(url, ours, pid, levels)
+    rows["bare HTTP server"], _ = bare_server_baseline(model, folder, ours, levels)
     settings = DeploymentConfig(port=8300, smoke_rows=20)
     for backend_name in args.backends.split(","):
         stack = BACKEND_STACKS[backend_name]
         client.activate_stack(stack)
-        backend = active_backend()
         log(f"{backend_name}: deploying on stack `{stack}` ...")
-        started = time.perf_counter()
-        try:
-            record = run_deployment(MODEL_NAME, settings)
-            deploy_seconds = time.perf_counter() - started
-            endpoint = next(e for e in backend.endpoints(MODEL_NAME) if e.running)
-            bodies = [backend.request_body([record]) for record in records]
+        with deployed(MODEL_NAME, settings) as served:
+            bodies = [served.backend.request_body([record]) for record in records]
             log(f"{backend_name}: load ...")
-            figures = load_levels(endpoint.predict_url, bodies, endpoint.pid, levels)
-            rows[f"{backend_name} ({record['predict_url'].rsplit('/', 1)[1]})"] = {
-                **figures,
-                "deploy_seconds": deploy_seconds,
-            }
-        finally:
-            undeploy(backend, MODEL_NAME)
+            figures = load_levels(served.endpoint.predict_url, bodies, served.endpoint.pid, levels)
+            path = served.endpoint.predict_path.lstrip("/")
+            rows[f"{backend_name} ({path})"] = {**figures, "deploy_seconds": served.deploy_seconds}
     client.activate_stack("default")
     print(f"\nServing, one row per request ({machine()}); ratios to the bare HTTP server in this run\n")
     print(table(rows))

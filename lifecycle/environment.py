@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 QUIET_OFFLINE = {
     "ZENML_ANALYTICS_OPT_IN": "false",
     "DO_NOT_TRACK": "true",
@@ -13,10 +15,26 @@ QUIET_OFFLINE = {
 }
 
 
+def isolated_environment(root: Path, log_level: str = "ERROR") -> dict[str, str]:
+    """Variables that put a whole workspace under `root`: a fresh ZenML store and repository marker (created
+    here), the project's state and reports folders, BentoML's home. For tests, the comparison and benchmarks:
+    nothing they do reads or changes the user's own ZenML configuration, active stack or state."""
+    (root / "repo" / ".zen").mkdir(parents=True, exist_ok=True)
+    return {
+        "ZENML_CONFIG_PATH": str(root / "zenml"),
+        "ZENML_REPOSITORY_PATH": str(root / "repo"),
+        "ZENML_CUSTOM_SOURCE_ROOT": str(PROJECT_ROOT),
+        "ZENML_LOGGING_VERBOSITY": log_level,
+        "MLOPS_STATE_DIR": str(root / "state"),
+        "MLOPS_REPORTS_DIR": str(root / "reports"),
+        "BENTOML_HOME": str(root / "state" / "bentoml"),
+    }
+
+
 def configure_environment() -> None:
     """Apply the quiet, offline defaults without overriding what the user exported."""
     for name, value in QUIET_OFFLINE.items():
         os.environ.setdefault(name, value)
     # BentoML keeps models and bentos in the project's state folder, like MLflow's database.
-    state = Path(os.environ.get("MLOPS_STATE_DIR", Path(__file__).resolve().parent.parent / ".state"))
+    state = Path(os.environ.get("MLOPS_STATE_DIR", PROJECT_ROOT / ".state"))
     os.environ.setdefault("BENTOML_HOME", str(state.resolve() / "bentoml"))

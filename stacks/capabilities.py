@@ -87,10 +87,34 @@ def active_capabilities() -> StackCapabilities:
     return capabilities_of(Client().active_stack_model)
 
 
+def integration_of(flavor: str, kind: str) -> str | None:
+    """The ZenML integration that provides a flavor (None for ZenML's built-in flavors)."""
+    from zenml.integrations.registry import integration_registry
+
+    for name, integration in integration_registry.integrations.items():
+        for flavor_class in integration.flavors():
+            candidate = flavor_class()
+            if candidate.name == flavor and candidate.type.value == kind:
+                return name
+    return None
+
+
+def missing_integration_error(stack_name: str, flavor: str, kind: str) -> StackError | None:
+    """An actionable error when a flavor's integration is not installed, else None."""
+    from zenml.integrations.registry import integration_registry
+
+    integration = integration_of(flavor, kind)
+    if integration is None or integration_registry.is_installed(integration):
+        return None
+    return StackError(
+        f"stack `{stack_name}` needs the `{flavor}` {kind}, whose ZenML integration `{integration}` is not "
+        f"installed in this environment. Fix: `make setup` installs this project's integrations; for others run "
+        f"`zenml integration install {integration}` — or switch stack: `zenml stack set default`."
+    )
+
+
 def check_usable(capabilities: StackCapabilities) -> None:
     """Fail early, with the fix, when the active stack cannot run: missing integration, unreachable server."""
-    from stacks.manage import missing_integration_error
-
     for kind, component in capabilities.components.items():
         error = missing_integration_error(capabilities.stack, component.flavor, kind)
         if error is not None:

@@ -17,7 +17,7 @@ import yaml
 
 from lifecycle.config import PROJECT_ROOT
 from lifecycle.errors import StackError
-from stacks.capabilities import Component
+from stacks.capabilities import Component, missing_integration_error
 
 STACKS_DIR = PROJECT_ROOT / "stacks"
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -143,32 +143,6 @@ def _existing_stack(client, name: str):
         return client.get_stack(name, allow_name_prefix_match=False)
     except KeyError:
         return None
-
-
-def integration_of(flavor: str, kind: str) -> str | None:
-    """The ZenML integration that provides a flavor (None for ZenML's built-in flavors)."""
-    from zenml.integrations.registry import integration_registry
-
-    for name, integration in integration_registry.integrations.items():
-        for flavor_class in integration.flavors():
-            candidate = flavor_class()
-            if candidate.name == flavor and candidate.type.value == kind:
-                return name
-    return None
-
-
-def missing_integration_error(stack_name: str, flavor: str, kind: str) -> StackError | None:
-    """An actionable error when a flavor's integration is not installed, else None."""
-    from zenml.integrations.registry import integration_registry
-
-    integration = integration_of(flavor, kind)
-    if integration is None or integration_registry.is_installed(integration):
-        return None
-    return StackError(
-        f"stack `{stack_name}` needs the `{flavor}` {kind}, whose ZenML integration `{integration}` is not "
-        f"installed in this environment. Fix: `make setup` installs this project's integrations; for others run "
-        f"`zenml integration install {integration}` — or switch stack: `zenml stack set default`."
-    )
 
 
 def _ensure_secret(client, name: str, values: dict[str, str], changes: list[str]) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,19 +22,71 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _STATE = Path(tempfile.mkdtemp(prefix="mlops-lifecycle-tests-"))
-os.environ["ZENML_CONFIG_PATH"] = str(_STATE / "zenml")
-(_STATE / "repo" / ".zen").mkdir(parents=True)
-os.environ["ZENML_REPOSITORY_PATH"] = str(_STATE / "repo")
-os.environ["ZENML_CUSTOM_SOURCE_ROOT"] = str(PROJECT_ROOT)
-os.environ["ZENML_LOGGING_VERBOSITY"] = "WARN"
-os.environ["MLOPS_STATE_DIR"] = str(_STATE / "state")
-os.environ["MLOPS_REPORTS_DIR"] = str(_STATE / "reports")
 
-from lifecycle.environment import configure_environment  # noqa: E402
+from lifecycle.environment import configure_environment, isolated_environment  # noqa: E402
 
+os.environ.update(isolated_environment(_STATE, log_level="WARN"))
 configure_environment()
 
 BIKE_DATA = PROJECT_ROOT / "data" / "bike_sharing_hourly.csv.gz"
+
+
+ZENML_CLI = str(Path(sys.executable).parent / "zenml")
+
+
+def run_cli(*args: str, timeout: float = 900, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` as a user runs it (in this session's store), output captured."""
+    return subprocess.run(
+        [*wrapper, sys.executable, "run.py", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+
+
+def run_zenml(*args: str) -> subprocess.CompletedProcess:
+    """ZenML's own command line (`zenml stack set ...`), in this session's store."""
+    return subprocess.run(
+        [ZENML_CLI, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, env=os.environ.copy()
+    )
+
+
+def start_cli(log: Path, *args: str) -> subprocess.Popen:
+    """`python run.py ...` in a session of its own (so that it can be killed with all it started), output to `log`."""
+    with open(log, "w") as output:
+        return subprocess.Popen(
+            [sys.executable, "run.py", *args],
+            cwd=PROJECT_ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+            start_new_session=True,
+        )
+
+
+def activate_stack(name: str):
+    """Make a registered stack active in this process; returns what it offers."""
+    from zenml.client import Client
+
+    from stacks.capabilities import active_capabilities
+
+    client = Client()
+    client.activate_stack(client.get_stack(name, allow_name_prefix_match=False).id)
+    return active_capabilities()
+
+
+def free_port_block() -> int:
+    """A free port whose next few neighbours are free too (each server test gets its own range)."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < 60000:
+            return port
+    raise RuntimeError("no free port")
 
 
 def pytest_sessionfinish(session, exitstatus):

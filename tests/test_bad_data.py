@@ -743,7 +743,7 @@ def guard_data(bike_slice, workdir) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def guard_production(zenml_client, guard_data, workdir):
-    from pipelines.runner import run_training
+    from workflows.runner import run_training
 
     outcome = run_training(guard_config(workdir / "guard.csv"))
     assert outcome.decision.promoted and outcome.production_version == outcome.model_version
@@ -786,7 +786,7 @@ def _break(table: pd.DataFrame, kind: str, row: int, word: str) -> bytes:
 def test_broken_files_fail_the_training_pipeline_and_leave_production_alone(
     guard_production, guard_data, workdir, kind, row, word
 ):
-    from pipelines.runner import production_version, run_training
+    from workflows.runner import production_version, run_training
 
     path = new_path(workdir, ".csv")
     path.write_bytes(_break(guard_data, kind, row, word))

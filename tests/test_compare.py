@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.serving import prediction_difference
+pytestmark = pytest.mark.integration
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Every deployer once: ZenML's (`local`), MLflow's (`mlflow`) and BentoML's beside the MLflow tracker (`full`).
@@ -159,10 +159,3 @@ def test_html_is_self_contained_with_tables_and_plots(comparison):
     assert page.count("<table>") == 6 and page.count("<svg") == 2
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)  # nothing fetched when opened offline
     assert "unavailable" in page
-
-
-def test_prediction_difference():
-    assert prediction_difference("regression", [1.0, 2.5], [1.0, 2.0]) == 0.5
-    assert prediction_difference("classification", ["yes", "no"], ["yes", "yes"]) == 0.5
-    assert prediction_difference("regression", [1.0], [1.0, 2.0]) == float("inf")
-    assert prediction_difference("regression", [], []) == 0.0

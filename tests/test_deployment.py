@@ -8,8 +8,6 @@ survives a deploy that fails, and is undeployed. Nothing may be left running (ch
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import activate_stack, free_port_block, run_cli, run_zenml
 from hypothesis import given
 from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
@@ -29,31 +28,18 @@ from lifecycle.config import DeploymentConfig, apply_overrides, load_config
 from lifecycle.errors import LifecycleError
 from lifecycle.modeling import predict_scores
 from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
-from lifecycle.serving import json_records
-from pipelines.runner import run_deployment, run_training
+from serving.client import error_text, http_json, is_healthy
+from serving.contract import json_records
+from serving.processes import pid_alive
+from serving.rollout import live_endpoint, undeploy
+from serving.stack_backend import backend_for
 from stacks.manage import select, stack_specs, stacks_up
-from stacks.serving import (
-    backend_for,
-    error_text,
-    http_json,
-    is_healthy,
-    live_endpoint,
-    pid_alive,
-    undeploy,
-)
+from workflows.runner import run_deployment, run_training
 
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "served_bikes"
 BACKEND_STACKS = {"zenml": "local", "mlflow": "mlflow", "bentoml": "bentoml"}
-
-
-def activate(name: str):
-    from stacks.capabilities import active_capabilities
-
-    client = Client()
-    client.activate_stack(client.get_stack(name, allow_name_prefix_match=False).id)
-    return active_capabilities()
 
 
 def set_production(number: int) -> None:
@@ -64,22 +50,11 @@ def settings(**changes) -> DeploymentConfig:
     return DeploymentConfig(port=free_port_block(), drain_seconds=1.0, smoke_rows=20, **changes)
 
 
-def free_port_block() -> int:
-    """A port whose next few neighbours are free too (each backend test gets its own range)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < 60000:
-            return port
-    raise RuntimeError("no free port")
-
-
 @pytest.fixture(scope="module")
 def two_versions(zenml_client, bike_slice, data_dir):
     """Versions 1 (trained on May only) and 2 (May-August, better) of MODEL_NAME, trained on `full`."""
     stacks_up(select([], stack_specs(), for_registration=True))
-    activate("full")
+    activate_stack("full")
     table = pd.read_csv(bike_slice)
     early = data_dir / "bike_may.csv"
     table[pd.to_datetime(table["dteday"]) < "2011-06-01"].to_csv(early, index=False)
@@ -105,13 +80,13 @@ def two_versions(zenml_client, bike_slice, data_dir):
 def served(request, two_versions, zenml_client):
     """Version 1 deployed on the backend's stack; everything of this model stopped afterwards."""
     backend_name = request.param
-    backend = backend_for(activate(BACKEND_STACKS[backend_name]))
+    backend = backend_for(activate_stack(BACKEND_STACKS[backend_name]))
     assert backend.name == backend_name
     config = settings()
     set_production(1)
     record = run_deployment(MODEL_NAME, config)
     yield {"backend": backend, "config": config, "record": record, **two_versions}
-    activate(BACKEND_STACKS[backend_name])
+    activate_stack(BACKEND_STACKS[backend_name])
     stopped = undeploy(backend, MODEL_NAME)
     assert all(not pid_alive(e.pid) for e in stopped)
     assert backend.endpoints(MODEL_NAME) == []
@@ -365,7 +340,7 @@ def test_mlflow_serves_a_version_trained_without_mlflow(two_versions, zenml_clie
     config = apply_overrides(load_config(), model_name="local_only", enable_cache=False)
     dataset = config.dataset.model_copy(update={"path": str(data_dir / "bike_may.csv")})
     assert run_training(config.model_copy(update={"dataset": dataset})).decision.promoted
-    backend = backend_for(activate("mlflow"))
+    backend = backend_for(activate_stack("mlflow"))
     try:
         record = run_deployment("local_only", settings())
         assert record["backend"] == "mlflow" and record["parity_max_abs_difference"] == 0.0
@@ -379,50 +354,36 @@ def test_mlflow_serves_a_version_trained_without_mlflow(two_versions, zenml_clie
 # --- the user's path: zenml stack set X && python run.py deploy / predict / status / undeploy -----------------
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-
-
-# The command-line path on the default stack and on `full` (BentoML deployer, MLflow tracker); the MLflow deployer's
-# command-line path is exercised by tests/test_reliability.py, and every backend by the `served` tests above.
 @pytest.mark.parametrize("stack", ["local", "full"])
 def test_cli_deploy_predict_status_undeploy(stack, two_versions, data_dir):
-    zenml = str(Path(sys.executable).parent / "zenml")
     rows = two_versions["test_set"].tail(5)
     request = data_dir / "request.json"
     request.write_text(json.dumps(json_records(rows, two_versions["schema"])))
     expected, _ = predict_scores(two_versions["models"][2], rows[two_versions["schema"].model_inputs])
     set_production(2)
-    assert run_cli(zenml, "stack", "set", stack).returncode == 0
+    assert run_zenml("stack", "set", stack).returncode == 0
     try:
-        deployed = run_cli("run.py", "deploy", "--model-name", MODEL_NAME, "--port", str(free_port_block()))
+        deployed = run_cli("deploy", "--model-name", MODEL_NAME, "--port", str(free_port_block()))
         assert deployed.returncode == 0, deployed.stderr[-3000:]
         assert f"`{MODEL_NAME}` version 2" in deployed.stdout and "python run.py undeploy" in deployed.stdout
-        predicted = run_cli("run.py", "predict", "--model-name", MODEL_NAME, "--input", str(request))
+        predicted = run_cli("predict", "--model-name", MODEL_NAME, "--input", str(request))
         assert predicted.returncode == 0, predicted.stderr[-3000:]
         served = [float(line) for line in predicted.stdout.split()]
         assert served == pytest.approx(list(expected), abs=1e-9, rel=0)
-        status = run_cli("run.py", "status", "--model-name", MODEL_NAME)
+        status = run_cli("status", "--model-name", MODEL_NAME)
         assert status.returncode == 0 and "healthy" in status.stdout and "version 2" in status.stdout, status.stdout
     finally:
-        stopped = run_cli("run.py", "undeploy", "--model-name", MODEL_NAME)
-        assert run_cli(zenml, "stack", "set", "default").returncode == 0
+        stopped = run_cli("undeploy", "--model-name", MODEL_NAME)
+        assert run_zenml("stack", "set", "default").returncode == 0
     assert stopped.returncode == 0 and "1 server(s) stopped" in stopped.stdout, stopped.stdout + stopped.stderr
-    after = run_cli("run.py", "status", "--model-name", MODEL_NAME, "--stack", stack)
+    after = run_cli("status", "--model-name", MODEL_NAME, "--stack", stack)
     assert "nothing deployed" in after.stdout, after.stdout + after.stderr
 
 
 def test_predict_without_a_server_names_the_fix(two_versions, data_dir):
     request = data_dir / "request.json"
     request.write_text(json.dumps({"records": []}))
-    result = run_cli("run.py", "predict", "--model-name", MODEL_NAME, "--input", str(request))
+    result = run_cli("predict", "--model-name", MODEL_NAME, "--input", str(request))
     assert result.returncode == 2 and "python run.py deploy" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -453,10 +414,22 @@ def test_zenml_bentoml_service_still_needs_the_project_flavor(two_versions, serv
     assert "has no attribute 'runners'" in result.stderr, result.stderr[-2000:]
 
 
+def test_a_bento_ships_the_model_code_and_the_service_only(served_bento):
+    from lifecycle.packaging import module_closure
+    from serving.backends.bentoml import SERVICE_MODULES
+
+    source = Path(served_bento.path_of("src"))
+    shipped = {str(p.relative_to(source)) for p in source.rglob("*.py")}
+    assert shipped == {str(p) for p in module_closure(SERVICE_MODULES)}
+    assert (source / "bento_model.json").is_file()
+    assert not {p for p in shipped if p.startswith(("measurement", "benchmarks", "pipelines", "workflows", "steps"))}
+
+
 @pytest.fixture(scope="module")
 def served_bento(two_versions):
     """The bento the `bentoml` backend builds for version 2 (built here if no test built it yet)."""
-    from stacks.serving import BentoMLBackend, Release
+    from serving.backends.base import Release
+    from serving.backends.bentoml import BentoMLBackend
 
     version = Client().get_model_version(MODEL_NAME, "2")
     release = Release(MODEL_NAME, "2", str(version.id), two_versions["models"][2], two_versions["schema"])

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from lifecycle.config import (
     DatasetConfig,
@@ -151,7 +150,7 @@ def test_time_index_and_windows():
 
 @pytest.fixture(scope="module")
 def production_bike(zenml_client, bike_slice):
-    from pipelines.runner import run_training
+    from workflows.runner import run_training
 
     config = load_config()
     config = config.model_copy(
@@ -167,7 +166,7 @@ def production_bike(zenml_client, bike_slice):
 
 @pytest.mark.integration
 def test_monitoring_pipeline_on_a_bad_batch(production_bike, bike_slice, tmp_path):
-    from pipelines.runner import run_monitoring
+    from workflows.runner import run_monitoring
 
     batch = pd.read_csv(bike_slice).tail(200).astype({"temp": object})
     batch.loc[batch.index[:3], "temp"] = "n/a-ish"
@@ -190,7 +189,7 @@ def test_monitoring_pipeline_on_a_bad_batch(production_bike, bike_slice, tmp_pat
 
 @pytest.mark.integration
 def test_monitoring_pipeline_on_an_empty_batch(production_bike, tmp_path):
-    from pipelines.runner import run_monitoring
+    from workflows.runner import run_monitoring
 
     path = tmp_path / "empty.csv"
     path.write_text("dteday,hr,temp,cnt\n")
@@ -201,8 +200,9 @@ def test_monitoring_pipeline_on_an_empty_batch(production_bike, tmp_path):
 
 @pytest.mark.integration
 def test_short_replay_retrains_when_drift_is_injected(zenml_client, bike_slice, tmp_path):
-    from pipelines.replay import plot_errors, replay, timeline_table
-    from stacks.serving import active_backend, live_endpoint, undeploy
+    from serving.rollout import live_endpoint, undeploy
+    from serving.stack_backend import active_backend
+    from workflows.replay import plot_errors, replay, timeline_table
 
     table = pd.read_csv(bike_slice)
     late = pd.to_datetime(table["dteday"]) >= "2011-06-12"
@@ -240,19 +240,13 @@ def test_cli_monitor_reports_and_retrains(production_bike, bike_slice, tmp_path)
     batch = batch.assign(cnt=batch["cnt"] * 3)  # labels far from what the model learnt: degradation
     path = tmp_path / "labelled_batch.csv"
     batch.to_csv(path, index=False)
-    from pipelines.runner import run_deployment
-    from stacks.serving import active_backend, live_endpoint, undeploy
+    from serving.rollout import live_endpoint, undeploy
+    from serving.stack_backend import active_backend
+    from workflows.runner import run_deployment
 
     before = run_deployment("monitored_bike", DeploymentConfig(port=8750))
     try:
-        result = subprocess.run(
-            [sys.executable, "run.py", "monitor", "--batch", str(path), "--model-name", "monitored_bike"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
+        result = run_cli("monitor", "--batch", str(path), "--model-name", "monitored_bike")
         served = live_endpoint(active_backend(), "monitored_bike")
     finally:
         undeploy(active_backend(), "monitored_bike")

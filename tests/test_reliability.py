@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,53 +20,28 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
+from conftest import activate_stack, run_cli, start_cli
 from zenml.client import Client
 
 from lifecycle.config import DEFAULT_CONFIG, DeploymentConfig
-from lifecycle.load import process_tree
 from lifecycle.modeling import predict_scores
 from lifecycle.names import FEATURE_SCHEMA, MODEL, PROMOTE_STEP, TEST_SET, TRAINING_PIPELINE
-from lifecycle.serving import json_records
 from lifecycle.tracking import CHAMPION_ALIAS, register_version
-from pipelines.runner import production_version, run_deployment
+from measurement.load import process_tree
+from serving.backends.base import ServingBackend
+from serving.client import is_healthy
+from serving.contract import json_records
+from serving.processes import pid_alive
+from serving.rollout import live_endpoint, undeploy
+from serving.stack_backend import active_backend
 from stacks.capabilities import active_capabilities
 from stacks.manage import select, stack_specs, stacks_up
-from stacks.serving import ServingBackend, active_backend, is_healthy, live_endpoint, pid_alive, undeploy
+from workflows.runner import production_version, run_deployment
 
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "sturdy_bikes"
 STACK = "mlflow"
-
-
-def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "run.py", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-
-
-def start_cli(log: Path, *args: str) -> subprocess.Popen:
-    """`python run.py ...` in a session of its own (so that it can be killed with all it started), output to `log`."""
-    with open(log, "w") as output:
-        return subprocess.Popen(
-            [sys.executable, "run.py", *args],
-            cwd=PROJECT_ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "NO_COLOR": "1"},
-            start_new_session=True,
-        )
-
-
-def activate(name: str) -> None:
-    client = Client()
-    client.activate_stack(client.get_stack(name, allow_name_prefix_match=False).id)
 
 
 def training_config(path: Path, data: Path) -> Path:
@@ -118,7 +92,7 @@ def test_two_training_runs_at_once_leave_one_consistent_production(trained_toget
     decisions = {v.number: v.run_metadata["promotion"] for v in versions}
     assert sum("production_version" not in d for d in decisions.values()) == 1, decisions
     # MLflow: one registered version per run, each linked to its MCP version; `champion` is production's twin.
-    activate(STACK)
+    activate_stack(STACK)
     client = mlflow.MlflowClient(tracking_uri=active_capabilities().tracking_uri)
     twins = {v.number: v.run_metadata["mlflow"]["mlflow_registered_version"] for v in versions}
     assert len(set(twins.values())) == 2
@@ -197,12 +171,12 @@ def assert_serves(backend: ServingBackend, test_set: pd.DataFrame) -> str:
 def serving(trained_together, zenml_client):
     """The production version served on the `mlflow` stack; every server of the model stopped afterwards."""
     assert all(run.returncode == 0 for run in trained_together)
-    activate(STACK)
+    activate_stack(STACK)
     backend = active_backend()
     run_deployment(MODEL_NAME, DeploymentConfig(drain_seconds=1.0, smoke_rows=20))
     test_set = zenml_client.get_model_version(MODEL_NAME, "production").get_artifact(TEST_SET).load()
     yield {"backend": backend, "test_set": test_set}
-    activate(STACK)
+    activate_stack(STACK)
     stopped = undeploy(backend, MODEL_NAME)
     assert all(not pid_alive(e.pid) for e in stopped)
     assert backend.endpoints(MODEL_NAME) == []

@@ -17,13 +17,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli
 
 from lifecycle.config import DeploymentConfig, load_deployment_config
 from lifecycle.errors import LifecycleError
+from lifecycle.packaging import copy_model_code
+from serving.backends.bentoml import SERVICE_MODULES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The project's code: everything that starts servers, loads models or reads data (tests excluded).
-CODE_DIRS = ("lifecycle", "pipelines", "stacks", "steps", "benchmarks")
+CODE_DIRS = ("lifecycle", "serving", "pipelines", "stacks", "steps", "workflows", "measurement", "benchmarks")
 
 
 def python_sources() -> list[Path]:
@@ -166,10 +169,11 @@ def _keyword(call: ast.Call, name: str) -> str | None:
 
 def test_every_server_gets_the_configured_host():
     """The deploy plumbing hands `DeploymentConfig.host` to each server it starts."""
-    serving, inference = PROJECT_ROOT / "stacks" / "serving.py", PROJECT_ROOT / "pipelines" / "inference.py"
-    starts = [c for c in _calls(serving, "start") if ast.unparse(c.func) == "backend.start"]
+    rollout, bentoml = PROJECT_ROOT / "serving" / "rollout.py", PROJECT_ROOT / "serving" / "backends" / "bentoml.py"
+    inference = PROJECT_ROOT / "serving" / "backends" / "zenml_service.py"
+    starts = [c for c in _calls(rollout, "start") if ast.unparse(c.func) == "backend.start"]
     assert starts and all(ast.unparse(c.args[1]) == "config.host" for c in starts)
-    assert [_keyword(c, "host") for c in _calls(serving, "BentoMLLocalDeploymentConfig")] == ["host"]
+    assert [_keyword(c, "host") for c in _calls(bentoml, "BentoMLLocalDeploymentConfig")] == ["host"]
     assert [_keyword(c, "address") for c in _calls(inference, "LocalDeployerSettings")] == ["host"]
     # The BentoML daemon serves on the configured host, loopback when none is set.
     flavor = _calls(PROJECT_ROOT / "stacks" / "bentoml_flavor.py", "serve_http")
@@ -311,10 +315,13 @@ UNSAFE_LOADERS = {
 ALLOWED_UNSAFE = {
     # The bare baseline server reads BARE_MODEL_PATH, set by bare_http_server to the model it pickled a moment
     # earlier into its own temporary folder.
-    ("lifecycle/bare_server.py", "pickle.load"): ("lifecycle/load.py", "model_path.write_bytes(pickle.dumps(model))"),
+    ("measurement/bare_server.py", "pickle.load"): (
+        "measurement/load.py",
+        "model_path.write_bytes(pickle.dumps(model))",
+    ),
     # `python run.py compare`: the production model pickled by the comparison's own child into its workspace.
-    ("pipelines/comparison.py", "pickle.loads"): (
-        "pipelines/comparison.py",
+    ("measurement/comparison.py", "pickle.loads"): (
+        "measurement/comparison.py",
         'workspace.served_model.write_bytes(pickle.dumps({"model": model, "schema": schema}))',
     ),
 }
@@ -345,7 +352,7 @@ def test_nothing_deserializes_pickles_or_evaluates_code_except_own_measurement_f
     assert found == set(ALLOWED_UNSAFE)
     for writer, line in ALLOWED_UNSAFE.values():
         assert line in (PROJECT_ROOT / writer).read_text(), f"{writer} no longer writes what is unpickled"
-    assert '"BARE_MODEL_PATH": str(model_path)' in (PROJECT_ROOT / "lifecycle" / "load.py").read_text()
+    assert '"BARE_MODEL_PATH": str(model_path)' in (PROJECT_ROOT / "measurement" / "load.py").read_text()
 
 
 def test_model_artifacts_are_loaded_from_model_control_plane_versions():
@@ -358,27 +365,27 @@ def test_model_artifacts_are_loaded_from_model_control_plane_versions():
             if is_load and not node.args and not node.keywords:
                 loads.append((relative(path), ast.unparse(node.func.value)))
     assert loads
-    run_output = "outputs[0] if isinstance(outputs, list) else outputs"  # pipelines.runner.step_output
+    run_output = "outputs[0] if isinstance(outputs, list) else outputs"  # workflows.runner.step_output
     for path, receiver in loads:
         from_version = re.search(r"\.get_(model_)?artifact\(\w+\)$", receiver)
-        assert from_version or (path, receiver) == ("pipelines/runner.py", run_output), f"{path}: {receiver}.load()"
-    from pipelines.runner import step_output
+        assert from_version or (path, receiver) == ("workflows/runner.py", run_output), f"{path}: {receiver}.load()"
+    from workflows.runner import step_output
 
     assert "run.steps[step_name].outputs[artifact_name]" in inspect.getsource(step_output)
 
-    mlflow = _calls(PROJECT_ROOT / "stacks" / "serving.py", "MLFlowDeploymentConfig")
+    mlflow = _calls(PROJECT_ROOT / "serving" / "backends" / "mlflow.py", "MLFlowDeploymentConfig")
     assert [_keyword(c, "model_uri") for c in mlflow] == ["f'models:/{release.model_name}/{registered}'"]
 
 
 def test_inference_service_takes_only_records_from_requests():
     """ZenML's deployment: requests carry rows; which model is served is fixed when the deployment starts."""
-    from pipelines.inference import inference_service, load_serving_state
+    from serving.backends.zenml_service import inference_service, load_serving_state
 
     assert list(inspect.signature(inference_service.entrypoint).parameters) == ["records"]
     assert list(inspect.signature(load_serving_state).parameters) == ["model_name", "model_version", "max_rows"]
     source = inspect.getsource(load_serving_state)
     assert "Client().get_model_version(model_name, model_version)" in source
-    configured = _calls(PROJECT_ROOT / "pipelines" / "inference.py", "with_options")
+    configured = _calls(PROJECT_ROOT / "serving" / "backends" / "zenml_service.py", "with_options")
     assert [_keyword(c, "on_init_kwargs") for c in configured] == [
         "{'model_name': release.model_name, 'model_version': release.model_version, "
         "'max_rows': config.max_rows_per_request}"
@@ -400,7 +407,7 @@ bentoml.sklearn.save_model("probe_model:v1", model, custom_objects={"feature_sch
 with open("bento_model.json", "w") as handle:
     json.dump({"tag": "probe_model:v1", "model_name": "probe", "model_version": "1"}, handle)
 
-import lifecycle.bento_service as service
+import serving.backends.bentoml_service as service
 
 result = {"module": service.__file__, "reference": service.model_reference()}
 instance = service.TabularModel()
@@ -430,14 +437,14 @@ def test_bento_service_loads_its_model_from_the_bentoml_store(tmp_path):
     in the BentoML store under BENTOML_HOME; a tag not in the store, or a path, is not loaded from anywhere else;
     request values never become objects."""
     build, home = tmp_path / "build", tmp_path / "bentoml"
-    shutil.copytree(PROJECT_ROOT / "lifecycle", build / "lifecycle", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_model_code(build, SERVICE_MODULES)
     env = {**os.environ, "BENTOML_HOME": str(home), "PYTHONPATH": str(build), "BENTOML_DO_NOT_TRACK": "true"}
     done = subprocess.run(
         [sys.executable, "-c", BENTO_PROBE], cwd=build, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert Path(result["module"]).resolve() == (build / "lifecycle" / "bento_service.py").resolve()
+    assert Path(result["module"]).resolve() == (build / "serving" / "backends" / "bentoml_service.py").resolve()
     assert result["reference"]["tag"] == "probe_model:v1"
     assert Path(result["model_path"]).resolve() == (home / "models" / "probe_model" / "v1").resolve()
     assert result["prediction"] == [4.0]
@@ -509,14 +516,7 @@ def test_cli_rejects_bad_data_paths_in_one_line(zenml_client, tmp_path, command,
     wrapper = _unreadable_wrapper() if kind == "an unreadable file" else []
     option = {"train": "--data", "monitor": "--batch", "predict": "--input"}[command]
     extra = ["--target", "cnt"] if command == "train" else []
-    done = subprocess.run(
-        [*wrapper, sys.executable, "run.py", command, option, str(path), *extra],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    done = run_cli(command, option, str(path), *extra, timeout=300, wrapper=tuple(wrapper))
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     message = done.stderr.strip().splitlines()[-1]
@@ -531,8 +531,8 @@ def test_cli_rejects_bad_data_paths_in_one_line(zenml_client, tmp_path, command,
 
 @pytest.mark.parametrize("kind", ["a directory", "a missing file", "an unsupported suffix", "an empty file"])
 def test_predict_input_rows_are_validated(tmp_path, kind):
-    """What `python run.py predict --input` reads once a server is found (stacks.serving.read_request_rows)."""
-    from stacks.serving import read_request_rows
+    """What `python run.py predict --input` reads once a server is found (serving.client.read_request_rows)."""
+    from serving.client import read_request_rows
 
     path = _bad_path(tmp_path, kind)
     with pytest.raises(LifecycleError) as error:
@@ -550,7 +550,7 @@ def test_predict_input_rows_are_validated(tmp_path, kind):
     ],
 )
 def test_predict_json_input_is_validated(tmp_path, name, content, expected):
-    from stacks.serving import read_request_rows
+    from serving.client import read_request_rows
 
     path = tmp_path / name
     if content is None:

@@ -9,8 +9,9 @@ import socket
 import pytest
 
 from lifecycle.errors import LifecycleError
-from lifecycle.serving import BodyLimit, RequestError, choose_port, json_records, parse_body, records_frame
 from lifecycle.validation import FeatureSchema
+from serving.contract import BodyLimit, RequestError, json_records, parse_body, prediction_difference, records_frame
+from serving.processes import choose_port
 
 SCHEMA = FeatureSchema(
     target="cnt",
@@ -128,3 +129,10 @@ def test_body_limit_answers_413_for_declared_and_streamed_bodies():
     assert status == 413 and "1024" in json.loads(body)["error"]
     status, body = _call(app, b"x" * 5000, chunks=10, declare_length=False)
     assert status == 413
+
+
+def test_prediction_difference():
+    assert prediction_difference("regression", [1.0, 2.5], [1.0, 2.0]) == 0.5
+    assert prediction_difference("classification", ["yes", "no"], ["yes", "yes"]) == 0.5
+    assert prediction_difference("regression", [1.0], [1.0, 2.0]) == float("inf")
+    assert prediction_difference("regression", [], []) == 0.0

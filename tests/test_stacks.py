@@ -13,16 +13,22 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from conftest import run_cli, run_zenml
 
 from lifecycle.config import EstimatorConfig, apply_overrides, load_config
 from lifecycle.errors import StackError
+from lifecycle.packaging import MODEL_MODULES, module_closure
 from lifecycle.tracking import CHAMPION_ALIAS
-from pipelines.runner import run_training
-from stacks.capabilities import Component, StackCapabilities, active_capabilities, check_usable
+from stacks.capabilities import (
+    Component,
+    StackCapabilities,
+    active_capabilities,
+    check_usable,
+    missing_integration_error,
+)
 from stacks.manage import (
     STACKS_DIR,
     load_stack_file,
-    missing_integration_error,
     select,
     stack_specs,
     stack_statuses,
@@ -30,6 +36,7 @@ from stacks.manage import (
     stacks_up,
     state_dir,
 )
+from workflows.runner import run_training
 
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -156,6 +163,16 @@ def test_mlflow_stack_mirrors_runs_registry_and_alias(default_stacks, on_stack, 
     experiment = client.get_experiment_by_name("mlops_lifecycle")
     assert experiment.artifact_location.startswith((state_dir() / "mlflow").as_uri())
     assert not (PROJECT_ROOT / "mlruns").exists()
+    # The logged model carries the code that loading it needs, and no measurement or pipeline code.
+    model_dir = Path(
+        mlflow.artifacts.download_artifacts(
+            better.mlflow_links["mlflow_model_uri"], tracking_uri=capabilities.tracking_uri
+        )
+    )
+    shipped = {str(p.relative_to(model_dir / "code")) for p in (model_dir / "code").rglob("*.py")}
+    assert shipped == {str(p) for p in module_closure(MODEL_MODULES)}
+    loaded = mlflow.pyfunc.load_model(str(model_dir))
+    assert loaded.metadata.flavors["python_function"]["code"] == "code"
 
 
 @pytest.fixture(scope="module")
@@ -260,37 +277,25 @@ def test_stack_files_hold_no_credentials(path):
         assert value.startswith(("${", "{{")), f"{path.name}: `{key}` holds a literal value"
 
 
-def run_cli(*args: str, executable: str = sys.executable) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [executable, *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-
-
 def test_users_path_through_subprocesses(default_stacks, zenml_client, bike_slice):
     """`python run.py stacks up`, `zenml stack set mlflow`, `python run.py train`, back to default."""
-    zenml = str(Path(sys.executable).parent / "zenml")
-    up = run_cli("run.py", "stacks", "up")
+    up = run_cli("stacks", "up")
     assert up.returncode == 0 and "already registered, no changes" in up.stdout, up.stderr[-2000:]
-    assert run_cli(zenml, "stack", "set", "mlflow").returncode == 0
+    assert run_zenml("stack", "set", "mlflow").returncode == 0
     try:
-        trained = run_cli("run.py", "train", "--data", str(bike_slice), "--target", "cnt", "--model-name", "user_path")
+        trained = run_cli("train", "--data", str(bike_slice), "--target", "cnt", "--model-name", "user_path")
         assert trained.returncode == 0, trained.stderr[-3000:]
         assert "on stack `mlflow`" in trained.stdout and "MLflow: run" in trained.stdout
     finally:
-        assert run_cli(zenml, "stack", "set", "default").returncode == 0
-    again = run_cli("run.py", "train", "--data", str(bike_slice), "--target", "cnt", "--model-name", "user_path")
+        assert run_zenml("stack", "set", "default").returncode == 0
+    again = run_cli("train", "--data", str(bike_slice), "--target", "cnt", "--model-name", "user_path")
     assert again.returncode == 0 and "on stack `default`" in again.stdout, again.stderr[-3000:]
-    listing = run_cli("run.py", "stacks", "list")
+    listing = run_cli("stacks", "list")
     assert "mlflow ui --backend-store-uri sqlite:///" in listing.stdout
 
 
 def test_unregistered_stack_names_the_fix():
-    result = run_cli("run.py", "train", "--stack", "nowhere")
+    result = run_cli("train", "--stack", "nowhere")
     assert result.returncode == 2
     assert "python run.py stacks up nowhere" in result.stderr and "Traceback" not in result.stderr
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from lifecycle.config import EstimatorConfig, apply_overrides, load_config
 from lifecycle.errors import DataError, PipelineFailed
 from lifecycle.names import MODEL
-from pipelines.runner import production_version, run_training
+from workflows.runner import production_version, run_training
 
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,17 +119,6 @@ def test_bad_data_fails_clearly_and_leaves_production_alone(promoted_bike, bike_
     with pytest.raises((DataError, PipelineFailed)):
         run_training(bike_config(path, "bike_it"))
     assert production_version("bike_it") == before == promoted_bike.model_version
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "run.py", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
 
 
 @pytest.mark.parametrize("case", ["missing target", "text in numeric column", "empty file", "file not found"])

@@ -1,14 +1,14 @@
-"""The ZenML workaround in pipelines/zenml_tuning.py: still needed, still working."""
+"""The ZenML workaround in workflows/zenml_tuning.py: still needed, still working."""
 
 import inspect
 
 from zenml.utils import source_utils
 
-from pipelines.zenml_tuning import cache_package_lookups
+from workflows.zenml_tuning import cache_package_lookups
 
 
 def test_zenml_still_rebuilds_the_package_map_per_lookup():
-    """If this fails, ZenML caches the lookup itself and pipelines/zenml_tuning.py can go."""
+    """If this fails, ZenML caches the lookup itself and workflows/zenml_tuning.py can go."""
     source = inspect.getsource(inspect.unwrap(source_utils._get_package_for_module))
     assert "packages_distributions()" in source
 

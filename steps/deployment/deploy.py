@@ -7,8 +7,10 @@ from zenml.logger import get_logger
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.validation import FeatureSchema
+from serving.backends.base import Release
+from serving.rollout import rollout
+from serving.stack_backend import backend_for
 from stacks.capabilities import active_capabilities
-from stacks.serving import Release, backend_for, rollout
 
 logger = get_logger(__name__)
 

@@ -9,14 +9,7 @@ from zenml.utils.source_utils import get_source_root
 
 from lifecycle.config import TrainingConfig
 from lifecycle.metrics import EvaluationReport
-from lifecycle.tracking import (
-    active_run_id,
-    as_plain_columns,
-    log_metrics,
-    log_model,
-    log_params,
-    register_version,
-)
+from lifecycle.tracking import active_run_id, as_plain_columns, log_and_register, log_metrics, log_params
 from lifecycle.validation import DataQualityReport, FeatureSchema
 from stacks.capabilities import mlflow_registry, mlflow_tracking_enabled
 
@@ -55,28 +48,16 @@ def mirror_to_mlflow(
     log_metrics({**report.metrics, "baseline": report.baseline_metrics, **segments})
     mlflow_tags = {"zenml_model_name": mcp.name, "zenml_model_version": str(mcp.number)}
     mlflow.set_tags(mlflow_tags)
-    model_uri, model_id = log_model(model, example)
-    links = {"mlflow_run_id": active_run_id(), "mlflow_model_uri": model_uri}
     registry = mlflow_registry()
-    if registry is not None:
-        version = register_version(
-            registry.mlflow_client,
-            mcp.name,
-            model_uri,
-            model_id,
-            links["mlflow_run_id"],
-            tags={
-                "zenml_model_name": mcp.name,
-                "zenml_model_version": str(mcp.number),
-                "zenml_model_version_id": str(mcp.id),
-                "zenml_pipeline_name": context.pipeline.name,
-                "zenml_run_name": context.pipeline_run.name,
-                "zenml_pipeline_run_id": str(context.pipeline_run.id),
-            },
-            description=description,
-        )
-        links.update(mlflow_registered_model=mcp.name, mlflow_registered_version=version)
-    return links
+    tags = {
+        **mlflow_tags,
+        "zenml_model_version_id": str(mcp.id),
+        "zenml_pipeline_name": context.pipeline.name,
+        "zenml_run_name": context.pipeline_run.name,
+        "zenml_pipeline_run_id": str(context.pipeline_run.id),
+    }
+    client = registry.mlflow_client if registry is not None else None
+    return log_and_register(model, example, client, mcp.name, active_run_id(), tags, description)
 
 
 @step(enable_cache=False)

@@ -1,10 +1,9 @@
 """The BentoML service (new-style `@bentoml.service`) that serves one model version.
 
-`POST /predict` takes `{"records": [...]}` and answers as `lifecycle.serving` describes; `/readyz`, `/livez`
-and `/metrics` are BentoML's own. The model it serves is named in `bento_model.json`, written beside the
-`lifecycle` package in the bento's build folder (see `BentoMLBackend.bento_for` in `stacks/serving.py`), so
-each bento carries its own model reference and the BentoML model itself (with the feature schema as a custom
-object).
+`POST /predict` takes `{"records": [...]}` and answers as `serving.contract` describes; `/readyz`, `/livez`
+and `/metrics` are BentoML's own. The model it serves is named in `bento_model.json`, written at the root of the
+bento's build folder (see `BentoMLBackend.bento_for` in `serving/backends/bentoml.py`), so each bento carries its
+own model reference and the BentoML model itself (with the feature schema as a custom object).
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from typing import Any
 import bentoml
 from bentoml.exceptions import BentoMLException
 
-from lifecycle.serving import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, BodyLimit, RequestError, answer
 from lifecycle.validation import FeatureSchema
+from serving.contract import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, BodyLimit, RequestError, answer
 
 MODEL_REFERENCE_FILE = "bento_model.json"
 
@@ -31,7 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def model_reference() -> dict[str, Any]:
-    path = Path(__file__).resolve().parent.parent / MODEL_REFERENCE_FILE
+    path = Path(__file__).resolve().parents[2] / MODEL_REFERENCE_FILE  # the build folder's root
     return json.loads(path.read_text())
 
 

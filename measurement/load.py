@@ -17,6 +17,8 @@ from urllib.request import urlopen
 
 import numpy as np
 
+from serving.processes import choose_port, process_tree
+
 
 @dataclass
 class LoadResult:
@@ -101,27 +103,6 @@ def run_load(url: str, bodies: list[Any], concurrency: int, requests: int, timeo
     return result
 
 
-def process_tree(pid: int | None) -> list[int]:
-    """`pid` and all its descendants (BentoML's workers start sessions of their own, so a process group is
-    not enough to find them); empty when `pid` is not running."""
-    if not pid or not Path(f"/proc/{pid}").exists():
-        return []
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    tree, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        tree.append(current)
-        queue.extend(children.get(current, []))
-    return tree
-
-
 def process_tree_rss_mb(pid: int | None) -> float:
     """Resident memory of a server and every process it started (its workers), in MiB."""
     page = os.sysconf("SC_PAGE_SIZE")
@@ -161,18 +142,16 @@ def load_levels(
 
 @contextmanager
 def bare_http_server(model: Any, folder: Path, host: str = "127.0.0.1", port: int = 8290) -> Iterator[tuple[str, int]]:
-    """The model behind `lifecycle/bare_server.py` (Starlette on uvicorn): yields (predict URL, server pid)."""
+    """The model behind `measurement/bare_server.py` (Starlette on uvicorn): yields (predict URL, server pid)."""
     import pickle
     import subprocess
     import sys
-
-    from lifecycle.serving import choose_port
 
     model_path = folder / "bare_model.pkl"
     model_path.write_bytes(pickle.dumps(model))
     port = choose_port(host, port, 50)
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "lifecycle.bare_server:app", "--host", host, "--port", str(port)]
+        [sys.executable, "-m", "uvicorn", "measurement.bare_server:app", "--host", host, "--port", str(port)]
         + ["--log-level", "warning"],
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, "BARE_MODEL_PATH": str(model_path)},

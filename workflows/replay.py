@@ -21,8 +21,8 @@ from lifecycle.errors import LifecycleError
 from lifecycle.metrics import score
 from lifecycle.names import MODEL
 from lifecycle.windows import newest_window, rows_between, time_index
-from pipelines.runner import production_version, run_deployment, run_monitoring, run_training
 from stacks.manage import state_dir
+from workflows.runner import production_version, run_deployment, run_monitoring, run_training
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The comparison report of `python run.py compare`: what was measured on each stack, as Markdown and as a
 self-contained HTML page (tables and inline SVG plots, no external resources).
 
-Every cell comes from the run's measurements (pipelines/comparison.py); a cell that has nothing to show says
+Every cell comes from the run's measurements (measurement/comparison.py); a cell that has nothing to show says
 why (the stack has no such component, or the stage failed, with its error).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lifecycle.serving import prediction_difference
+from serving.contract import prediction_difference
 
 PACKAGES = ("zenml", "mlflow", "bentoml", "evidently", "scikit-learn", "pandas")
 
@@ -380,7 +380,7 @@ def serving_table(report: dict[str, Any]) -> Table:
     table.notes.append(
         "Latency is measured by the client from request to full answer; the in-process column calls the model "
         "directly on the same one-row inputs (the floor). The bare HTTP server is the same model behind the "
-        "smallest Starlette app (lifecycle/bare_server.py), no validation."
+        "smallest Starlette app (measurement/bare_server.py), no validation."
     )
     return table
 

@@ -1,10 +1,10 @@
 """The baseline for serving figures: the same model behind the smallest useful HTTP server (Starlette on uvicorn).
 
 `POST /predict` with `{"records": [...]}` -> `{"predictions": [...]}`: JSON in, a DataFrame, `model.predict`,
-JSON out — no validation, no limits. Started by `lifecycle.load.bare_http_server` (for `python run.py compare`
+JSON out — no validation, no limits. Started by `measurement.load.bare_http_server` (for `python run.py compare`
 and `benchmarks/serving.py`) with the model's pickle in BARE_MODEL_PATH:
 
-    BARE_MODEL_PATH=model.pkl python -m uvicorn lifecycle.bare_server:app --host 127.0.0.1 --port 8200
+    BARE_MODEL_PATH=model.pkl python -m uvicorn measurement.bare_server:app --host 127.0.0.1 --port 8200
 """
 
 import os

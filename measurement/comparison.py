@@ -2,7 +2,7 @@
 
 The comparison runs in a workspace of its own (`<state folder>/compare/`, replaced by each comparison): its own
 ZenML store, MLflow database and BentoML home, so your models, stacks and servers are untouched and every stack
-starts from the same place. Each stack is measured in a child process (`python -m pipelines.comparison`), so
+starts from the same place. Each stack is measured in a child process (`python -m measurement.comparison`), so
 that a stack which fails cannot take the others down:
 
 1. register the stack from its file in stacks/ (a stack that cannot be set up is reported with the reason);
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.config import PROJECT_ROOT, ComparisonConfig, ComparisonSize, RunConfig
+from lifecycle.environment import isolated_environment
 from lifecycle.errors import LifecycleError
 
 PROGRESS = "@@progress "
@@ -78,18 +79,7 @@ class Workspace:
     def environment(self) -> dict[str, str]:
         """The child processes' environment: this workspace's ZenML store, state folder and BentoML home."""
         env = {key: value for key, value in os.environ.items() if key not in ISOLATED_ENV}
-        env.update(
-            {
-                "ZENML_CONFIG_PATH": str(self.root / "zenml"),
-                "ZENML_REPOSITORY_PATH": str(self.root / "repo"),
-                "ZENML_CUSTOM_SOURCE_ROOT": str(PROJECT_ROOT),
-                "ZENML_LOGGING_VERBOSITY": "ERROR",
-                "MLOPS_STATE_DIR": str(self.state),
-                "MLOPS_REPORTS_DIR": str(self.reports),
-                "BENTOML_HOME": str(self.state / "bentoml"),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        env.update(isolated_environment(self.root), PYTHONUNBUFFERED="1")
         return env
 
     def inspect_prefix(self) -> str:
@@ -289,7 +279,7 @@ def measure_stack(stack: str, workspace: Workspace, config: RunConfig, size: Com
 
 
 def _train(config: RunConfig) -> dict[str, Any]:
-    from pipelines.runner import run_training
+    from workflows.runner import run_training
 
     outcome = run_training(config)
     wall, steps = _run_seconds(outcome.run)
@@ -309,7 +299,7 @@ def _train(config: RunConfig) -> dict[str, Any]:
 
 def _monitor(model_name: str, workspace: Workspace) -> dict[str, Any]:
     from lifecycle.config import load_monitoring_config
-    from pipelines.runner import run_monitoring
+    from workflows.runner import run_monitoring
 
     outcome = run_monitoring(model_name, str(workspace.batch), load_monitoring_config())
     wall, steps = _run_seconds(outcome.run)
@@ -335,7 +325,7 @@ def _parity_rows(model_name: str, workspace: Workspace, rows: int) -> dict[str, 
 
     from lifecycle.modeling import predict_scores
     from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
-    from lifecycle.serving import json_records, records_frame
+    from serving.contract import json_records, records_frame
 
     version = Client().get_model_version(model_name, "production")
     model, schema = version.get_model_artifact(MODEL).load(), version.get_artifact(FEATURE_SCHEMA).load()
@@ -353,21 +343,14 @@ def _parity_rows(model_name: str, workspace: Workspace, rows: int) -> dict[str, 
 
 
 def _serve(model_name: str, workspace: Workspace, size: ComparisonSize, settings) -> dict[str, Any]:
-    from lifecycle.load import load_levels
     from lifecycle.names import INFERENCE_PIPELINE
-    from lifecycle.serving import prediction_difference
-    from pipelines.runner import run_deployment
-    from stacks.serving import active_backend, live_endpoint, undeploy
+    from measurement.load import load_levels
+    from measurement.serving import deployed
+    from serving.contract import prediction_difference
 
-    backend = active_backend()
     parity = _parity_rows(model_name, workspace, size.parity_rows)
-    started = time.perf_counter()
-    try:
-        record = run_deployment(model_name, settings)
-        deploy_seconds = time.perf_counter() - started
-        endpoint = live_endpoint(backend, model_name)
-        if endpoint is None:
-            raise LifecycleError(f"the {backend.name} server of `{model_name}` is not healthy after its deployment")
+    with deployed(model_name, settings) as served:
+        backend, endpoint, record = served.backend, served.endpoint, served.record
         _progress(f"serving: {backend.name} at {endpoint.url}; parity and load")
         predictions, _ = backend.predict(endpoint, parity["records"])
         bodies = [backend.request_body([record]) for record in parity["records"]]
@@ -377,6 +360,7 @@ def _serve(model_name: str, workspace: Workspace, size: ComparisonSize, settings
         requests_sent = WARM_UP + sum(requests for _, requests in levels)
         runs_recorded = _pipeline_runs(INFERENCE_PIPELINE) - runs_before
         base = endpoint.url.rstrip("/")
+        _progress("serving: stopping the server")
         return {
             "backend": backend.name,
             "url": endpoint.url,
@@ -384,7 +368,7 @@ def _serve(model_name: str, workspace: Workspace, size: ComparisonSize, settings
             "health_url": endpoint.health_url,
             "server": endpoint.name,
             "model_version": record["model_version"],
-            "deploy_seconds": deploy_seconds,
+            "deploy_seconds": served.deploy_seconds,
             "seconds_to_ready": record["seconds_to_ready"],
             "smoke_test_parity": record["parity_max_abs_difference"],
             "parity_rows": len(parity["records"]),
@@ -402,9 +386,6 @@ def _serve(model_name: str, workspace: Workspace, size: ComparisonSize, settings
             },
             "pipeline_runs_per_request": runs_recorded / requests_sent,
         }
-    finally:
-        _progress("serving: stopping the server")
-        undeploy(backend, model_name)
 
 
 def child_main(argv: list[str] | None = None) -> None:
@@ -440,7 +421,7 @@ def run_stack_child(
     command = [
         sys.executable,
         "-m",
-        "pipelines.comparison",
+        "measurement.comparison",
         "--stack",
         stack,
         "--workspace",
@@ -483,7 +464,7 @@ def run_stack_child(
 def measure_baselines(workspace: Workspace, config: RunConfig, size: ComparisonSize, progress) -> dict[str, Any]:
     """The same work without ZenML: the step functions called directly; the served model in-process and
     behind a bare HTTP server (when some stack served it)."""
-    from lifecycle.direct import run_directly
+    from measurement.direct import run_directly
 
     progress("baseline", "the step functions called directly (no ZenML)")
     direct_config = config.model_copy(
@@ -501,9 +482,8 @@ def measure_baselines(workspace: Workspace, config: RunConfig, size: ComparisonS
     }
     if not workspace.served_model.exists():
         return baselines
-    from lifecycle.load import bare_http_server, in_process_latency, load_levels
-    from lifecycle.modeling import predict_scores
-    from lifecycle.serving import prediction_difference, records_frame
+    from measurement.serving import bare_server_baseline, in_process_baseline
+    from serving.contract import prediction_difference
 
     served = pickle.loads(workspace.served_model.read_bytes())  # written by this comparison's own child
     model, schema = served["model"], served["schema"]
@@ -511,17 +491,10 @@ def measure_baselines(workspace: Workspace, config: RunConfig, size: ComparisonS
     bodies = [{"records": [record]} for record in parity["records"]]
     progress("baseline", "the served model called in-process")
     requests = min(size.load, key=lambda level: level.concurrency).requests
-    baselines["in_process"] = {
-        "load": {
-            "c1": in_process_latency(lambda body: predict_scores(model, records_frame(body, schema)), bodies, requests)
-        }
-    }
+    baselines["in_process"] = {"load": {"c1": in_process_baseline(model, schema, bodies, requests)}}
     progress("baseline", "the served model behind a bare HTTP server")
-    with bare_http_server(model, workspace.root) as (url, pid):
-        from stacks.serving import http_json
-
-        _, answer = http_json(url, {"records": parity["records"]})
-        load = load_levels(url, bodies, pid, [(level.concurrency, level.requests) for level in size.load])
+    levels = [(level.concurrency, level.requests) for level in size.load]
+    load, answer = bare_server_baseline(model, workspace.root, bodies, levels, first={"records": parity["records"]})
     baselines["bare_http"] = {
         "load": {key: value for key, value in load.items() if key.startswith("c")},
         "rss_mb_after": load["rss_mb_after"],
@@ -540,7 +513,7 @@ def compare(
     progress: Callable[[str, str], None],
 ) -> dict[str, Path]:
     """Measure each stack, then the baselines; write comparison.md, .html and .json to `output_dir`."""
-    from lifecycle.comparison import machine, render_html, render_markdown, summarize
+    from measurement.report import machine, render_html, render_markdown, summarize
 
     started = time.perf_counter()
     size = comparison.quick if quick else comparison.full

@@ -1,4 +1,4 @@
-"""The request contract of the servers this project owns (BentoML service, ZenML inference pipeline).
+"""The request contract of the servers this project owns (BentoML service, ZenML deployment).
 
 A request is `{"records": [{"column": value, ...}, ...]}`: one object per row, carrying the model's inputs
 (features and time columns; other keys are ignored). The response is
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from typing import Any
 
 import numpy as np
@@ -145,27 +144,6 @@ def answer(
 ) -> dict[str, Any]:
     """The whole contract for a parsed request: validate, predict, respond (RequestError on a bad request)."""
     return predict_response(model, records_frame(payload, schema, max_rows), model_name, model_version)
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def choose_port(host: str, preferred: int, search: int, taken: set[int] = frozenset()) -> int:
-    """`preferred` when free, else the next free port among the following `search` ones (0: no search)."""
-    for port in range(preferred, preferred + search + 1):
-        if port not in taken and port_is_free(host, port):
-            return port
-    raise LifecycleError(
-        f"port {preferred} on {host} is busy"
-        + (f", and so are the next {search}" if search else "")
-        + ". Fix: stop what uses it, or set `port` (or `port_search`) in configs/deployment.yaml / pass --port."
-    )
 
 
 class BodyLimit:

@@ -16,7 +16,7 @@ from zenml.client import Client
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.names import FEATURE_SCHEMA, INFERENCE_PIPELINE, MODEL
-from lifecycle.serving import DEFAULT_MAX_ROWS, BodyLimit, RequestError, answer, json_records, parse_body, records_frame
+from serving.contract import DEFAULT_MAX_ROWS, BodyLimit, RequestError, answer, json_records, parse_body, records_frame
 
 # Pipeline runs in progress at once, per server; further requests wait their turn. Every run is recorded in the
 # ZenML store, whose connection pool (5 + 10 overflow) starves under some 15+ concurrent runs: requests then failed

@@ -34,8 +34,8 @@ from lifecycle.names import (
 from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport
 from pipelines.training import training_pipeline
-from pipelines.zenml_tuning import cache_package_lookups
 from stacks.capabilities import StackCapabilities, active_capabilities, check_usable, prepare_local_mlflow
+from workflows.zenml_tuning import cache_package_lookups
 
 
 @dataclass
@@ -63,10 +63,16 @@ def production_version(model_name: str, stage: str = "production") -> str | None
         return None
 
 
-def run_training(config: RunConfig) -> TrainingOutcome:
+def ready_stack() -> StackCapabilities:
+    """Before any pipeline run: what the active stack offers, checked usable (integrations, servers)."""
     cache_package_lookups()
     capabilities = active_capabilities()
     check_usable(capabilities)
+    return capabilities
+
+
+def run_training(config: RunConfig) -> TrainingOutcome:
+    capabilities = ready_stack()
     prepare_tracking(capabilities)
     model = Model(name=config.model.name, description=config.model.description, tags=config.model.tags)
     pipeline = training_pipeline.with_options(
@@ -134,9 +140,7 @@ def run_monitoring(
 
     from pipelines.monitoring import monitoring_pipeline
 
-    cache_package_lookups()
-    capabilities = active_capabilities()
-    check_usable(capabilities)
+    ready_stack()
     read_table(batch_path, allow_empty=True)  # an unreadable or missing file fails here, with its fix
     pipeline = monitoring_pipeline.with_options(model=Model(name=model_name, version=ModelStages.PRODUCTION))
     try:
@@ -212,9 +216,7 @@ def run_deployment(
 
     from pipelines.deployment import deployment_pipeline
 
-    cache_package_lookups()
-    capabilities = active_capabilities()
-    check_usable(capabilities)
+    ready_stack()
     from pipelines.monitoring import production_artifacts
 
     production_artifacts(model_name)  # no production version: a clear error before any run is recorded
@@ -232,7 +234,7 @@ def run_deployment(
 def redeploy_if_serving(model_name: str, deployment: DeploymentConfig) -> dict | None:
     """After a promotion: replace the model's running server on the active stack with the new production
     version (None when nothing serves the model here: nothing is started)."""
-    from stacks.serving import active_backend
+    from serving.stack_backend import active_backend
 
     if not [e for e in active_backend().endpoints(model_name) if e.running]:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipelines.runner import MonitoringOutcome, TrainingOutcome
+    from workflows.runner import MonitoringOutcome, TrainingOutcome
 
 
 def _fmt(value: float | None) -> str:

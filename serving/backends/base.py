@@ -1,0 +1,102 @@
+"""What every serving backend offers: start a server for a release beside the running ones, list, stop, predict."""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from lifecycle.config import DeploymentConfig
+from lifecycle.errors import LifecycleError
+from lifecycle.validation import FeatureSchema
+from serving.client import post_records
+
+
+class DeploymentFailed(LifecycleError):
+    """A new server did not come up or did not pass its smoke test; whatever was serving still serves."""
+
+
+@dataclass
+class Release:
+    """What to serve: one Model Control Plane version and what serving it needs."""
+
+    model_name: str
+    model_version: str  # the MCP version number
+    model_version_id: str
+    model: Any
+    schema: FeatureSchema
+    mlflow_registered_version: str | None = None
+    example: pd.DataFrame | None = None  # a few held-out rows (an MLflow signature, when one is registered)
+
+    def server_name(self) -> str:
+        """A new server's name: model, version and a random suffix (servers of one version can overlap)."""
+        return f"{self.model_name}-v{self.model_version}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Endpoint:
+    backend: str
+    name: str
+    model_name: str
+    model_version: str
+    url: str  # base URL
+    predict_path: str
+    health_path: str
+    running: bool
+    created: str = ""
+    pid: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def predict_url(self) -> str:
+        return self.url.rstrip("/") + self.predict_path
+
+    @property
+    def health_url(self) -> str:
+        return self.url.rstrip("/") + self.health_path
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "predict_url": self.predict_url, "health_url": self.health_url}
+
+
+class ServingBackend(ABC):
+    name = ""
+    serves_our_contract = True  # {"records": [...]} -> {"predictions": [...], "model_version": ...}
+    chooses_own_port = False
+
+    @abstractmethod
+    def start(self, release: Release, host: str, port: int, timeout: int, config: DeploymentConfig) -> Endpoint:
+        """Start a server for `release` on host:port (beside any running one) and return its endpoint."""
+
+    @abstractmethod
+    def endpoints(self, model_name: str | None = None) -> list[Endpoint]:
+        """The backend's servers (of one model, or all), running or not."""
+
+    @abstractmethod
+    def stop(self, endpoint: Endpoint) -> None:
+        """Stop the server and every process it started, and forget it."""
+
+    def request_body(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"records": records}
+
+    def parse_predictions(self, body: Any) -> list[Any]:
+        return list(body["predictions"])
+
+    def predict(self, endpoint: Endpoint, records: list[dict[str, Any]], timeout: float = 60.0) -> tuple[list, Any]:
+        """(predictions, full response) over HTTP; an error response raises with the server's message."""
+        body = post_records(endpoint.predict_url, self.request_body(records), timeout=timeout)
+        return self.parse_predictions(body), body
+
+    def predict_all(self, endpoint: Endpoint, records: list[dict[str, Any]], batch_rows: int) -> tuple[list, str]:
+        """Predictions for all records, sent in batches; returns (predictions, model version that answered)."""
+        predictions: list[Any] = []
+        version = endpoint.model_version
+        for start in range(0, len(records), batch_rows):
+            batch, body = self.predict(endpoint, records[start : start + batch_rows])
+            predictions.extend(batch)
+            if isinstance(body, dict) and body.get("model_version"):
+                version = str(body["model_version"])
+        return predictions, version

@@ -1,0 +1,152 @@
+"""The rollout: start the new server beside the running ones, health-check and smoke-test it, drain, and only
+then stop the old ones (a failed deploy leaves the old server serving). Also: the model's live server, undeploy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+from lifecycle.config import DeploymentConfig
+from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBackend
+from serving.client import is_healthy
+from serving.contract import json_records, prediction_difference
+from serving.processes import choose_port
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def wait_healthy(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_healthy(url):
+            return
+        time.sleep(0.5)
+    raise DeploymentFailed(f"{url} did not answer healthy within {timeout:.0f} s")
+
+
+def _one_line(error: Exception) -> str:
+    return " | ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+@dataclass
+class SmokeTest:
+    rows: int
+    max_abs_difference: float
+    healthy: bool
+    seconds_to_ready: float
+
+
+def smoke_test(
+    backend: ServingBackend, endpoint: Endpoint, release: Release, holdout: pd.DataFrame, config: DeploymentConfig
+) -> SmokeTest:
+    """Health endpoint up, then HTTP predictions on held-out rows equal the same artifact's in-process ones."""
+    from lifecycle.modeling import predict_scores
+
+    if not is_healthy(endpoint.health_url, timeout=10):
+        raise DeploymentFailed(f"{endpoint.health_url} is not healthy")
+    rows = holdout.head(config.smoke_rows)
+    records = json_records(rows, release.schema)
+    served, body = backend.predict(endpoint, records)
+    expected, _ = predict_scores(release.model, rows[release.schema.model_inputs])
+    if len(served) != len(expected):
+        raise DeploymentFailed(f"smoke test: {len(served)} predictions for {len(expected)} rows")
+    if backend.serves_our_contract and str(body.get("model_version")) != release.model_version:
+        raise DeploymentFailed(
+            f"smoke test: the server says model version {body.get('model_version')}, expected {release.model_version}"
+        )
+    difference = prediction_difference(release.schema.task, served, list(expected))
+    if difference > config.parity_tolerance:
+        raise DeploymentFailed(
+            f"smoke test: HTTP predictions differ from in-process ones by up to {difference:g} "
+            f"(tolerance {config.parity_tolerance:g})"
+        )
+    return SmokeTest(rows=len(rows), max_abs_difference=difference, healthy=True, seconds_to_ready=0.0)
+
+
+@dataclass
+class Rollout:
+    endpoint: Endpoint
+    smoke: SmokeTest
+    replaced: list[Endpoint]
+    seconds_to_ready: float
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "backend": self.endpoint.backend,
+            "url": self.endpoint.url,
+            "predict_url": self.endpoint.predict_url,
+            "health_url": self.endpoint.health_url,
+            "name": self.endpoint.name,
+            "model_version": self.endpoint.model_version,
+            "deployed_at": _now(),
+            "seconds_to_ready": round(self.seconds_to_ready, 2),
+            "smoke_test_rows": self.smoke.rows,
+            "parity_max_abs_difference": self.smoke.max_abs_difference,
+            "replaced": [e.name for e in self.replaced],
+        }
+
+
+def rollout(
+    backend: ServingBackend,
+    release: Release,
+    holdout: pd.DataFrame,
+    config: DeploymentConfig,
+    port: int | None = None,
+    timeout: int | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Rollout:
+    """Start the release beside what serves now, smoke-test it, then retire the old servers (after a drain)."""
+    running = [e for e in backend.endpoints(release.model_name) if e.running]
+    taken = {int(e.url.rsplit(":", 1)[1]) for e in running if e.url}
+    preferred = port or config.port
+    chosen = 0 if backend.chooses_own_port else choose_port(config.host, preferred, config.port_search, taken)
+    if chosen and chosen != preferred:
+        progress(f"port {preferred} is busy; using {chosen}")
+    serving = ", ".join(e.url for e in running) or "nothing (no server was running)"
+    started = time.monotonic()
+    try:
+        endpoint = backend.start(release, config.host, chosen, timeout or config.startup_timeout, config)
+    except Exception as exc:
+        raise DeploymentFailed(f"{_one_line(exc)}. The new server did not start; still serving: {serving}") from exc
+    if endpoint.name in {e.name for e in running} or (endpoint.pid and endpoint.pid in {e.pid for e in running}):
+        raise DeploymentFailed(f"the deployer handed back the running server {endpoint.name} instead of a new one")
+    try:
+        wait_healthy(endpoint.health_url, timeout or config.startup_timeout)
+        ready = time.monotonic() - started
+        smoke = smoke_test(backend, endpoint, release, holdout, config)
+        if running and config.drain_seconds:
+            time.sleep(config.drain_seconds)  # clients that looked up the old address finish against it
+            if not is_healthy(endpoint.health_url, timeout=10):
+                raise DeploymentFailed(f"{endpoint.health_url} stopped answering during the drain")
+    except BaseException as exc:  # an interrupted deploy must not leave an untested server to be picked up
+        backend.stop(endpoint)
+        if not isinstance(exc, Exception):
+            raise
+        raise DeploymentFailed(f"{_one_line(exc)}. The new server was stopped; still serving: {serving}") from exc
+    progress(f"{backend.name} server for version {release.model_version} healthy at {endpoint.url} in {ready:.1f} s")
+    for old in running:
+        backend.stop(old)
+        progress(f"stopped the previous server {old.name} ({old.url})")
+    smoke.seconds_to_ready = ready
+    return Rollout(endpoint=endpoint, smoke=smoke, replaced=running, seconds_to_ready=ready)
+
+
+def live_endpoint(backend: ServingBackend, model_name: str) -> Endpoint | None:
+    """The newest running server of the model (during a rollout the new one, once it is healthy)."""
+    running = [e for e in backend.endpoints(model_name) if e.running and is_healthy(e.health_url)]
+    return max(running, key=lambda e: e.created, default=None)
+
+
+def undeploy(backend: ServingBackend, model_name: str | None) -> list[Endpoint]:
+    """Stop every server of the model (of all models when None) that the active stack's backend runs."""
+    stopped = backend.endpoints(model_name)
+    for endpoint in stopped:
+        backend.stop(endpoint)
+    return stopped

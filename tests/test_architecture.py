@@ -1,0 +1,48 @@
+"""The layout's rules, checked on the source: layers import only downwards (so there is no import cycle, lazy
+imports included), and a served model carries only the code that loading and predicting need."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from lifecycle.packaging import MODEL_MODULES, module_closure
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Lowest first: a package may import its own modules and those of the layers below it, never above.
+LAYERS = ["lifecycle", "stacks", "serving", "steps", "pipelines", "workflows", "measurement"]
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", LAYERS)
+def test_packages_import_only_the_layers_below_them(package):
+    above = set(LAYERS[LAYERS.index(package) + 1 :]) | {"run", "benchmarks", "tests"}
+    wrong = {
+        f"{path.relative_to(PROJECT_ROOT)} imports {name}"
+        for path in (PROJECT_ROOT / package).rglob("*.py")
+        for name in _imports(path) & above
+    }
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_a_served_model_ships_model_code_and_the_request_contract_only():
+    from serving.backends.bentoml import SERVICE_MODULES
+
+    shipped = {str(path) for path in module_closure(SERVICE_MODULES)}
+    assert {"lifecycle/modeling.py", "serving/contract.py", "serving/backends/bentoml_service.py"} <= shipped
+    assert all(path.startswith(("lifecycle/", "serving/")) for path in shipped), shipped
+    assert not {p for p in shipped if "comparison" in p or "load" in p or "bare" in p or "backends/base" in p}
+    mlflow_code = {str(path) for path in module_closure(MODEL_MODULES)}
+    assert "lifecycle/modeling.py" in mlflow_code and all(p.startswith("lifecycle/") for p in mlflow_code)
