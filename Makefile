@@ -31,8 +31,10 @@ setup: $(INSTALLED) .zen
 run: setup
 	$(PY) run.py $(ARGS)
 
+# Two workers, one test file each at a time: servers start and models train in one file while the other waits on
+# its own servers. Each worker has its own throw-away ZenML store (tests/conftest.py).
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # Unit and in-process tests only: no server, no stack switch, no comparison (the loop while changing code).
 test-fast: setup

@@ -30,6 +30,27 @@ configure_environment()
 
 BIKE_DATA = PROJECT_ROOT / "data" / "bike_sharing_hourly.csv.gz"
 
+# Notes for the end of the run (e.g. how many generated cases a property tried). Set by the main process before
+# pytest-xdist starts its workers, so the workers inherit the folder and the main process prints what they wrote.
+_MAIN_PROCESS = "PYTEST_XDIST_WORKER" not in os.environ
+if _MAIN_PROCESS:
+    os.environ["MLOPS_TEST_NOTES"] = tempfile.mkdtemp(prefix="mlops-lifecycle-test-notes-")
+NOTES = Path(os.environ["MLOPS_TEST_NOTES"])
+
+
+def note(text: str) -> None:
+    """Printed once at the end of the test run, with or without workers."""
+    with open(NOTES / f"{os.getpid()}.txt", "a") as notes:
+        notes.write(text.rstrip() + "\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _MAIN_PROCESS:
+        return
+    for path in sorted(NOTES.glob("*.txt")):
+        terminalreporter.write_line(path.read_text().rstrip())
+    shutil.rmtree(NOTES, ignore_errors=True)
+
 
 ZENML_CLI = str(Path(sys.executable).parent / "zenml")
 

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BIKE_DATA, PROJECT_ROOT, make_churn_table
+from conftest import BIKE_DATA, PROJECT_ROOT, make_churn_table, note
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
@@ -72,18 +72,11 @@ def tried(name: str) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cases_tried(request):
-    """Prints how many generated cases each property tried (and the total) when the module ends."""
+def cases_tried():
+    """Reports how many generated cases each property tried (and the total) at the end of the run."""
     yield
     lines = [f"  {name}: {count}" for name, count in CASES.items()]
-    text = "\n".join(["hypothesis cases tried (tests/test_bad_data.py):", *lines, f"  total: {sum(CASES.values())}"])
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        print(text)
-        return
-    with capture.global_and_fixture_disabled():  # shown with -q too, not only for failures
-        reporter.write_line("\n" + text)
+    note("\n".join(["hypothesis cases tried (tests/test_bad_data.py):", *lines, f"  total: {sum(CASES.values())}"]))
 
 
 def examples(count: int, shrink: bool = True) -> settings:

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
 import pytest
@@ -164,11 +165,8 @@ def test_mlflow_stack_mirrors_runs_registry_and_alias(default_stacks, on_stack, 
     assert experiment.artifact_location.startswith((state_dir() / "mlflow").as_uri())
     assert not (PROJECT_ROOT / "mlruns").exists()
     # The logged model carries the code that loading it needs, and no measurement or pipeline code.
-    model_dir = Path(
-        mlflow.artifacts.download_artifacts(
-            better.mlflow_links["mlflow_model_uri"], tracking_uri=capabilities.tracking_uri
-        )
-    )
+    logged = client.get_logged_model(better.mlflow_links["mlflow_model_uri"].removeprefix("models:/"))
+    model_dir = Path(urlparse(logged.artifact_location).path)
     shipped = {str(p.relative_to(model_dir / "code")) for p in (model_dir / "code").rglob("*.py")}
     assert shipped == {str(p) for p in module_closure(MODEL_MODULES)}
     loaded = mlflow.pyfunc.load_model(str(model_dir))
