@@ -14,11 +14,14 @@ from lifecycle.environment import configure_environment
 
 configure_environment()
 
+from click.core import ParameterSource  # noqa: E402
+
 from lifecycle.config import (  # noqa: E402
     DEFAULT_COMPARISON_CONFIG,
     DEFAULT_CONFIG,
     DEFAULT_DEPLOYMENT_CONFIG,
     DEFAULT_MONITORING_CONFIG,
+    RunConfig,
     apply_overrides,
     load_config,
     load_deployment_config,
@@ -147,9 +150,11 @@ def train(
         enable_cache=False if no_cache else None,
     )
     validate_file(config.dataset)  # bad data fails here, before any pipeline run is recorded
+    from lifecycle.project_state import remember_training
     from workflows.runner import run_training
 
     outcome = run_training(config)
+    remember_training(config)  # the next commands act on this model unless told otherwise
     from workflows.reporting import training_summary
 
     click.echo(training_summary(outcome))
@@ -180,7 +185,10 @@ def monitor(
     """Check a new batch against the production model: drift, data quality, performance; retrain if due."""
     from workflows.reporting import monitoring_summary, training_summary
 
-    config = apply_overrides(load_config(config_path), model_name=model_name)
+    from lifecycle.data import read_table
+
+    read_table(batch_path, allow_empty=True)  # a bad batch file is named before anything else is said or run
+    config = model_in_question(config_path, model_name)
     monitoring = load_monitoring_config(monitoring_path)
     deployment = load_deployment_config(deployment_path)
     from workflows.runner import redeploy_if_serving, retraining_data, run_monitoring, run_training
@@ -189,8 +197,8 @@ def monitor(
     click.echo(monitoring_summary(outcome))
     if outcome.summary.decision.retrain and retrain != "never":
         window = monitoring.policy.retrain_window_days
-        data = retraining_data(config, batch_path, window)
-        click.echo(f"\nRetraining on the newest {window} days of labelled data ({data}) ...")
+        data, made_of = retraining_data(config, batch_path, window)
+        click.echo(f"\nRetraining on {made_of.describe()} ({data}) ...")
         dataset = config.dataset.model_copy(update={"path": str(data)})
         retrained = run_training(config.model_copy(update={"dataset": dataset}))
         click.echo(training_summary(retrained))
@@ -268,9 +276,29 @@ def redeploy_note(promoted: bool, redeployed: dict | None) -> str:
     )
 
 
-def serving_target(config_path: str, model_name: str | None, all_models: bool = False):
+def model_in_question(config_path: str, model_name: str | None) -> RunConfig:
+    """The model a command acts on, said on its first line (stderr): `--model-name`, else the model of an explicit
+    `--config`, else the model most recently trained in this project, else the default config's. Its configuration
+    is the one it was last trained with here when known (so `monitor` retrains it on its own data)."""
+    from lifecycle.project_state import current_model, remembered_config
+
+    explicit_config = click.get_current_context().get_parameter_source("config_path") != ParameterSource.DEFAULT
+    if model_name:
+        why = "--model-name"
+    elif explicit_config:
+        model_name, why = load_config(config_path).model.name, f"named by {config_path}"
+    elif current_model():
+        model_name, why = current_model(), "the model most recently trained here; --model-name picks another"
+    else:
+        model_name, why = load_config(config_path).model.name, f"named by {config_path}; --model-name picks another"
+    click.echo(f"model `{model_name}` ({why})", err=True)
+    remembered = None if explicit_config else remembered_config(model_name)
+    return remembered or apply_overrides(load_config(config_path), model_name=model_name)
+
+
+def serving_target(config_path: str, model_name: str | None, all_models: bool = False) -> str | None:
     """For the serving commands: the model meant (None: every model)."""
-    return None if all_models else model_name or load_config(config_path).model.name
+    return None if all_models else model_in_question(config_path, model_name).model.name
 
 
 @cli.command()
@@ -311,31 +339,45 @@ def predict(
     deployment_path: str,
     model_name: str | None,
 ) -> None:
-    """Send rows to the model served on the active stack and print the predictions."""
+    """Send rows to the model served on the active stack and print the predictions (and, for a classifier, the
+    probability of the positive class)."""
     from serving.client import read_request_rows
-    from serving.rollout import live_endpoint
-    from serving.stack_backend import active_backend
+    from serving.served import served_on_active_stack
 
     records = read_request_rows(input_path)  # a bad input file is named before any server is looked for
     name = serving_target(config_path, model_name)
     settings = load_deployment_config(deployment_path)
-    backend = active_backend()
-    endpoint = live_endpoint(backend, name)
+    served = served_on_active_stack()
+    endpoint = served.live(name)
     if endpoint is None:
         raise LifecycleError(
-            f"no healthy {backend.name} server is serving `{name}` on this stack. Fix: `python run.py deploy`."
+            f"`python run.py predict`: no healthy {served.backend_name} server is serving `{name}` on stack "
+            f"`{served.stack}`. Fix: `python run.py deploy --model-name {name}` (`python run.py status` shows "
+            "what serves here)."
         )
-    predictions, version = backend.predict_all(endpoint, records, settings.max_rows_per_request)
+    answer = served.backend.predict_all(endpoint, records, settings.max_rows_per_request)
     if output_path:
         import pandas as pd
 
-        pd.DataFrame(records).assign(prediction=predictions).to_csv(output_path, index=False)
-        click.echo(f"{len(predictions)} predictions written to {output_path}")
+        table = pd.DataFrame(records).assign(prediction=answer.predictions)
+        if answer.probabilities is not None:
+            table["probability"] = answer.probabilities
+        table.to_csv(output_path, index=False)
+        click.echo(f"{len(answer.predictions)} predictions written to {output_path}")
+    elif answer.probabilities is not None:
+        for value, probability in zip(answer.predictions, answer.probabilities, strict=True):
+            click.echo(f"{value}\t{probability:.4f}")
     else:
-        for value in predictions:
+        for value in answer.predictions:
             click.echo(value)
     click.echo(
-        f"`{name}` version {version} served by {backend.name} at {endpoint.predict_url}: {len(predictions)} rows",
+        f"`{name}` version {answer.model_version} served by {served.backend_name} at {endpoint.predict_url}: "
+        f"{len(answer.predictions)} rows"
+        + (
+            "; second column: probability of the positive class"
+            if answer.probabilities is not None and not output_path
+            else ""
+        ),
         err=True,
     )
 
@@ -343,24 +385,20 @@ def predict(
 @cli.command()
 @config_option("Training config: names the model.")
 @model_name_option
-@click.option("--all", "all_models", is_flag=True, help="Every model's servers, not just this model's.")
+@click.option("--all", "all_models", is_flag=True, help="Every model's servers (the default without --model-name).")
 @on_stack
 def status(config_path: str, model_name: str | None, all_models: bool) -> None:
-    """What is deployed on the active stack, where, and whether it answers."""
+    """What is served on the active stack, where, and whether it answers (every model unless --model-name)."""
+    from serving.client import is_healthy
+    from serving.served import served_on_active_stack
     from workflows.reporting import status_table
 
-    name = serving_target(config_path, model_name, all_models)
-    from serving.client import is_healthy
-    from serving.stack_backend import active_backend
-    from workflows.runner import production_version
-
-    backend = active_backend()
-    endpoints = backend.endpoints(name)
+    explicit_config = click.get_current_context().get_parameter_source("config_path") != ParameterSource.DEFAULT
+    name = serving_target(config_path, model_name) if (model_name or explicit_config) and not all_models else None
+    served = served_on_active_stack()
+    endpoints = served.of(name)
     health = {e.name: e.running and is_healthy(e.health_url) for e in endpoints}
-    production = production_version(name) if name else None
-    from zenml.client import Client
-
-    click.echo(status_table(Client().active_stack_model.name, backend.name, name, production, endpoints, health))
+    click.echo(status_table(served.stack, served.backend_name, name, endpoints, health))
 
 
 @cli.command()
@@ -370,15 +408,14 @@ def status(config_path: str, model_name: str | None, all_models: bool) -> None:
 @on_stack
 def undeploy(config_path: str, model_name: str | None, all_models: bool) -> None:
     """Stop the model's servers on the active stack."""
-    name = serving_target(config_path, model_name, all_models)
-    from serving.rollout import undeploy as stop_all
-    from serving.stack_backend import active_backend
+    from serving.served import served_on_active_stack
 
-    backend = active_backend()
-    stopped = stop_all(backend, name)
+    name = serving_target(config_path, model_name, all_models)
+    stopped = served_on_active_stack().stop(name)
     for endpoint in stopped:
         click.echo(f"  stopped {endpoint.backend} server {endpoint.name} ({endpoint.url or 'not running'})")
-    click.echo(f"{len(stopped)} server(s) stopped." if stopped else "Nothing was deployed on this stack.")
+    what = f"`{name}`" if name else "any model"
+    click.echo(f"{len(stopped)} server(s) stopped." if stopped else f"Nothing serves {what} on this stack.")
 
 
 @cli.command()
@@ -423,8 +460,8 @@ def compare(
     comparison = load_comparison_config(comparison_path)
     config = apply_overrides(load_config(config_path), data=data, target=target)
     validate_file(config.dataset)
+    from lifecycle.environment import state_dir
     from measurement.comparison import compare as run_comparison
-    from stacks.manage import state_dir
     from workflows.runner import reports_folder
 
     names = [n.strip() for n in stack_names.split(",") if n.strip()] if stack_names else comparison.stacks
@@ -492,6 +529,7 @@ def stacks_up_command(names: tuple[str, ...], files: tuple[str, ...]) -> None:
 @reports_errors
 def stacks_list_command() -> None:
     """Each stack file: registered? active? what it offers."""
+    from lifecycle.environment import bentoml_home
     from stacks.capabilities import StackCapabilities
     from stacks.manage import stack_specs, stack_statuses
 
@@ -514,6 +552,9 @@ def stacks_list_command() -> None:
                 if uri.startswith("sqlite")
                 else f"    MLflow UI:         {uri}"
             )
+        if capabilities.get("model_deployer") and capabilities.get("model_deployer").flavor.startswith("bentoml"):
+            home, whose = bentoml_home()
+            click.echo(f"    BentoML home:      {home} ({whose})")
         for problem in status.drift:
             click.echo(f"    drift: {problem} (run `python run.py stacks up {spec.name}`)")
         if spec.unresolved:

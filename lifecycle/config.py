@@ -106,6 +106,8 @@ class PromotionConfig(_Strict):
     # Relative improvement over the current production model needed to replace it (0.01 = 1 % better).
     min_improvement: float = Field(0.0, ge=0.0)
     stage: str = "production"
+    # Flag (not block) a candidate that learned from fewer rows than this share of production's training rows.
+    min_training_share: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class ModelConfig(_Strict):
@@ -171,11 +173,18 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> RunConfig:
     return config.model_copy(update={"dataset": dataset})
 
 
+def _problem(error: dict[str, Any]) -> str:
+    """One validation problem as a reader wants it: where (when pydantic knows) and what, without its debris."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in error["loc"])
+    return f"`{where}`: {message}" if where else message
+
+
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"`{'.'.join(str(p) for p in err['loc'])}`: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"{source} is invalid: {problems}. Fix the file and run again.") from exc
 
 
@@ -277,8 +286,11 @@ def _load_yaml_model(path: str | Path, model: type[_Strict], what: str, option: 
     try:
         raw = yaml.safe_load(config_path.read_text()) or {}
         return model.model_validate(raw)
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"{what} config {config_path} is invalid: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} config {config_path} is not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(_problem(err) for err in exc.errors())
+        raise ConfigError(f"{what} config {config_path} is invalid: {problems}. Fix the file and run again.") from exc
 
 
 def load_monitoring_config(path: str | Path = DEFAULT_MONITORING_CONFIG) -> MonitoringConfig:

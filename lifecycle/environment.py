@@ -31,10 +31,28 @@ def isolated_environment(root: Path, log_level: str = "ERROR") -> dict[str, str]
     }
 
 
+def state_dir() -> Path:
+    """Project-local state (MLflow database and artifacts, served models, what the project remembers between
+    commands); MLOPS_STATE_DIR overrides."""
+    return Path(os.environ.get("MLOPS_STATE_DIR", PROJECT_ROOT / ".state")).resolve()
+
+
 def configure_environment() -> None:
     """Apply the quiet, offline defaults without overriding what the user exported."""
     for name, value in QUIET_OFFLINE.items():
         os.environ.setdefault(name, value)
     # BentoML keeps models and bentos in the project's state folder, like MLflow's database.
-    state = Path(os.environ.get("MLOPS_STATE_DIR", PROJECT_ROOT / ".state"))
-    os.environ.setdefault("BENTOML_HOME", str(state.resolve() / "bentoml"))
+    if "BENTOML_HOME" not in os.environ:
+        os.environ["BENTOML_HOME"] = str(state_dir() / "bentoml")
+        os.environ[BENTOML_HOME_IS_DEFAULT] = "1"  # so `stacks list` can say whose setting applies
+
+
+BENTOML_HOME_IS_DEFAULT = "MLOPS_BENTOML_HOME_IS_DEFAULT"
+
+
+def bentoml_home() -> tuple[str, str]:
+    """(BentoML's home, whose setting it is): a user's own BENTOML_HOME wins over the project's default."""
+    home = os.environ.get("BENTOML_HOME") or str(Path.home() / "bentoml")
+    if os.environ.get(BENTOML_HOME_IS_DEFAULT) == "1" and home == str(state_dir() / "bentoml"):
+        return home, "the project's default; export BENTOML_HOME to use another"
+    return home, "your BENTOML_HOME"

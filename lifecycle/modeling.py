@@ -156,8 +156,14 @@ def fit_model(train: pd.DataFrame, schema: FeatureSchema, training: TrainingConf
         search.fit(features, target)
     except ValueError as exc:
         raise ConfigError(f"training.estimator.param_grid could not be searched: {exc}") from exc
-    chosen = {**training.estimator.params, **{k.removeprefix("estimator__"): v for k, v in search.best_params_.items()}}
-    return search.best_estimator_, chosen
+    return search.best_estimator_, chosen_params(search.best_estimator_, training)
+
+
+def chosen_params(model: Pipeline, training: TrainingConfig) -> dict[str, Any]:
+    """The fitted estimator's values of the parameters the config sets or searches (what a reader wants to see)."""
+    names = [*training.estimator.params, *training.estimator.param_grid]
+    actual = model.named_steps["estimator"].get_params()
+    return {name: actual[name] for name in dict.fromkeys(names) if name in actual}
 
 
 def predict_scores(model: Pipeline, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:

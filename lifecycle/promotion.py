@@ -17,6 +17,19 @@ class PromotionDecision(BaseModel):
     # The current production model re-scored on the candidate's test set (None: no production yet).
     production_score: float | None = None
     min_improvement: float = 0.0
+    # Warnings a reviewer should see beside the decision (they do not change it), e.g. a small training set.
+    flags: list[str] = []
+
+
+def training_size_flag(rows: int | None, production_rows: int | None, production_version: str | None, share: float):
+    """A flag when the candidate learned from fewer rows than `share` of what the production version learned from:
+    its test metrics come from a small sample too, so its promotion deserves a second look."""
+    if not rows or not production_rows or not production_version or share <= 0 or rows >= share * production_rows:
+        return None
+    return (
+        f"trained on {rows} rows, {rows / production_rows:.0%} of the {production_rows} that production version "
+        f"{production_version} was trained on (below promotion.min_training_share {share:.0%})"
+    )
 
 
 def _fmt(value: float) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 
 from lifecycle.config import DatasetConfig, TimeColumn
@@ -39,3 +42,47 @@ def rows_between(table: pd.DataFrame, times: pd.Series, start: pd.Timestamp, end
 def newest_window(table: pd.DataFrame, times: pd.Series, end: pd.Timestamp, days: int) -> pd.DataFrame:
     """The `days` of rows before `end`."""
     return rows_between(table, times, end - pd.Timedelta(days=days), end)
+
+
+@dataclass
+class RetrainingSet:
+    """What a retraining set is made of (after exact duplicates are dropped and the window is cut)."""
+
+    rows_from_dataset: int
+    rows_from_batch: int
+    duplicates_dropped: int
+    window_days: int | None
+
+    def describe(self) -> str:
+        window = f"newest {self.window_days} days; " if self.window_days else ""
+        return (
+            f"{window}{self.rows_from_dataset} rows from the dataset, {self.rows_from_batch} labelled rows from the "
+            f"batch, {self.duplicates_dropped} exact duplicate rows dropped"
+        )
+
+
+def retraining_set(
+    base: pd.DataFrame, batch: pd.DataFrame, dataset: DatasetConfig, window_days: int, end: pd.Timestamp | None = None
+) -> tuple[pd.DataFrame, RetrainingSet]:
+    """The dataset plus the batch's labelled rows, without exact duplicates (a batch row already in the dataset
+    would otherwise land in both the training and the test split of the new version), cut to the newest
+    `window_days` when the data has time columns."""
+    batch = batch[batch[dataset.target].notna()] if dataset.target in batch.columns else batch.iloc[0:0]
+    batch = batch[[c for c in batch.columns if c in base.columns]]
+    source = np.array(["dataset"] * len(base) + ["batch"] * len(batch))
+    combined = pd.concat([base, batch], ignore_index=True)
+    duplicated = combined.astype(str).duplicated(keep="first").to_numpy()  # the dataset's copy is kept
+    combined, source = combined[~duplicated].reset_index(drop=True), source[~duplicated]
+    window = None
+    if dataset.time_columns:
+        times = time_index(combined, dataset)
+        inside = newest_window(combined, times, end or (times.max() + pd.Timedelta(seconds=1)), window_days)
+        source = source[inside.index.to_numpy()]  # `combined` has a 0..n-1 index: labels are positions
+        combined, window = inside.reset_index(drop=True), window_days
+    made_of = RetrainingSet(
+        rows_from_dataset=int((source == "dataset").sum()),
+        rows_from_batch=int((source == "batch").sum()),
+        duplicates_dropped=int(duplicated.sum()),
+        window_days=window,
+    )
+    return combined, made_of

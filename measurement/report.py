@@ -212,7 +212,7 @@ def records_table(report: dict[str, Any]) -> Table:
     has_bentoml = any((r.get("records") or {}).get("bentoml") for r in results)
     table.notes += [
         f"To look for yourself, point a shell at the comparison's workspace first: `export {prefix}`. Then:",
-        f"Model Control Plane and runs: `zenml model version list {model}`, `zenml pipeline runs list`",
+        f"Model Control Plane and runs: `zenml model version list --model={model}`, `zenml pipeline runs list`",
         *(f"MLflow: `mlflow ui --backend-store-uri {uri}`" for uri in uris),
         *(["BentoML: `bentoml models list`, `bentoml list`"] if has_bentoml else []),
         "Serve again: `python run.py deploy --stack STACK` (the comparison stops the servers it measured).",
@@ -482,6 +482,84 @@ def header_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def reading(report: dict[str, Any]) -> list[str]:
+    """A short reading of the measurements, generated from them: which backend for traffic, which for tracking,
+    what differs, and the caveats that limit the figures."""
+    results, meta = report["results"], report["meta"]
+    served = [r for r in results if r.get("serving")]
+    lines: list[str] = []
+    levels = _load_levels(report)
+    if served and levels:
+        top = levels[-1]
+        by_rps = sorted(served, key=lambda r: -(r["serving"]["load"].get(top, {}).get("throughput_rps") or 0))
+        by_p50 = sorted(served, key=lambda r: r["serving"]["load"].get(levels[0], {}).get("p50_ms") or float("inf"))
+        best = by_rps[0]
+        figure = best["serving"]["load"][top]
+        bare = (report["baselines"].get("bare_http") or {}).get("load", {}).get(top, {})
+        versus = f", {figure['throughput_rps'] / bare['throughput_rps']:.2f}x the bare HTTP server" if bare else ""
+        lines.append(
+            f"For traffic: `{best['stack']}` ({best['serving']['backend']}) served the most requests per second at "
+            f"concurrency {top[1:]} ({figure['throughput_rps']:.0f}/s{versus}); the lowest one-request latency was "
+            f"`{by_p50[0]['stack']}`'s ({by_p50[0]['serving']['load'][levels[0]]['p50_ms']:.1f} ms p50)."
+        )
+        slow = [r for r in served if r["serving"].get("pipeline_runs_per_request")]
+        if slow:
+            lines.append(
+                "ZenML's pipeline deployer records a pipeline run per request ("
+                + ", ".join(f"`{r['stack']}`" for r in slow)
+                + "): every prediction is in the ZenML store, at a cost in latency and throughput."
+            )
+    tracked = [r["stack"] for r in results if (r.get("records") or {}).get("mlflow")]
+    plain = [r["stack"] for r in results if r.get("available") and r["stack"] not in tracked]
+    if tracked:
+        lines.append(
+            "For experiment tracking and a registry UI: "
+            + ", ".join(f"`{s}`" for s in tracked)
+            + " (MLflow runs, registered versions, the `champion` alias following production)"
+            + (
+                f"; {', '.join(f'`{s}`' for s in plain)} keep everything in ZenML's Model Control Plane."
+                if plain
+                else "."
+            )
+        )
+    checks = report["checks"]
+    if checks.get("metrics_identical") is not None:
+        lines.append(
+            "Same model everywhere: the metrics are identical on every stack and called directly."
+            if checks["metrics_identical"]
+            else "The metrics differ between stacks (see the answers table): the same seed and data should not."
+        )
+    trained = [r for r in results if r.get("training")]
+    direct = report["baselines"].get("direct", {}).get("training_seconds")
+    if trained and direct:
+        overhead = [r["training"]["wall_seconds"] / direct for r in trained if r["training"].get("wall_seconds")]
+        if overhead:
+            lines.append(
+                f"Orchestration costs: a training run took {min(overhead):.1f}x to {max(overhead):.1f}x the time of "
+                "the same steps called directly (records, artifacts, caching)."
+            )
+    unavailable = [r for r in results if not r.get("available")]
+    lines += [f"`{r['stack']}` was not measured: {r.get('reason', 'unavailable')}" for r in unavailable]
+    caveats = []
+    if meta.get("quick"):
+        smallest = min(level["requests"] for level in meta["size"]["load"])
+        caveats.append(
+            f"--quick: percentiles come from as few as {smallest} requests per level: indicative only; run without "
+            "--quick for figures to quote"
+        )
+    uris = [
+        (r["stack"], r["records"]["mlflow"].get("tracking_uri"))
+        for r in results
+        if (r.get("records") or {}).get("mlflow")
+    ]
+    shared = {uri for _, uri in uris if sum(1 for _, other in uris if other == uri) > 1}
+    for uri in sorted(shared):
+        stacks = ", ".join(f"`{s}`" for s, other in uris if other == uri)
+        caveats.append(f"{stacks} share one MLflow database ({uri}): their MLflow run and version counts add up")
+    lines += [f"Caveat: {caveat}." for caveat in caveats]
+    return lines
+
+
 # --- rendering -----------------------------------------------------------------------------------------------
 
 
@@ -492,6 +570,7 @@ def _md_cell(text: str) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# Stacks compared: the same work on each", ""]
     lines += [f"- {line}" for line in header_lines(report)]
+    lines += ["", "## Reading", ""] + [f"- {line}" for line in reading(report)]
     for table in build_tables(report):
         lines += ["", f"## {table.title}", ""]
         lines.append("| | " + " | ".join(_md_cell(c) for c in table.columns) + " |")
@@ -535,7 +614,7 @@ def plots(report: dict[str, Any]) -> list[tuple[str, str]]:
             axis.bar(positions, [found.get(step, 0.0) for step in steps], width, label=name)
         axis.set_xticks(np.arange(len(steps)) + 0.4 - width / 2, steps, rotation=20, ha="right")
         axis.set_ylabel("seconds")
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="stack")
         axis.set_title("Training steps: duration per stack (ZenML run records) and called directly")
         figures.append(("Training step durations", _svg(figure)))
     served = [(r["stack"], r["serving"]["load"]) for r in results if r.get("serving")]
@@ -561,11 +640,16 @@ def plots(report: dict[str, Any]) -> list[tuple[str, str]]:
             axes[1].bar(
                 positions, [load.get(level, {}).get("throughput_rps", 0) for level in levels], width, label=name
             )
-        for axis, title in ((axes[0], "latency p50 (bar) to p99 (whisker), ms"), (axes[1], "throughput, requests/s")):
+        for axis, title, unit in (
+            (axes[0], "latency p50 (bar) to p99 (whisker)", "ms (log scale)"),
+            (axes[1], "throughput", "requests/s (log scale)"),
+        ):
             axis.set_xticks(np.arange(len(levels)) + 0.4 - width / 2, [f"concurrency {lv[1:]}" for lv in levels])
             axis.set_title(title, fontsize=10)
+            axis.set_ylabel(unit)
             axis.set_yscale("log")
-        axes[1].legend(fontsize=8)
+        handles, labels = axes[0].get_legend_handles_labels()  # one legend for both panels, beside them
+        figure.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), title="server")
         figures.append(("Serving latency and throughput", _svg(figure)))
     return figures
 
@@ -593,6 +677,8 @@ def render_html(report: dict[str, Any]) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Stacks compared</title>",
         f"<style>{STYLE}</style></head><body><h1>Stacks compared: the same work on each</h1><ul>",
         *(f"<li>{_html_text(line)}</li>" for line in header_lines(report)),
+        "</ul><h2>Reading</h2><ul>",
+        *(f"<li>{_html_text(line)}</li>" for line in reading(report)),
         "</ul>",
     ]
     for table in build_tables(report):

@@ -17,14 +17,16 @@ class NoProductionModel(LifecycleError):
     """Monitoring needs a production model version, and the named model has none."""
 
 
-def production_artifacts(model_name: str, stage: str = "production") -> dict:
+def production_artifacts(model_name: str, stage: str = "production", command: str = "monitor") -> dict:
     """The production version's model, reference (training) and test sets, schema and evaluation, as step inputs."""
     try:
         version = Client().get_model_version(model_name, stage)
     except KeyError as exc:
         raise NoProductionModel(
-            f"model `{model_name}` has no {stage} version to monitor. Fix: `python run.py train` first "
-            "(or pass --model-name of a model that has one)."
+            f"`python run.py {command}`: model `{model_name}` has no {stage} version. Fix: train it until a version "
+            f"is promoted (`python run.py train --model-name {model_name} --data FILE --target COLUMN`, or "
+            "`--config` with a file naming it), or pass --model-name of a model that has one "
+            "(`zenml model list` lists them)."
         ) from exc
     return {
         "model": version.get_model_artifact(MODEL),

@@ -16,6 +16,7 @@ from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBa
 from serving.client import is_healthy
 from serving.contract import json_records, prediction_difference
 from serving.processes import choose_port
+from serving.registry import record_change
 
 
 def _now() -> str:
@@ -103,7 +104,10 @@ def rollout(
     progress: Callable[[str], None] = lambda _: None,
 ) -> Rollout:
     """Start the release beside what serves now, smoke-test it, then retire the old servers (after a drain)."""
-    running = [e for e in backend.endpoints(release.model_name) if e.running]
+    known = backend.endpoints(release.model_name)
+    for dead in [e for e in known if not e.running]:  # a crashed or undeployed server's record: cleared here
+        backend.stop(dead)
+    running = [e for e in known if e.running]
     taken = {int(e.url.rsplit(":", 1)[1]) for e in running if e.url}
     preferred = port or config.port
     chosen = 0 if backend.chooses_own_port else choose_port(config.host, preferred, config.port_search, taken)
@@ -131,8 +135,10 @@ def rollout(
             raise
         raise DeploymentFailed(f"{_one_line(exc)}. The new server was stopped; still serving: {serving}") from exc
     progress(f"{backend.name} server for version {release.model_version} healthy at {endpoint.url} in {ready:.1f} s")
+    record_change(backend.stack_id, backend.stack_name, backend.name, added=[endpoint])
     for old in running:
         backend.stop(old)
+        record_change(backend.stack_id, backend.stack_name, backend.name, removed=[old])
         progress(f"stopped the previous server {old.name} ({old.url})")
     smoke.seconds_to_ready = ready
     return Rollout(endpoint=endpoint, smoke=smoke, replaced=running, seconds_to_ready=ready)
@@ -149,4 +155,5 @@ def undeploy(backend: ServingBackend, model_name: str | None) -> list[Endpoint]:
     stopped = backend.endpoints(model_name)
     for endpoint in stopped:
         backend.stop(endpoint)
+        record_change(backend.stack_id, backend.stack_name, backend.name, removed=[endpoint])
     return stopped

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from lifecycle.errors import LifecycleError
 from serving.backends.base import ServingBackend
+from serving.backends.bentoml import BentoMLBackend
+from serving.backends.mlflow import MLflowBackend
+from serving.backends.zenml import ZenMLBackend
 from stacks.capabilities import StackCapabilities
+
+# By name, for what needs only a backend's request and answer shapes (a recorded endpoint, no deployer).
+BACKEND_CLASSES: dict[str, type[ServingBackend]] = {
+    backend.name: backend for backend in (BentoMLBackend, MLflowBackend, ZenMLBackend)
+}
 
 
 def backend_for(capabilities: StackCapabilities) -> ServingBackend:
+    """The backend that serves on this stack, knowing its stack (the record of what serves is kept per stack)."""
+    backend = _choose(capabilities)
+    backend.stack_name, backend.stack_id = capabilities.stack, capabilities.stack_id
+    return backend
+
+
+def _choose(capabilities: StackCapabilities) -> ServingBackend:
     """The stack's model deployer when it has one (BentoML or MLflow), else ZenML's own pipeline deployer."""
     from zenml.client import Client
     from zenml.enums import StackComponentType
@@ -26,12 +41,8 @@ def backend_for(capabilities: StackCapabilities) -> ServingBackend:
                     "start BentoML 1.4 services locally. Fix: `python run.py stacks up` registers the `bentoml` "
                     "and `full` stacks with this project's `bentoml_local` flavor."
                 )
-            from serving.backends.bentoml import BentoMLBackend
-
             return BentoMLBackend(component)
         if model_deployer.flavor == "mlflow":
-            from serving.backends.mlflow import MLflowBackend
-
             return MLflowBackend(component)
         raise LifecycleError(
             f"stack `{capabilities.stack}`: model deployer flavor `{model_deployer.flavor}` is not supported."
@@ -42,8 +53,6 @@ def backend_for(capabilities: StackCapabilities) -> ServingBackend:
             f"stack `{capabilities.stack}` has neither a model deployer nor a pipeline deployer, so nothing can serve. "
             "Fix: `zenml stack update <stack> -D default` (ZenML's local deployer) or `zenml stack set default`."
         )
-    from serving.backends.zenml import ZenMLBackend
-
     return ZenMLBackend(deployer.name)
 
 

@@ -30,6 +30,7 @@ class Component:
 class StackCapabilities:
     stack: str
     components: dict[str, Component]
+    stack_id: str = ""
 
     def get(self, kind: str) -> Component | None:
         return self.components.get(kind)
@@ -78,7 +79,7 @@ def capabilities_of(stack_model) -> StackCapabilities:
         for kind, items in stack_model.components.items()
         for c in items[:1]
     }
-    return StackCapabilities(stack=stack_model.name, components=components)
+    return StackCapabilities(stack=stack_model.name, components=components, stack_id=str(stack_model.id))
 
 
 def active_capabilities() -> StackCapabilities:

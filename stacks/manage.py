@@ -16,16 +16,12 @@ from typing import Any
 import yaml
 
 from lifecycle.config import PROJECT_ROOT
+from lifecycle.environment import bentoml_home, state_dir
 from lifecycle.errors import StackError
 from stacks.capabilities import Component, missing_integration_error
 
 STACKS_DIR = PROJECT_ROOT / "stacks"
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
-
-
-def state_dir() -> Path:
-    """Project-local state (MLflow database and artifacts, served models); MLOPS_STATE_DIR overrides."""
-    return Path(os.environ.get("MLOPS_STATE_DIR", PROJECT_ROOT / ".state")).resolve()
 
 
 @dataclass(frozen=True)
@@ -48,7 +44,8 @@ class StackSpec:
 
 
 def _resolve(value: Any, missing: list[str]) -> Any:
-    """`{state_dir}` and `${VAR}` / `${VAR:-default}` in strings; `{{secret.key}}` references stay as they are."""
+    """`{state_dir}`, `{bentoml_home}` and `${VAR}` / `${VAR:-default}` in strings; `{{secret.key}}` references
+    stay as they are."""
     if isinstance(value, dict):
         return {key: _resolve(item, missing) for key, item in value.items()}
     if isinstance(value, list):
@@ -65,7 +62,8 @@ def _resolve(value: Any, missing: list[str]) -> Any:
             return match.group(0)
         return default
 
-    return _ENV_REFERENCE.sub(from_environment, value.replace("{state_dir}", str(state_dir())))
+    value = value.replace("{state_dir}", str(state_dir())).replace("{bentoml_home}", bentoml_home()[0])
+    return _ENV_REFERENCE.sub(from_environment, value)
 
 
 def load_stack_file(path: Path) -> StackSpec:

@@ -154,6 +154,21 @@ def test_markdown_has_a_column_per_stack_and_a_value_in_every_cell(comparison):
     assert comparison["stdout"].startswith("# Stacks compared")
 
 
+def test_the_report_opens_with_a_reading_generated_from_the_measurements(comparison):
+    markdown, report = comparison["markdown"], comparison["report"]
+    reading = markdown[markdown.index("## Reading") : markdown.index("## Stacks")]
+    served = [r for r in report["results"] if r.get("serving")]
+    level = f"c{max(level['concurrency'] for level in report['meta']['size']['load'])}"
+    fastest = max(served, key=lambda r: r["serving"]["load"][level]["throughput_rps"])
+    assert f"For traffic: `{fastest['stack']}`" in reading
+    assert "For experiment tracking and a registry UI: `mlflow`, `full`" in reading
+    assert "Same model everywhere" in reading
+    assert f"`{BROKEN}` was not measured" in reading
+    assert "Caveat: --quick: percentiles come from as few as" in reading
+    assert "`mlflow`, `full` share one MLflow database" in reading  # their run counts add up
+    assert "zenml model version list --model=" in markdown
+
+
 def test_html_is_self_contained_with_tables_and_plots(comparison):
     page = comparison["html"]
     assert page.count("<table>") == 6 and page.count("<svg") == 2

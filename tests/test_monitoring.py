@@ -131,6 +131,24 @@ def test_empty_batch_is_reported(bike):
     assert check.rows == 0 and "empty batch" in check.problems[0]
 
 
+def test_retraining_set_drops_batch_rows_already_in_the_dataset_and_says_so():
+    from lifecycle.config import DatasetConfig, TimeColumn
+    from lifecycle.windows import retraining_set
+
+    base = pd.DataFrame({"day": pd.date_range("2024-01-01", periods=10).astype(str), "x": range(10), "y": range(10)})
+    repeated = base.tail(3)  # already in the dataset
+    new = pd.DataFrame({"day": ["2024-01-11", "2024-01-12"], "x": [10, 11], "y": [10.0, None]})  # one unlabelled
+    dataset = DatasetConfig(path="data.csv", target="y", time_columns=[TimeColumn(column="day")])
+    table, made_of = retraining_set(base, pd.concat([repeated, new]), dataset, window_days=5)
+    assert made_of.duplicates_dropped == 3 and made_of.rows_from_batch == 1 and made_of.rows_from_dataset == 4
+    assert len(table) == 5 and not table.duplicated().any() and table["day"].max() == "2024-01-11"
+    assert made_of.describe() == (
+        "newest 5 days; 4 rows from the dataset, 1 labelled rows from the batch, 3 exact duplicate rows dropped"
+    )
+    everything, without_time = retraining_set(base, repeated, DatasetConfig(path="data.csv", target="y"), 5)
+    assert len(everything) == 10 and without_time.window_days is None and without_time.duplicates_dropped == 3
+
+
 def test_time_index_and_windows():
     table = pd.DataFrame({"day": ["2024-01-02", "2024-01-01", "2024-01-03"], "hr": ["1pm", "11pm", "12am"]})
     table = table.astype("category")  # as read_table gives repeating text
@@ -179,7 +197,12 @@ def test_monitoring_pipeline_on_a_bad_batch(production_bike, bike_slice, tmp_pat
     assert not summary.performance.judged and "no labelled rows" in summary.performance.reason
     assert summary.drift.judged and "hum" not in summary.drift.columns
     assert outcome.report_path.is_relative_to(os.environ["MLOPS_REPORTS_DIR"])
-    assert "<html" in outcome.report_path.read_text().lower()
+    assert outcome.report_path.name.startswith(f"monitored_bike-v{summary.model_version}-bad_batch-")
+    page = outcome.report_path.read_text()
+    assert "<html" in page.lower()
+    opening = page[page.lower().index("<body") :][:1500]  # the page opens with what was checked and the decision
+    assert "Monitoring `monitored_bike` version" in opening and f"({summary.batch.rows} rows)" in opening
+    assert "decision: " in opening
     assert json.loads(outcome.summary_path.read_text())["batch"]["missing_columns"] == ["hum"]
     step = outcome.run.steps["summarize_monitoring"]
     assert step.run_metadata["monitoring"]["batch"]["missing_columns"] == ["hum"]
@@ -237,7 +260,8 @@ def test_short_replay_retrains_when_drift_is_injected(zenml_client, bike_slice, 
 @pytest.mark.integration
 def test_cli_monitor_reports_and_retrains(production_bike, bike_slice, tmp_path):
     batch = pd.read_csv(bike_slice).tail(300)
-    batch = batch.assign(cnt=batch["cnt"] * 3)  # labels far from what the model learnt: degradation
+    # Labels far from what the model learnt (degradation), except 100 rows copied as they are in the dataset.
+    batch = batch.assign(cnt=[*batch["cnt"][:100], *(batch["cnt"][100:] * 3)])
     path = tmp_path / "labelled_batch.csv"
     batch.to_csv(path, index=False)
     from serving.rollout import live_endpoint, undeploy
@@ -257,4 +281,5 @@ def test_cli_monitor_reports_and_retrains(production_bike, bike_slice, tmp_path)
     else:
         assert "keeps serving" in result.stdout and served.name == before["name"]
     assert "decision: RETRAIN" in result.stdout and "performance: rmse" in result.stdout
-    assert "Retraining on the newest 56 days" in result.stdout and "Training run" in result.stdout
+    assert "Retraining on newest 56 days; " in result.stdout and "Training run" in result.stdout
+    assert "labelled rows from the batch, 100 exact duplicate rows dropped" in result.stdout, result.stdout

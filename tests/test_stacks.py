@@ -17,6 +17,7 @@ import pytest
 from conftest import run_cli, run_zenml
 
 from lifecycle.config import EstimatorConfig, apply_overrides, load_config
+from lifecycle.environment import state_dir
 from lifecycle.errors import StackError
 from lifecycle.packaging import MODEL_MODULES, module_closure
 from lifecycle.tracking import CHAMPION_ALIAS
@@ -35,7 +36,6 @@ from stacks.manage import (
     stack_statuses,
     stacks_down,
     stacks_up,
-    state_dir,
 )
 from workflows.runner import run_training
 

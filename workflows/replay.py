@@ -17,11 +17,11 @@ from zenml.client import Client
 
 from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
 from lifecycle.data import read_table
+from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
 from lifecycle.metrics import score
 from lifecycle.names import MODEL
 from lifecycle.windows import newest_window, rows_between, time_index
-from stacks.manage import state_dir
 from workflows.runner import production_version, run_deployment, run_monitoring, run_training
 
 

@@ -34,8 +34,14 @@ def training_summary(outcome: TrainingOutcome) -> str:
             f"{_fmt(production):>11}"
         )
     lines.append(
-        f"  (* decides promotion; production = version {decision.production_version or '—'} re-scored on this test set)"
+        f"  (* decides promotion; production = version {decision.production_version} re-scored on this test set)"
+        if decision.production_version
+        else "  (* decides promotion; there was no production version to compare with)"
     )
+    if outcome.estimator_params:
+        params = ", ".join(f"{name}={value}" for name, value in outcome.estimator_params.items())
+        how = f"; chosen by the grid search: {', '.join(outcome.searched)}" if outcome.searched else ""
+        lines.append(f"  estimator: {outcome.estimator} ({params}{how})")
     for segment in evaluation.flagged_segments:
         lines.append(
             f"  segment {segment.column}={segment.value}: {metric} {segment.gap:+.0%} vs overall "
@@ -44,6 +50,7 @@ def training_summary(outcome: TrainingOutcome) -> str:
     verdict = "PROMOTED to production" if decision.promoted else "NOT promoted"
     lines += [
         f"  {verdict}: {decision.reason}",
+        *(f"  FLAG: {flag}" for flag in decision.flags),
         f"  in production now: version {outcome.production_version or 'none'}",
     ]
     links = outcome.mlflow_links
@@ -96,8 +103,19 @@ def monitoring_summary(outcome: MonitoringOutcome) -> str:
     return "\n".join(lines)
 
 
+def shown_path(path: str) -> str:
+    """A path as a user can type it from the project folder (relative when it is inside)."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def deployment_summary(model_name: str, record: dict) -> str:
     replaced = record.get("replaced") or []
+    example = shown_path(record["example_request"])
     return "\n".join(
         [
             "",
@@ -106,26 +124,26 @@ def deployment_summary(model_name: str, record: dict) -> str:
             f"over HTTP, max |difference| from in-process predictions {record['parity_max_abs_difference']:g}",
             *([f"  replaced: {', '.join(replaced)} (stopped after the new server passed)"] if replaced else []),
             f"  predict: POST {record['predict_url']}   health: GET {record['health_url']}",
-            f"  try it:  python run.py predict --model-name {model_name} --input data/example_request.json",
+            f"  try it:  python run.py predict --model-name {model_name} --input {example}",
             f"  status:  python run.py status --model-name {model_name}",
             f"  stop it: python run.py undeploy --model-name {model_name}",
         ]
     )
 
 
-def status_table(stack: str, backend: str, model_name, production, endpoints, health: dict) -> str:
-    lines = [
-        f"stack `{stack}` serves with {backend}"
-        + (f"; `{model_name}` production version: {production or 'none'}" if model_name else ""),
-    ]
+def status_table(stack: str, backend: str, model_name: str | None, endpoints, health: dict) -> str:
+    lines = [f"stack `{stack}` serves with {backend}" + (f"; model `{model_name}`" if model_name else "; every model")]
     if not endpoints:
-        lines.append("  nothing deployed" + (f" for `{model_name}`" if model_name else "") + ": python run.py deploy")
-    for endpoint in sorted(endpoints, key=lambda e: e.created):
+        deploy = f"python run.py deploy --model-name {model_name}" if model_name else "python run.py deploy"
+        lines.append("  nothing deployed" + (f" for `{model_name}`" if model_name else "") + f": {deploy}")
+    for endpoint in sorted(endpoints, key=lambda e: (e.model_name, e.created)):
         state = "healthy" if health.get(endpoint.name) else ("running, not answering" if endpoint.running else "DOWN")
         lines.append(
-            f"  {endpoint.name:<32} version {endpoint.model_version:<4} {state:<22} {endpoint.predict_url or '-'}"
+            f"  {endpoint.model_name:<20} version {endpoint.model_version:<4} {state:<22} {endpoint.predict_url or '-'}"
             + (f"  pid {endpoint.pid}" if endpoint.pid else "")
         )
         if not endpoint.running:
-            lines.append("    (its process is gone: `python run.py deploy` starts a new one, `undeploy` clears it)")
+            lines.append(
+                f"    (its process is gone: `python run.py deploy --model-name {endpoint.model_name}` starts a new one)"
+            )
     return "\n".join(lines)

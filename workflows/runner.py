@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zenml import Model
@@ -33,6 +33,7 @@ from lifecycle.names import (
 )
 from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport
+from lifecycle.windows import RetrainingSet, retraining_set
 from pipelines.training import training_pipeline
 from stacks.capabilities import StackCapabilities, active_capabilities, check_usable, prepare_local_mlflow
 from workflows.zenml_tuning import cache_package_lookups
@@ -49,6 +50,9 @@ class TrainingOutcome:
     production_version: str | None
     mlflow_links: dict[str, str]
     stack: str
+    estimator: str = ""
+    estimator_params: dict = field(default_factory=dict)  # the fitted values of the configured or searched ones
+    searched: list[str] = field(default_factory=list)  # parameters chosen by the grid search
 
 
 def step_output(run: PipelineRunResponse, step_name: str, artifact_name: str):
@@ -89,6 +93,7 @@ def run_training(config: RunConfig) -> TrainingOutcome:
     except RuntimeError as exc:  # ZenML's "Pipeline run has failed due to failure in step(s): ..."
         raise PipelineFailed(f"{exc}. The failing step's error is in the log above; nothing was promoted.") from exc
     run = Client().get_pipeline_run(started.id)  # re-read: the returned object predates the steps
+    metadata = version_metadata(config.model.name, run)
     return TrainingOutcome(
         run=run,
         model_name=config.model.name,
@@ -97,8 +102,11 @@ def run_training(config: RunConfig) -> TrainingOutcome:
         data_quality=step_output(run, VALIDATE_STEP, DATA_QUALITY),
         decision=step_output(run, PROMOTE_STEP, PROMOTION),
         production_version=production_version(config.model.name, config.promotion.stage),
-        mlflow_links=dict(mlflow_links(config.model.name, run)),
+        mlflow_links=dict(metadata.get("mlflow") or {}),
         stack=capabilities.stack,
+        estimator=str(metadata.get("estimator", "")),
+        estimator_params=dict(metadata.get("estimator_params") or {}),
+        searched=list((metadata.get("param_grid") or {}).keys()),
     )
 
 
@@ -116,12 +124,11 @@ def prepare_tracking(capabilities: StackCapabilities) -> None:
         prepare_local_mlflow(capabilities)
 
 
-def mlflow_links(model_name: str, run: PipelineRunResponse) -> dict[str, str]:
-    """What the run mirrored to MLflow (empty on a stack without MLflow)."""
+def version_metadata(model_name: str, run: PipelineRunResponse) -> dict:
+    """What the run recorded on its model version (estimator, parameters, MLflow links when the stack has MLflow)."""
     if not run.model_version:
         return {}
-    version = Client().get_model_version(model_name, run.model_version.number)
-    return version.run_metadata.get("mlflow", {}) or {}
+    return dict(Client().get_model_version(model_name, run.model_version.number).run_metadata)
 
 
 @dataclass
@@ -156,11 +163,38 @@ def run_monitoring(
     summary = step_output(run, SUMMARY_STEP, MONITORING_SUMMARY)
     folder = reports_folder(monitoring) / "monitoring" / model_name
     folder.mkdir(parents=True, exist_ok=True)
-    report_path = folder / f"{run.name}.html"
-    report_path.write_text(str(step_output(run, DRIFT_STEP, DRIFT_REPORT)))
-    summary_path = folder / f"{run.name}.json"
+    stem = report_stem(summary.model_name, summary.model_version, batch_path)
+    report_path = folder / f"{stem}.html"
+    report_path.write_text(with_header(str(step_output(run, DRIFT_STEP, DRIFT_REPORT)), summary, run.name))
+    summary_path = folder / f"{stem}.json"
     summary_path.write_text(summary.model_dump_json(indent=2))
     return MonitoringOutcome(run=run, summary=summary, report_path=report_path, summary_path=summary_path)
+
+
+def report_stem(model_name: str, model_version: str, batch_path: str) -> str:
+    """`<model>-v<version>-<batch file>-<UTC time>`: a report's name says what was checked, with what, and when."""
+    import pandas as pd
+
+    batch = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(batch_path).name.split(".")[0])[:60] or "batch"
+    return f"{model_name}-v{model_version}-{batch}-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%SZ}"
+
+
+def with_header(report_html: str, summary: MonitoringSummary, run_name: str) -> str:
+    """The drift report, opening with what a reader needs first: model, version, batch, rows and the decision."""
+    import html
+
+    decision = "RETRAIN" if summary.decision.retrain else "no retraining"
+    header = (
+        '<div style="font-family:sans-serif;padding:12px 16px;border-bottom:1px solid #ccc;background:#f6f8fa">'
+        f'<h2 style="margin:0 0 6px">Monitoring `{html.escape(summary.model_name)}` version '
+        f"{html.escape(str(summary.model_version))}</h2>"
+        f'<p style="margin:2px 0">batch: {html.escape(str(summary.batch_source))} ({summary.batch.rows} rows); '
+        f"run: {html.escape(run_name)}</p>"
+        f'<p style="margin:2px 0"><b>decision: {decision}</b> — '
+        f"{html.escape('; '.join(summary.decision.reasons))}</p></div>"
+    )
+    match = re.search(r"<body[^>]*>", report_html, flags=re.IGNORECASE)
+    return report_html[: match.end()] + header + report_html[match.end() :] if match else header + report_html
 
 
 def reports_folder(monitoring: MonitoringConfig) -> Path:
@@ -171,27 +205,21 @@ def reports_folder(monitoring: MonitoringConfig) -> Path:
     return folder if folder.is_absolute() else PROJECT_ROOT / folder
 
 
-def retraining_data(config: RunConfig, batch_path: str, window_days: int, end=None) -> Path:
-    """The newest labelled data for retraining: the configured dataset plus the batch's labelled rows, cut to
-    the newest `window_days` when the data has time columns. Written to the state folder as a CSV."""
+def retraining_data(config: RunConfig, batch_path: str, window_days: int, end=None) -> tuple[Path, RetrainingSet]:
+    """The newest labelled data for retraining (`lifecycle.windows.retraining_set`), written to the state folder
+    as a CSV; returns its path and what it is made of."""
     import pandas as pd
 
-    from lifecycle.windows import newest_window, time_index
-    from stacks.manage import state_dir
+    from lifecycle.environment import state_dir
 
-    base = read_table(config.dataset.path)
-    batch = read_table(batch_path, allow_empty=True)
-    if config.dataset.target in batch.columns:
-        batch = batch[batch[config.dataset.target].notna()]
-        base = pd.concat([base, batch[[c for c in batch.columns if c in base.columns]]], ignore_index=True)
-    if config.dataset.time_columns:
-        times = time_index(base, config.dataset)
-        base = newest_window(base, times, end or (times.max() + pd.Timedelta(seconds=1)), window_days)
+    table, made_of = retraining_set(
+        read_table(config.dataset.path), read_table(batch_path, allow_empty=True), config.dataset, window_days, end
+    )
     folder = state_dir() / "retraining"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{config.model.name}-{pd.Timestamp.now():%Y%m%d-%H%M%S-%f}.csv"
-    base.to_csv(path, index=False)
-    return path
+    table.to_csv(path, index=False)
+    return path, made_of
 
 
 _RAISED = re.compile(r"^[\w.]+(Error|Exception|Failed): ")
@@ -219,7 +247,7 @@ def run_deployment(
     ready_stack()
     from pipelines.monitoring import production_artifacts
 
-    production_artifacts(model_name)  # no production version: a clear error before any run is recorded
+    production_artifacts(model_name, command="deploy")  # no production version: an error before any run is recorded
     pipeline = deployment_pipeline.with_options(model=Model(name=model_name, version=ModelStages.PRODUCTION))
     try:
         started = pipeline(model_name=model_name, deployment=deployment, port=port, timeout=timeout)

@@ -62,10 +62,22 @@ class Endpoint:
         return {**asdict(self), "predict_url": self.predict_url, "health_url": self.health_url}
 
 
+@dataclass
+class Answer:
+    """A server's answer to rows: predictions, positive-class probabilities (binary classifiers on our contract),
+    and the model version that answered."""
+
+    predictions: list[Any]
+    probabilities: list[float] | None
+    model_version: str
+
+
 class ServingBackend(ABC):
     name = ""
     serves_our_contract = True  # {"records": [...]} -> {"predictions": [...], "model_version": ...}
     chooses_own_port = False
+    stack_name = ""  # the stack this backend serves for (set by `serving.stack_backend.backend_for`)
+    stack_id = ""
 
     @abstractmethod
     def start(self, release: Release, host: str, port: int, timeout: int, config: DeploymentConfig) -> Endpoint:
@@ -79,24 +91,33 @@ class ServingBackend(ABC):
     def stop(self, endpoint: Endpoint) -> None:
         """Stop the server and every process it started, and forget it."""
 
-    def request_body(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    # The request and answer shapes are the class's (no server state): `predict` works from a recorded endpoint.
+    @classmethod
+    def request_body(cls, records: list[dict[str, Any]]) -> dict[str, Any]:
         return {"records": records}
 
-    def parse_predictions(self, body: Any) -> list[Any]:
+    @classmethod
+    def parse_predictions(cls, body: Any) -> list[Any]:
         return list(body["predictions"])
 
-    def predict(self, endpoint: Endpoint, records: list[dict[str, Any]], timeout: float = 60.0) -> tuple[list, Any]:
+    @classmethod
+    def predict(cls, endpoint: Endpoint, records: list[dict[str, Any]], timeout: float = 60.0) -> tuple[list, Any]:
         """(predictions, full response) over HTTP; an error response raises with the server's message."""
-        body = post_records(endpoint.predict_url, self.request_body(records), timeout=timeout)
-        return self.parse_predictions(body), body
+        body = post_records(endpoint.predict_url, cls.request_body(records), timeout=timeout)
+        return cls.parse_predictions(body), body
 
-    def predict_all(self, endpoint: Endpoint, records: list[dict[str, Any]], batch_rows: int) -> tuple[list, str]:
-        """Predictions for all records, sent in batches; returns (predictions, model version that answered)."""
-        predictions: list[Any] = []
-        version = endpoint.model_version
+    @classmethod
+    def predict_all(cls, endpoint: Endpoint, records: list[dict[str, Any]], batch_rows: int) -> Answer:
+        """All records answered, sent in batches of `batch_rows`."""
+        answer = Answer(predictions=[], probabilities=[], model_version=endpoint.model_version)
         for start in range(0, len(records), batch_rows):
-            batch, body = self.predict(endpoint, records[start : start + batch_rows])
-            predictions.extend(batch)
+            batch, body = cls.predict(endpoint, records[start : start + batch_rows])
+            answer.predictions.extend(batch)
+            probabilities = body.get("probabilities") if isinstance(body, dict) else None
+            if probabilities is None or answer.probabilities is None:
+                answer.probabilities = None
+            else:
+                answer.probabilities.extend(probabilities)
             if isinstance(body, dict) and body.get("model_version"):
-                version = str(body["model_version"])
-        return predictions, version
+                answer.model_version = str(body["model_version"])
+        return answer

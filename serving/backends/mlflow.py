@@ -20,7 +20,8 @@ class MLflowBackend(ModelDeployerBackend):
     serves_our_contract = False  # MLflow's own request shape
     chooses_own_port = True  # ZenML's MLflow service allocates a free port on `localhost`
 
-    def request_body(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    @classmethod
+    def request_body(cls, records: list[dict[str, Any]]) -> dict[str, Any]:
         return {"dataframe_records": records}
 
     def service_class(self) -> Any:

@@ -1,3 +1,4 @@
+from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
@@ -6,13 +7,23 @@ from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
 from lifecycle.config import DeploymentConfig
+from lifecycle.environment import state_dir
+from lifecycle.project_state import write_json
 from lifecycle.validation import FeatureSchema
 from serving.backends.base import Release
+from serving.contract import json_records
 from serving.rollout import rollout
 from serving.stack_backend import backend_for
 from stacks.capabilities import active_capabilities
 
 logger = get_logger(__name__)
+
+
+def write_example_request(release: Release, test_set: pd.DataFrame, rows: int = 3) -> Path:
+    """A request for this model that works (held-out rows, model inputs only), for the `try it` hint."""
+    path = state_dir() / "requests" / f"{release.model_name}.json"
+    write_json(path, {"records": json_records(test_set.tail(rows), release.schema)})
+    return path
 
 
 def release_of(model: Pipeline, feature_schema: FeatureSchema, test_set: pd.DataFrame) -> Release:
@@ -44,6 +55,6 @@ def deploy_model(
     release = release_of(model, feature_schema, test_set)
     backend = backend_for(active_capabilities())
     done = rollout(backend, release, test_set, deployment, port=port, timeout=timeout, progress=logger.info)
-    record = done.metadata()
+    record = {**done.metadata(), "example_request": str(write_example_request(release, test_set))}
     log_metadata(metadata={"deployment": record}, model_name=release.model_name, model_version=release.model_version)
     return record

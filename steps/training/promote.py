@@ -11,15 +11,16 @@ from zenml.client import Client
 from zenml.logger import get_logger
 
 from lifecycle.config import PromotionConfig
+from lifecycle.environment import state_dir
 from lifecycle.metrics import EvaluationReport, score_model
 from lifecycle.names import MODEL, PROMOTION
-from lifecycle.promotion import PromotionDecision, decide_promotion
+from lifecycle.promotion import PromotionDecision, decide_promotion, training_size_flag
 from lifecycle.tracking import CHAMPION_ALIAS
 from lifecycle.validation import FeatureSchema
 from stacks.capabilities import mlflow_registry
-from stacks.manage import state_dir
 
 logger = get_logger(__name__)
+TRAIN_ROWS = "train_rows_after_validation"  # recorded on each version by the register step
 
 
 def rescore_production(
@@ -100,6 +101,14 @@ def promote_model(
             production_problem=problem,
             min_improvement=promotion.min_improvement,
         )
+        if production is not None and production_version:
+            flag = training_size_flag(
+                Client().get_model_version(this_version.name, this_version.number).run_metadata.get(TRAIN_ROWS),
+                production.run_metadata.get(TRAIN_ROWS),
+                production_version,
+                promotion.min_training_share,
+            )
+            decision.flags += [flag] if flag else []
         record = decision.model_dump(exclude_none=True)
         if decision.promoted:
             this_version.set_stage(promotion.stage, force=True)

@@ -9,6 +9,7 @@ from zenml.utils.source_utils import get_source_root
 
 from lifecycle.config import TrainingConfig
 from lifecycle.metrics import EvaluationReport
+from lifecycle.modeling import chosen_params
 from lifecycle.tracking import active_run_id, as_plain_columns, log_and_register, log_metrics, log_params
 from lifecycle.validation import DataQualityReport, FeatureSchema
 from stacks.capabilities import mlflow_registry, mlflow_tracking_enabled
@@ -81,7 +82,8 @@ def register_model(
         "baseline_metrics": evaluation_report.baseline_metrics,
         "primary_metric": evaluation_report.primary_metric,
         "estimator": training.estimator.name,
-        "estimator_params": training.estimator.params,
+        "estimator_params": chosen_params(model, training),
+        "param_grid": training.estimator.param_grid,
         "seed": training.seed,
         "data_source": data_quality_report.source,
         "data_fingerprint_sha256": data_fingerprint,

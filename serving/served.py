@@ -1,0 +1,62 @@
+"""What serves on the active stack, for `status`, `predict` and `undeploy`: read from the project's record of its
+servers when there is one (well under a second), else from the stack's deployer (seconds: ZenML starts), which
+then refreshes the record. Liveness always comes from the process and the health endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from serving.backends.base import Endpoint, ServingBackend
+from serving.client import is_healthy
+from serving.processes import server_alive, stop_process
+from serving.registry import active_record, record_all, record_change
+from serving.stack_backend import BACKEND_CLASSES
+
+
+@dataclass
+class Served:
+    stack: str
+    stack_id: str
+    backend: type[ServingBackend] | ServingBackend
+    endpoints: list[Endpoint]  # of every model on the stack
+    from_record: bool
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def of(self, model_name: str | None) -> list[Endpoint]:
+        return [e for e in self.endpoints if model_name is None or e.model_name == model_name]
+
+    def live(self, model_name: str) -> Endpoint | None:
+        """The newest running, healthy server of the model (during a rollout the new one, once it is healthy)."""
+        running = [e for e in self.of(model_name) if e.running and is_healthy(e.health_url)]
+        return max(running, key=lambda e: e.created, default=None)
+
+    def stop(self, model_name: str | None) -> list[Endpoint]:
+        """Stop the model's servers (every model's when None). From the record, the processes are stopped and the
+        record updated; the deployer's own records of them are cleared by the next deploy on this stack."""
+        stopped = self.of(model_name)
+        for endpoint in stopped:
+            if self.from_record:
+                stop_process(endpoint.pid)
+            else:
+                self.backend.stop(endpoint)
+        record_change(self.stack_id, self.stack, self.backend_name, removed=stopped)
+        return stopped
+
+
+def served_on_active_stack() -> Served:
+    found = active_record()
+    if found is not None:
+        stack_id, record = found
+        endpoints = [replace(e, running=bool(e.url) and server_alive(e.pid)) for e in record["endpoints"]]
+        backend = BACKEND_CLASSES.get(record["backend"])
+        if backend is not None:
+            return Served(record["stack"], stack_id, backend, endpoints, from_record=True)
+    from serving.stack_backend import active_backend
+
+    backend = active_backend()
+    endpoints = backend.endpoints(None)
+    record_all(backend.stack_id, backend.stack_name, backend.name, endpoints)
+    return Served(backend.stack_name, backend.stack_id, backend, endpoints, from_record=False)
