@@ -183,9 +183,8 @@ def monitor(
     deployment_path: str,
 ) -> None:
     """Check a new batch against the production model: drift, data quality, performance; retrain if due."""
-    from workflows.reporting import monitoring_summary, training_summary
-
     from lifecycle.data import read_table
+    from workflows.reporting import monitoring_summary, training_summary
 
     read_table(batch_path, allow_empty=True)  # a bad batch file is named before anything else is said or run
     config = model_in_question(config_path, model_name)

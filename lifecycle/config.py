@@ -312,6 +312,9 @@ class DeploymentConfig(_Strict):
     parity_tolerance: float = Field(1e-9, ge=0)
     max_rows_per_request: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # ZenML's pipeline deployer: record a full pipeline run for one request in N (0: never); the others are
+    # answered in-process from the model loaded at start-up.
+    record_every: int = Field(0, ge=0)
 
 
 def load_deployment_config(path: str | Path = DEFAULT_DEPLOYMENT_CONFIG) -> DeploymentConfig:

@@ -111,9 +111,9 @@ def test_backends_are_the_stacks_own(comparison):
         assert mlflow_records["runs"] >= 1 and mlflow_records["params"] > 0 and mlflow_records["metrics"] > 0
         assert mlflow_records["aliases"]["champion"]["mcp_version"] == "1"  # the served production version
     assert records["full"]["bentoml"]["models"] and records["full"]["bentoml"]["bentos"]
-    # only the ZenML pipeline deployer records a pipeline run per request
+    # no backend records a pipeline run per request (ZenML's deployer answers in-process; record_every is 0)
     per_request = {stack: results[stack]["serving"]["pipeline_runs_per_request"] for stack in MEASURED}
-    assert per_request["local"] > 0.9 and all(per_request[s] == 0 for s in ("mlflow", "full"))
+    assert all(per_request[s] == 0 for s in MEASURED), per_request
 
 
 def test_times_and_latencies_are_measurements(comparison):

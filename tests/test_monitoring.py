@@ -283,3 +283,42 @@ def test_cli_monitor_reports_and_retrains(production_bike, bike_slice, tmp_path)
     assert "decision: RETRAIN" in result.stdout and "performance: rmse" in result.stdout
     assert "Retraining on newest 56 days; " in result.stdout and "Training run" in result.stdout
     assert "labelled rows from the batch, 100 exact duplicate rows dropped" in result.stdout, result.stdout
+
+
+@pytest.mark.integration
+def test_zenml_deployer_answers_in_process_and_records_one_request_in_n(production_bike, zenml_client):
+    """The default stack's server answers from the model loaded at start-up; `record_every: 4` records a full
+    pipeline run for one request in four, on /predict and /invoke alike; ZenML's /submit is not offered."""
+    from lifecycle.modeling import predict_scores
+    from lifecycle.names import FEATURE_SCHEMA, INFERENCE_PIPELINE, MODEL, TEST_SET
+    from serving.client import http_json
+    from serving.contract import json_records
+    from serving.rollout import live_endpoint, undeploy
+    from serving.stack_backend import active_backend
+    from workflows.runner import run_deployment
+
+    version = zenml_client.get_model_version("monitored_bike", "production")
+    schema = version.get_artifact(FEATURE_SCHEMA).load()
+    rows = version.get_artifact(TEST_SET).load().head(3)
+    expected, _ = predict_scores(version.get_model_artifact(MODEL).load(), rows[schema.model_inputs])
+    records = json_records(rows, schema)
+
+    def inference_runs() -> int:
+        return zenml_client.list_pipeline_runs(pipeline_name=INFERENCE_PIPELINE, size=1).total
+
+    run_deployment("monitored_bike", DeploymentConfig(port=8760, record_every=4, drain_seconds=0))
+    backend = active_backend()
+    try:
+        endpoint = live_endpoint(backend, "monitored_bike")
+        before = inference_runs()
+        for _ in range(6):
+            assert backend.predict(endpoint, records)[0] == pytest.approx(list(expected), abs=1e-9, rel=0)
+        for _ in range(2):
+            status, body = http_json(endpoint.url + "/invoke", {"parameters": {"records": records}})
+            assert status == 200 and body["success"], body
+            assert next(iter(body["outputs"].values()))["predictions"] == pytest.approx(list(expected), abs=1e-9)
+        assert inference_runs() - before == 2  # requests 4 and 8 of 8
+        status, _ = http_json(endpoint.url + "/submit", {"parameters": {"records": records}})
+        assert status in (404, 405)
+    finally:
+        undeploy(backend, "monitored_bike")

@@ -2,10 +2,22 @@
 
 The deployment loads the model once (`on_init`). It answers ZenML's own `POST /invoke`
 (`{"parameters": {"records": [...]}}`) and, with the same contract as the BentoML service, `POST /predict`
-(`{"records": [...]}`), which rejects a bad request with 4xx before a pipeline run is started.
+(`{"records": [...]}`), which rejects a bad request with 4xx before anything runs.
+
+`InProcessInferenceService` answers both from the model loaded at start-up, in the server's own process, without
+the snapshot, pipeline run, step run and artifacts that ZenML's default service records for every request
+(about 0.35 s each, and the store's connection pool caps concurrency). The deploy itself is still a recorded
+pipeline run, and `record_every: N` (configs/deployment.yaml) runs and records the full pipeline for one request
+in N, for audit. ZenML's `/submit` (a recorded run in the background) is not offered.
+
+It relies on ZenML 0.98's deployment-service hook (`DeploymentSettings.deployment_service_class`, loaded by
+`zenml/deployers/server/app.py`) and on `PipelineDeploymentService` internals (`initialize`, `execute_pipeline`,
+`_build_response`, the run context holding the init hook's state): `tests/test_zenml_hooks.py` fails, naming
+the hook, if an upgrade changes them.
 """
 
-import asyncio
+import itertools
+import time
 from typing import Annotated, Any
 
 from fastapi import Request
@@ -13,15 +25,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from zenml import get_step_context, pipeline, step
 from zenml.client import Client
+from zenml.deployers.server.service import PipelineDeploymentService
+from zenml.steps.step_context import get_or_create_run_context
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.names import FEATURE_SCHEMA, INFERENCE_PIPELINE, MODEL
 from serving.contract import DEFAULT_MAX_ROWS, BodyLimit, RequestError, answer, json_records, parse_body, records_frame
 
-# Pipeline runs in progress at once, per server; further requests wait their turn. Every run is recorded in the
-# ZenML store, whose connection pool (5 + 10 overflow) starves under some 15+ concurrent runs: requests then failed
-# after 30 s (HTTP 500). A few at once already give all the throughput the store allows (about 3 runs/s).
-MAX_CONCURRENT_RUNS = 4
+RESPONSE = "response"  # the inference pipeline's one output
 
 
 def load_serving_state(
@@ -38,9 +49,8 @@ def load_serving_state(
     }
 
 
-@step(enable_cache=False)
-def predict_records(records: list[dict[str, Any]]) -> Annotated[dict[str, Any], "response"]:
-    state = get_step_context().pipeline_state
+def predict_state(state: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The contract's answer from the serving state (the same for the in-process path and the recorded step)."""
     return answer(
         state["model"],
         state["schema"],
@@ -51,18 +61,47 @@ def predict_records(records: list[dict[str, Any]]) -> Annotated[dict[str, Any], 
     )
 
 
+@step(enable_cache=False)
+def predict_records(records: list[dict[str, Any]]) -> Annotated[dict[str, Any], RESPONSE]:
+    return predict_state(get_step_context().pipeline_state, records)
+
+
 @pipeline(name=INFERENCE_PIPELINE, enable_cache=False, on_init=load_serving_state)
 def inference_service(records: list[dict[str, Any]]) -> dict[str, Any]:
     return predict_records(records)
 
 
+class InProcessInferenceService(PipelineDeploymentService):
+    """ZenML's deployment service, answering each request in-process from the state the init hook loaded once;
+    one request in `record_every` (0: none) runs the full pipeline instead, recorded in the ZenML store."""
+
+    def __init__(self, app_runner: Any, record_every: int = 0, **kwargs: Any) -> None:
+        super().__init__(app_runner, **kwargs)
+        self.record_every = record_every
+        self._served = itertools.count(1)
+
+    def initialize(self) -> None:
+        super().initialize()  # runs the init hook once: the model and schema, in the process-wide run context
+        self.state = get_or_create_run_context().state
+
+    def execute_pipeline(self, request: Any) -> Any:
+        if self.record_every and next(self._served) % self.record_every == 0:
+            return super().execute_pipeline(request)  # the audit path: a full, recorded pipeline run
+        started = time.time()
+        parameters = request.parameters.model_dump()
+        try:
+            response = predict_state(self.state, parameters["records"])
+        except Exception as error:  # answered as ZenML answers a failed run: success false, the error named
+            return self._build_response(resolved_params=parameters, start_time=started, error=error)
+        return self._build_response(resolved_params=parameters, start_time=started, mapped_outputs={RESPONSE: response})
+
+
 def contract_endpoint(app_runner: Any, model_name: str, model_version: str, max_rows: int, max_body_bytes: int):
-    """Builds `POST /predict`: our request contract, validated here, predicted by a pipeline invocation.
+    """Builds `POST /predict`: our request contract, validated here, answered by the deployment service.
     (This module has no `from __future__ import annotations`: FastAPI reads the `Request` annotation.)"""
 
     schema = Client().get_model_version(model_name, model_version).get_artifact(FEATURE_SCHEMA).load()
     invoke_request, _ = app_runner.service.get_pipeline_invoke_models()
-    running = asyncio.Semaphore(MAX_CONCURRENT_RUNS)
 
     async def predict(request: Request) -> JSONResponse:
         try:
@@ -70,10 +109,9 @@ def contract_endpoint(app_runner: Any, model_name: str, model_version: str, max_
             records_frame(payload, schema, max_rows)
         except RequestError as error:
             return JSONResponse(error.body(), status_code=error.status)
-        async with running:
-            result = await run_in_threadpool(
-                app_runner.service.execute_pipeline, invoke_request(parameters={"records": payload["records"]})
-            )
+        result = await run_in_threadpool(
+            app_runner.service.execute_pipeline, invoke_request(parameters={"records": payload["records"]})
+        )
         if not result.success:
             return JSONResponse({"error": f"prediction failed: {result.error}"}, status_code=500)
         return JSONResponse(next(iter(result.outputs.values())))
@@ -84,12 +122,20 @@ def contract_endpoint(app_runner: Any, model_name: str, model_version: str, max_
 def deployable_inference_pipeline(release: Any, host: str, port: int, config: DeploymentConfig):
     """`inference_service` configured to serve `release` on host:port (no other port: the caller chose it)."""
     from zenml.config import DeploymentSettings
-    from zenml.config.deployment_settings import EndpointMethod, EndpointSpec, MiddlewareSpec
+    from zenml.config.deployment_settings import (
+        DeploymentDefaultEndpoints,
+        EndpointMethod,
+        EndpointSpec,
+        MiddlewareSpec,
+    )
     from zenml.deployers.local.local_deployer import LocalDeployerSettings
 
     limits = {"max_rows": config.max_rows_per_request, "max_body_bytes": config.max_body_bytes}
     deployment = DeploymentSettings(
         app_title=f"{release.model_name} version {release.model_version}",
+        deployment_service_class=InProcessInferenceService,
+        deployment_service_kwargs={"record_every": config.record_every},
+        include_default_endpoints=DeploymentDefaultEndpoints.ALL & ~DeploymentDefaultEndpoints.SUBMIT,
         custom_endpoints=[
             EndpointSpec(
                 path="/predict",
