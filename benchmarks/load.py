@@ -6,12 +6,12 @@ equal slices, and after each slice records latency percentiles, throughput, erro
 server's whole process tree, so that a leak shows as a trend. After the load, a few rows must still be predicted
 exactly as the model predicts them in-process. Then it undeploys.
 
-ZenML's pipeline deployer records a pipeline run for every request (about 3 requests/s on 2 CPUs), so it gets its
-own, smaller request count (`--zenml-requests`, default 300). Every backend also stops starting new slices once
-`--max-seconds` have passed (its verdict says so).
+Every backend takes the same requests (ZenML's pipeline deployer answers in-process, see
+serving/backends/zenml_service.py), and stops starting new slices once `--max-seconds` have passed (its verdict
+says so).
 
-    python benchmarks/load.py                                        # 20000 requests at c=32 (zenml: 300)
-    python benchmarks/load.py --requests 2000 --zenml-requests 200
+    python benchmarks/load.py                                        # 20000 requests at c=32 per backend
+    python benchmarks/load.py --requests 2000 --backends zenml
     python benchmarks/load.py --backends mlflow,bentoml --slices 10
 
 Verdict per backend: no failed request, predictions still exact, and memory growth from the end of slice 2 to the
@@ -149,8 +149,7 @@ def table(runs: list[BackendRun], concurrency: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=20_000, help="requests per backend (MLflow, BentoML)")
-    parser.add_argument("--zenml-requests", type=int, default=300, help="requests for ZenML's pipeline deployer")
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per backend")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--slices", type=int, default=5)
     parser.add_argument("--backends", default=",".join(BACKEND_STACKS))
@@ -189,8 +188,7 @@ def main() -> int:
                 deploy_seconds = time.monotonic() - started
                 endpoint = live_endpoint(backend, MODEL_NAME)
                 bodies = [backend.request_body([record]) for record in records]
-                requests = args.zenml_requests if name == "zenml" else args.requests
-                run = load_backend(name, endpoint, bodies, requests, args, log)
+                run = load_backend(name, endpoint, bodies, args.requests, args, log)
                 run.deploy_seconds = deploy_seconds
                 run.exact_after_load = exact_after_load(backend, endpoint, model, test_set.tail(50), schema)
                 runs.append(run)
@@ -202,10 +200,7 @@ def main() -> int:
 
     print(f"\nLoad: one-row requests over loopback, {args.slices} slices per backend ({machine()})\n")
     print(table(runs, args.concurrency))
-    print(
-        "\nRSS: the server and every process it started, after each slice. ZenML's pipeline deployer gets "
-        f"{args.zenml_requests} requests (it records a pipeline run per request); the others {args.requests}.\n"
-    )
+    print(f"\nRSS: the server and every process it started, after each slice. {args.requests} requests per backend.\n")
     passed = True
     for run in runs:
         ok, reason = run.verdict(args.max_rss_growth)

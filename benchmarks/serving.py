@@ -35,6 +35,7 @@ def isolate(state: Path) -> None:
     from lifecycle.environment import configure_environment, isolated_environment
 
     os.environ.update(isolated_environment(state))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as in every server: the in-process rows compare like with like
     configure_environment()
 
 
@@ -115,7 +116,7 @@ def main() -> None:
     from lifecycle.config import DeploymentConfig
     from measurement.load import in_process_latency, load_levels
     from measurement.serving import bare_server_baseline, deployed, in_process_baseline
-    from serving.contract import answer, json_records
+    from serving.contract import answer, json_records, records_frame
 
     client = Client()
     model, schema, test_set = train_bench_model(MODEL_NAME)
@@ -124,6 +125,11 @@ def main() -> None:
 
     rows: dict[str, dict] = {}
     log("in-process baselines ...")
+    frames = [records_frame(body, schema) for body in ours]
+    estimator, preprocess = model.named_steps["estimator"], model.named_steps["preprocess"]
+    features = [preprocess.transform(frame) for frame in frames]
+    rows["in-process: estimator only"] = {"c1": in_process_latency(estimator.predict, features, args.requests)}
+    rows["in-process: whole model"] = {"c1": in_process_latency(model.predict, frames, args.requests)}
     rows["in-process: records -> table -> predict"] = {"c1": in_process_baseline(model, schema, ours, args.requests)}
     rows["in-process: whole contract"] = {
         "c1": in_process_latency(lambda body: answer(model, schema, body, MODEL_NAME, "1"), ours, args.requests)

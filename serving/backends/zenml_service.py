@@ -17,6 +17,7 @@ the hook, if an upgrade changes them.
 """
 
 import itertools
+import os
 import time
 from typing import Annotated, Any
 
@@ -33,6 +34,10 @@ from lifecycle.names import FEATURE_SCHEMA, INFERENCE_PIPELINE, MODEL
 from serving.contract import DEFAULT_MAX_ROWS, BodyLimit, RequestError, answer, json_records, parse_body, records_frame
 
 RESPONSE = "response"  # the inference pipeline's one output
+
+# One OpenMP thread per prediction, as in the BentoML service (see there): requests are answered in a pool of
+# threads, and on busy CPUs their OpenMP teams wait on each other. Read when scikit-learn loads, after this import.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def load_serving_state(
