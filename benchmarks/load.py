@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import BACKEND_STACKS, isolate, log, machine, train_bench_model  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from measurement.bench import BACKEND_STACKS, isolate, log, machine, train_bench_model  # noqa: E402
 
 MODEL_NAME = "bench_load"
 

@@ -46,3 +46,20 @@ def test_a_served_model_ships_model_code_and_the_request_contract_only():
     assert not {p for p in shipped if "comparison" in p or "load" in p or "bare" in p or "backends/base" in p}
     mlflow_code = {str(path) for path in module_closure(MODEL_MODULES)}
     assert "lifecycle/modeling.py" in mlflow_code and all(p.startswith("lifecycle/") for p in mlflow_code)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (PROJECT_ROOT / "benchmarks").glob("*.py")))
+def test_benchmark_scripts_start(script):
+    """Each benchmark starts: its module-level imports resolve (its --help runs before any work). A benchmark
+    script must not shadow a project package: `benchmarks/` is never put first on the import path."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", "--help"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "usage" in done.stdout.lower(), done.stderr[-2000:]
