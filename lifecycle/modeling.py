@@ -77,6 +77,144 @@ class CalendarFeatures(TransformerMixin, BaseEstimator):
         return np.asarray(self.kept_, dtype=object)
 
 
+# Up to this many rows, `CompactColumnTransformer` computes the features with numpy from the fitted transformers,
+# skipping scikit-learn's per-call validation and pandas indexing (most of a one-row prediction's cost).
+FAST_ROWS = 64
+
+
+def _imputed(values: np.ndarray, imputer: SimpleImputer) -> np.ndarray:
+    statistics = imputer.statistics_
+    if not imputer.keep_empty_features:  # a column with no value at fit time is dropped, as sklearn does
+        kept = ~np.isnan(statistics)
+        values, statistics = values[:, kept], statistics[kept]
+    missing = np.isnan(values)
+    if missing.any():
+        values = np.where(missing, statistics, values)
+    return values
+
+
+def _calendar(values: np.ndarray, columns: list[str], calendar: CalendarFeatures) -> np.ndarray:
+    """`CalendarFeatures.transform` for a few rows: each column parsed once, as one array."""
+    parts: dict[str, np.ndarray] = {}
+    kept = set(calendar.kept_)
+    for index, column in enumerate(columns):
+        wanted = [part for part in CalendarFeatures.PARTS if f"{column}_{part}" in kept]
+        if not wanted:
+            continue
+        fmt = (calendar.formats or {}).get(column)
+        stamps = pd.DatetimeIndex(pd.to_datetime(values[:, index], format=fmt, errors="coerce"))
+        for part in wanted:
+            parts[f"{column}_{part}"] = getattr(stamps, part)
+    if not calendar.kept_:
+        return np.empty((len(values), 0))
+    return np.column_stack([np.asarray(parts[name], dtype=float) for name in calendar.kept_])
+
+
+def _category_strings(values: np.ndarray) -> np.ndarray:
+    """`as_category_strings` on an object array: missing cells as one category, the others as text."""
+    out = np.empty(values.shape, dtype=object)
+    for index, value in np.ndenumerate(values):
+        out[index] = MISSING_CATEGORY if pd.isna(value) else str(value)
+    return out
+
+
+def _scaled(values: np.ndarray, scaler: StandardScaler) -> np.ndarray:
+    if scaler.with_mean:
+        values = values - scaler.mean_
+    if scaler.with_std:
+        values = values / scaler.scale_
+    return values
+
+
+def _one_hot(values: np.ndarray, encoder: OneHotEncoder) -> np.ndarray:
+    """One-hot rows as the fitted encoder writes them: its categories in order, infrequent ones (and unknown
+    values, with `infrequent_if_exist`) in the last column of their feature, unknown ones all zero otherwise."""
+    blocks = []
+    for index, categories in enumerate(encoder.categories_):
+        mappings = getattr(encoder, "_default_to_infrequent_mappings", None) if encoder._infrequent_enabled else None
+        mapping = mappings[index] if mappings else None
+        width = len(categories) if mapping is None else int(mapping.max()) + 1
+        block = np.zeros((len(values), width))
+        positions = {category: position for position, category in enumerate(categories)}
+        for row, value in enumerate(values[:, index]):
+            position = positions.get(value)
+            if position is not None:
+                block[row, position if mapping is None else mapping[position]] = 1.0
+            elif mapping is not None:
+                block[row, width - 1] = 1.0
+        blocks.append(block)
+    return np.hstack(blocks) if blocks else np.empty((len(values), 0))
+
+
+def _fast_step(step: Any) -> bool:
+    """Whether `_compact_features` reproduces this fitted step exactly (else the whole call goes to sklearn)."""
+    if isinstance(step, CalendarFeatures | StandardScaler):
+        return True
+    if isinstance(step, SimpleImputer):
+        return not step.add_indicator and isinstance(step.missing_values, float) and np.isnan(step.missing_values)
+    if isinstance(step, FunctionTransformer):
+        return step.func is as_category_strings
+    if isinstance(step, OneHotEncoder):
+        return (
+            step.drop_idx_ is None
+            and not step.sparse_output
+            and step.handle_unknown in ("infrequent_if_exist", "ignore")
+            and step.dtype in (np.float64, float)
+            and all(c.dtype == object for c in step.categories_)
+        )
+    return False
+
+
+class CompactColumnTransformer(ColumnTransformer):
+    """A ColumnTransformer that, for a few rows, computes the same features with numpy from its fitted
+    transformers (imputers, scalers, calendar features, one-hot encoders) instead of going through scikit-learn's
+    per-call machinery; larger inputs, and any transformer it does not know, go to ColumnTransformer itself.
+    The features are identical either way (tests compare both on whole test sets)."""
+
+    def transform(self, X: Any, **params: Any) -> Any:
+        if isinstance(X, pd.DataFrame) and len(X) <= FAST_ROWS and not params and self._compact_usable():
+            try:
+                return self._compact_features(X)
+            except Exception:  # an input the compact path does not expect: scikit-learn's path decides (and names it)
+                pass
+        return super().transform(X, **params)
+
+    def _compact_usable(self) -> bool:
+        usable = getattr(self, "_compact_checked", None)
+        if usable is None:
+            usable = self.remainder == "drop" and not getattr(self, "sparse_output_", False)
+            for name, transformer, _ in self.transformers_:
+                if name == "remainder" or transformer == "drop":
+                    continue
+                steps = transformer.steps if isinstance(transformer, Pipeline) else [(name, transformer)]
+                usable = usable and all(_fast_step(step) for _, step in steps)
+            self._compact_checked = usable
+        return usable
+
+    def _compact_features(self, frame: pd.DataFrame) -> np.ndarray:
+        table = frame.to_numpy(dtype=object)  # one conversion; each transformer takes its columns from it
+        position = {column: index for index, column in enumerate(frame.columns)}
+        blocks = []
+        for name, transformer, columns in self.transformers_:
+            if name == "remainder" or transformer == "drop":
+                continue
+            steps = transformer.steps if isinstance(transformer, Pipeline) else [(name, transformer)]
+            values: Any = table[:, [position[column] for column in columns]]
+            for _, step in steps:
+                if isinstance(step, CalendarFeatures):
+                    values = _calendar(values, list(columns), step)
+                elif isinstance(step, FunctionTransformer):  # as_category_strings (checked by _fast_step)
+                    values = _category_strings(values)
+                elif isinstance(step, SimpleImputer):
+                    values = _imputed(np.asarray(values, dtype=float), step)
+                elif isinstance(step, StandardScaler):
+                    values = _scaled(values, step)
+                else:
+                    values = _one_hot(values, step)
+            blocks.append(np.asarray(values, dtype=float))
+        return np.hstack(blocks) if blocks else np.empty((len(frame), 0))
+
+
 def as_category_strings(frame: pd.DataFrame) -> pd.DataFrame:
     """Categories as strings (mixed ints/strings/bools cannot be one-hot encoded), gaps as one category."""
     return frame.astype(object).where(frame.notna(), MISSING_CATEGORY).astype(str)
@@ -131,7 +269,7 @@ def build_model(schema: FeatureSchema, training: TrainingConfig) -> Pipeline:
         transformers.append(("numeric", Pipeline(numeric_steps), schema.numeric_features))
     if schema.categorical_features:
         transformers.append(("categorical", Pipeline(categorical_steps), schema.categorical_features))
-    preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+    preprocess = CompactColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
 
 
