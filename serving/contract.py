@@ -76,7 +76,7 @@ def records_frame(payload: Any, schema: FeatureSchema, max_rows: int = DEFAULT_M
             f"records miss the model input(s) {', '.join(missing)}; every record needs: "
             f"{', '.join(schema.model_inputs)} (null for an unknown value)."
         )
-    columns: dict[str, list[Any]] = {}
+    columns: dict[str, np.ndarray] = {}  # built as arrays, then one DataFrame: a few rows cost little
     for column in schema.model_inputs:
         values = [record[column] for record in records]
         numeric = column in schema.numeric_features
@@ -91,24 +91,25 @@ def records_frame(payload: Any, schema: FeatureSchema, max_rows: int = DEFAULT_M
                 expected = "a string, a number or null"
             if not ok:
                 raise RequestError(f"record {index}: `{column}` is {_describe(value)}; expected {expected}.")
-        columns[column] = values
-    frame = pd.DataFrame(columns)
-    for column in schema.numeric_features:
-        frame[column] = frame[column].astype(float)
-    for column in schema.categorical_features + schema.time_columns:
-        frame[column] = frame[column].map(lambda v: v if v is None else str(v)).astype(object)
+        if numeric:
+            columns[column] = np.array([np.nan if v is None else v for v in values], dtype=float)
+        else:
+            text = np.empty(len(values), dtype=object)
+            text[:] = [v if v is None else str(v) for v in values]
+            columns[column] = text
     for column in schema.time_columns:
         fmt = schema.time_formats.get(column)
-        stamps = pd.to_datetime(frame[column], format=fmt, errors="coerce")
-        unparsed = frame[column].notna() & stamps.isna()
+        cells = columns[column]
+        stamps = pd.to_datetime(cells, format=fmt, errors="coerce")
+        unparsed = np.array([cell is not None for cell in cells]) & np.asarray(pd.isna(stamps))
         if unparsed.any():
-            index = int(unparsed.to_numpy().nonzero()[0][0])
+            index = int(unparsed.nonzero()[0][0])
             raise RequestError(
-                f"record {index}: `{column}` is {_describe(frame[column].iloc[index])}; expected a time"
+                f"record {index}: `{column}` is {_describe(cells[index])}; expected a time"
                 + (f" in the format {fmt!r}" if fmt else "")
                 + "."
             )
-    return frame
+    return pd.DataFrame(columns, copy=False)
 
 
 def json_records(table: pd.DataFrame, schema: FeatureSchema) -> list[dict[str, Any]]:

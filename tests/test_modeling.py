@@ -158,9 +158,10 @@ def _assert_compact_path_is_exact(model, table: pd.DataFrame) -> None:
     path taken: it is called directly, so a fall-back cannot hide a difference), and so are the predictions."""
     from sklearn.compose import ColumnTransformer
 
-    from lifecycle.modeling import FAST_ROWS, CompactColumnTransformer
+    from lifecycle.modeling import FAST_ROWS, CompactColumnTransformer, CompactPipeline
 
     preprocess, estimator = model.named_steps["preprocess"], model.named_steps["estimator"]
+    assert isinstance(model, CompactPipeline)
     assert isinstance(preprocess, CompactColumnTransformer) and preprocess._compact_usable()
     for size in (1, 7, FAST_ROWS):
         for start in range(0, len(table), size):

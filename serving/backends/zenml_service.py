@@ -31,7 +31,16 @@ from zenml.steps.step_context import get_or_create_run_context
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.names import FEATURE_SCHEMA, INFERENCE_PIPELINE, MODEL
-from serving.contract import DEFAULT_MAX_ROWS, BodyLimit, RequestError, answer, json_records, parse_body, records_frame
+from serving.contract import (
+    DEFAULT_MAX_ROWS,
+    BodyLimit,
+    RequestError,
+    answer,
+    json_records,
+    parse_body,
+    predict_response,
+    records_frame,
+)
 
 RESPONSE = "response"  # the inference pipeline's one output
 
@@ -89,9 +98,22 @@ class InProcessInferenceService(PipelineDeploymentService):
         super().initialize()  # runs the init hook once: the model and schema, in the process-wide run context
         self.state = get_or_create_run_context().state
 
+    def records_this_one(self) -> bool:
+        """Whether this request takes the audit path (a full, recorded pipeline run): one in `record_every`."""
+        return bool(self.record_every) and next(self._served) % self.record_every == 0
+
+    def answer_frame(self, frame: Any) -> dict[str, Any]:
+        """The contract's answer for rows already checked by `records_frame` (no second check)."""
+        state = self.state
+        return predict_response(state["model"], frame, state["model_name"], state["model_version"])
+
+    def execute_recorded(self, request: Any) -> Any:
+        """ZenML's own path: a snapshot, a pipeline run, step runs and artifacts, all recorded."""
+        return super().execute_pipeline(request)
+
     def execute_pipeline(self, request: Any) -> Any:
-        if self.record_every and next(self._served) % self.record_every == 0:
-            return super().execute_pipeline(request)  # the audit path: a full, recorded pipeline run
+        if self.records_this_one():
+            return self.execute_recorded(request)
         started = time.time()
         parameters = request.parameters.model_dump()
         try:
@@ -106,17 +128,20 @@ def contract_endpoint(app_runner: Any, model_name: str, model_version: str, max_
     (This module has no `from __future__ import annotations`: FastAPI reads the `Request` annotation.)"""
 
     schema = Client().get_model_version(model_name, model_version).get_artifact(FEATURE_SCHEMA).load()
-    invoke_request, _ = app_runner.service.get_pipeline_invoke_models()
+    service = app_runner.service
+    invoke_request, _ = service.get_pipeline_invoke_models()
 
     async def predict(request: Request) -> JSONResponse:
         try:
             payload = parse_body(await request.body(), max_body_bytes)
-            records_frame(payload, schema, max_rows)
+            frame = records_frame(payload, schema, max_rows)
         except RequestError as error:
             return JSONResponse(error.body(), status_code=error.status)
-        result = await run_in_threadpool(
-            app_runner.service.execute_pipeline, invoke_request(parameters={"records": payload["records"]})
-        )
+        in_process = isinstance(service, InProcessInferenceService)
+        if in_process and not service.records_this_one():
+            return JSONResponse(await run_in_threadpool(service.answer_frame, frame))
+        execute = service.execute_recorded if in_process else service.execute_pipeline
+        result = await run_in_threadpool(execute, invoke_request(parameters={"records": payload["records"]}))
         if not result.success:
             return JSONResponse({"error": f"prediction failed: {result.error}"}, status_code=500)
         return JSONResponse(next(iter(result.outputs.values())))
