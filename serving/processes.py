@@ -28,6 +28,17 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def still_running(pid: int) -> bool:
+    """Alive and not a zombie (a killed process whose parent has not collected it yet holds no port, no memory)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def server_alive(pid: int | None) -> bool:
     """True when `pid` runs and is still one of our servers (records outlive reboots; pids are reused)."""
     if not pid_alive(pid):
@@ -85,8 +96,8 @@ def stop_process(pid: int | None) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(p, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(pid_alive(p) for p in frozen):
-        time.sleep(0.05)
+    while time.monotonic() < deadline and any(still_running(p) for p in frozen):
+        time.sleep(0.02)
 
 
 def port_is_free(host: str, port: int) -> bool:

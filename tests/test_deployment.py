@@ -30,7 +30,7 @@ from lifecycle.modeling import predict_scores
 from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
 from serving.client import error_text, http_json, is_healthy
 from serving.contract import json_records
-from serving.processes import pid_alive
+from serving.processes import still_running
 from serving.rollout import live_endpoint, undeploy
 from serving.stack_backend import backend_for
 from stacks.manage import select, stack_specs, stacks_up
@@ -88,7 +88,7 @@ def served(request, two_versions, zenml_client):
     yield {"backend": backend, "config": config, "record": record, **two_versions}
     activate_stack(BACKEND_STACKS[backend_name])
     stopped = undeploy(backend, MODEL_NAME)
-    assert all(not pid_alive(e.pid) for e in stopped)
+    assert all(not still_running(e.pid) for e in stopped)
     assert backend.endpoints(MODEL_NAME) == []
     zenml_client.activate_stack("default")
 

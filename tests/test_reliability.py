@@ -31,7 +31,7 @@ from measurement.load import process_tree
 from serving.backends.base import ServingBackend
 from serving.client import is_healthy
 from serving.contract import json_records
-from serving.processes import pid_alive
+from serving.processes import still_running
 from serving.rollout import live_endpoint, undeploy
 from serving.stack_backend import active_backend
 from stacks.capabilities import active_capabilities
@@ -178,7 +178,7 @@ def serving(trained_together, zenml_client):
     yield {"backend": backend, "test_set": test_set}
     activate_stack(STACK)
     stopped = undeploy(backend, MODEL_NAME)
-    assert all(not pid_alive(e.pid) for e in stopped)
+    assert all(not still_running(e.pid) for e in stopped)
     assert backend.endpoints(MODEL_NAME) == []
     zenml_client.activate_stack("default")
 
@@ -189,7 +189,7 @@ def kill_tree(pid: int) -> list[int]:
     for member in tree:
         os.kill(member, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(pid_alive(p) for p in tree):
+    while time.monotonic() < deadline and any(still_running(p) for p in tree):
         time.sleep(0.1)
     return tree
 
@@ -199,7 +199,7 @@ def test_a_killed_server_is_reported_down_and_deploy_brings_it_back(serving):
     assert_serves(backend, test_set)
     crashed = live_endpoint(backend, MODEL_NAME)
     tree = kill_tree(crashed.pid)
-    assert len(tree) >= 2 and not any(pid_alive(p) for p in tree)  # the daemon and MLflow's server processes
+    assert len(tree) >= 2 and not any(still_running(p) for p in tree)  # the daemon and MLflow's server processes
     assert not is_healthy(crashed.health_url)
 
     status = run_cli("status", "--model-name", MODEL_NAME, "--stack", STACK)
