@@ -275,13 +275,19 @@ def redeploy_note(promoted: bool, redeployed: dict | None) -> str:
     )
 
 
+def explicit(parameter: str) -> bool:
+    """Whether the user gave this option (not its default; `make run` invokes commands with their defaults)."""
+    source = click.get_current_context().get_parameter_source(parameter)
+    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
 def model_in_question(config_path: str, model_name: str | None) -> RunConfig:
     """The model a command acts on, said on its first line (stderr): `--model-name`, else the model of an explicit
     `--config`, else the model most recently trained in this project, else the default config's. Its configuration
     is the one it was last trained with here when known (so `monitor` retrains it on its own data)."""
     from lifecycle.project_state import current_model, remembered_config
 
-    explicit_config = click.get_current_context().get_parameter_source("config_path") != ParameterSource.DEFAULT
+    explicit_config = explicit("config_path")
     if model_name:
         why = "--model-name"
     elif explicit_config:
@@ -392,7 +398,7 @@ def status(config_path: str, model_name: str | None, all_models: bool) -> None:
     from serving.served import served_on_active_stack
     from workflows.reporting import status_table
 
-    explicit_config = click.get_current_context().get_parameter_source("config_path") != ParameterSource.DEFAULT
+    explicit_config = explicit("config_path")
     name = serving_target(config_path, model_name) if (model_name or explicit_config) and not all_models else None
     served = served_on_active_stack()
     endpoints = served.of(name)
