@@ -172,12 +172,18 @@ class CompactColumnTransformer(ColumnTransformer):
     The features are identical either way (tests compare both on whole test sets)."""
 
     def transform(self, X: Any, **params: Any) -> Any:
+        compact = None
         if isinstance(X, pd.DataFrame) and len(X) <= FAST_ROWS and not params and self._compact_usable():
-            try:
-                return self._compact_features(X)
-            except Exception:  # an input the compact path does not expect: scikit-learn's path decides (and names it)
-                pass
-        return super().transform(X, **params)
+            compact = self._try_compact(X)
+        return compact if compact is not None else super().transform(X, **params)
+
+    def _try_compact(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The compact features, or None for an input the compact path does not expect: scikit-learn's path then
+        decides (and names the problem, if there is one)."""
+        try:
+            return self._compact_features(frame)
+        except Exception:
+            return None
 
     def _compact_usable(self) -> bool:
         usable = getattr(self, "_compact_checked", None)

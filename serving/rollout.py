@@ -144,10 +144,15 @@ def rollout(
     return Rollout(endpoint=endpoint, smoke=smoke, replaced=running, seconds_to_ready=ready)
 
 
-def live_endpoint(backend: ServingBackend, model_name: str) -> Endpoint | None:
-    """The newest running server of the model (during a rollout the new one, once it is healthy)."""
-    running = [e for e in backend.endpoints(model_name) if e.running and is_healthy(e.health_url)]
+def newest_healthy(endpoints: list[Endpoint]) -> Endpoint | None:
+    """The newest running, healthy server among these (during a rollout the new one, once it is healthy)."""
+    running = [e for e in endpoints if e.running and is_healthy(e.health_url)]
     return max(running, key=lambda e: e.created, default=None)
+
+
+def live_endpoint(backend: ServingBackend, model_name: str) -> Endpoint | None:
+    """The model's live server, as the backend's deployer lists them."""
+    return newest_healthy(backend.endpoints(model_name))
 
 
 def undeploy(backend: ServingBackend, model_name: str | None) -> list[Endpoint]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from serving.backends.base import Endpoint, ServingBackend
-from serving.client import is_healthy
 from serving.processes import server_alive, stop_process
 from serving.registry import active_record, record_all, record_change
+from serving.rollout import newest_healthy
 from serving.stack_backend import BACKEND_CLASSES
 
 
@@ -29,9 +29,7 @@ class Served:
         return [e for e in self.endpoints if model_name is None or e.model_name == model_name]
 
     def live(self, model_name: str) -> Endpoint | None:
-        """The newest running, healthy server of the model (during a rollout the new one, once it is healthy)."""
-        running = [e for e in self.of(model_name) if e.running and is_healthy(e.health_url)]
-        return max(running, key=lambda e: e.created, default=None)
+        return newest_healthy(self.of(model_name))
 
     def stop(self, model_name: str | None) -> list[Endpoint]:
         """Stop the model's servers (every model's when None). From the record, the processes are stopped and the
