@@ -161,7 +161,14 @@ def train(
 
 
 @cli.command()
-@click.option("--batch", "batch_path", required=True, type=click.Path(), help="CSV or Parquet batch to monitor.")
+@click.option("--batch", "batch_path", type=click.Path(), help="CSV or Parquet batch to monitor.")
+@click.option(
+    "--served",
+    is_flag=True,
+    help="Monitor what the model's servers answered (the prediction log, with the labels attached so far).",
+)
+@click.option("--since", help="With --served: rows logged from this time (UTC, e.g. 2026-12-01 or 2026-12-01T08:00).")
+@click.option("--until", help="With --served: rows logged before this time (UTC).")
 @config_option("Training config: the model monitored and how it retrains.")
 @monitoring_config_option("Thresholds and reports folder.")
 @click.option("--model-name", help="Model whose production version is monitored (default: the config's).")
@@ -175,22 +182,32 @@ def train(
 @deployment_config_option("Serving settings, for the redeploy after a promotion.")
 @on_stack
 def monitor(
-    batch_path: str,
+    batch_path: str | None,
+    served: bool,
+    since: str | None,
+    until: str | None,
     config_path: str,
     monitoring_path: str,
     model_name: str | None,
     retrain: str,
     deployment_path: str,
 ) -> None:
-    """Check a new batch against the production model: drift, data quality, performance; retrain if due."""
+    """Check a new batch (a file, or what the servers answered) against the production model: drift, data
+    quality, performance; retrain if due, promote if better, redeploy."""
     from lifecycle.data import read_table
     from workflows.reporting import monitoring_summary, training_summary
 
-    read_table(batch_path, allow_empty=True)  # a bad batch file is named before anything else is said or run
+    if bool(batch_path) == served:
+        raise click.UsageError("give either --batch FILE or --served (what the model's servers answered).")
+    if batch_path:
+        read_table(batch_path, allow_empty=True)  # a bad batch file is named before anything else is said or run
     config = model_in_question(config_path, model_name)
     monitoring = load_monitoring_config(monitoring_path)
     deployment = load_deployment_config(deployment_path)
     from workflows.runner import redeploy_if_serving, retraining_data, run_monitoring, run_training
+
+    if served:
+        batch_path = str(served_batch_for(config, since, until, deployment))
 
     outcome = run_monitoring(config.model.name, batch_path, monitoring, retrain_on_demand=retrain == "always")
     click.echo(monitoring_summary(outcome))
@@ -259,6 +276,18 @@ def lifecycle(
             f"still serving `{result.model_name}` at {result.endpoint}; "
             f"stop it with: python run.py undeploy --model-name {result.model_name}"
         )
+
+
+def served_batch_for(config: RunConfig, since: str | None, until: str | None, deployment) -> str:
+    """What the model's servers answered, written as a monitoring batch; says what it holds, per version."""
+    from workflows.served import served_batch
+
+    batch = served_batch(config, since, until, deployment)
+    click.echo(
+        f"served rows of `{config.model.name}` ({since or 'all'} .. {until or 'now'}): {batch.rows}, of which "
+        f"{batch.labelled} labelled; batch written to {batch.path}\n{batch.table()}\n"
+    )
+    return str(batch.path)
 
 
 def redeploy_note(promoted: bool, redeployed: dict | None) -> str:
@@ -421,6 +450,86 @@ def undeploy(config_path: str, model_name: str | None, all_models: bool) -> None
         click.echo(f"  stopped {endpoint.backend} server {endpoint.name} ({endpoint.url or 'not running'})")
     what = f"`{name}`" if name else "any model"
     click.echo(f"{len(stopped)} server(s) stopped." if stopped else f"Nothing serves {what} on this stack.")
+
+
+@cli.command()
+@config_option("Training config: names the model.")
+@model_name_option
+@click.option("--all", "all_models", is_flag=True, help="Every model's log.")
+@click.option("--since", help="Rows logged from this time (UTC, e.g. 2026-12-01 or 2026-12-01T08:00).")
+@click.option("--until", help="Rows logged before this time (UTC).")
+@click.option("--output", "output_path", help="Write the rows to this .csv or .parquet file.")
+@click.option("--tail", type=int, default=10, show_default=True, help="Rows to print (without --output).")
+@deployment_config_option("Serving settings: where the prediction log is.")
+@reports_errors
+def predictions(
+    config_path: str,
+    model_name: str | None,
+    all_models: bool,
+    since: str | None,
+    until: str | None,
+    output_path: str | None,
+    tail: int,
+    deployment_path: str,
+) -> None:
+    """What the servers answered: the prediction log (list or export), with a one-line summary."""
+    from workflows.served import export_predictions
+
+    name = serving_target(config_path, model_name, all_models)
+    done = export_predictions(name, since, until, output_path, load_deployment_config(deployment_path))
+    if done.path:
+        click.echo(f"{len(done.table.frame)} rows written to {done.path}")
+    elif not done.table.frame.empty:
+        shown = ["timestamp", "request_id", "row", "model_version", "backend", "prediction", "label"]
+        click.echo(done.table.frame[shown].tail(tail).to_string(index=False))
+    click.echo(f"{'every model' if name is None else f'`{name}`'}: {done.summary}")
+
+
+@cli.command()
+@click.option("--file", "truth_path", required=True, help="CSV or Parquet with the labels (ground truth).")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    help="Join on this field kept in the log (repeatable; default: request_id, and row when present).",
+)
+@click.option("--label-column", help="The labels' column (default: the model's target).")
+@config_option("Training config: names the model.")
+@model_name_option
+@deployment_config_option("Serving settings: where the prediction log is.")
+@reports_errors
+def labels(
+    truth_path: str,
+    keys: tuple[str, ...],
+    label_column: str | None,
+    config_path: str,
+    model_name: str | None,
+    deployment_path: str,
+) -> None:
+    """Attach ground truth that arrived later to the logged predictions (then `monitor --served` scores them)."""
+    from workflows.served import attach
+
+    config = model_in_question(config_path, model_name)
+    column = label_column or config.dataset.target
+    report = attach(config.model.name, truth_path, column, list(keys), load_deployment_config(deployment_path))
+    click.echo(f"`{config.model.name}`: {report.describe()}")
+    if report.unmatched:
+        click.echo(
+            f"{report.unmatched} label(s) matched no logged prediction (wrong id or key, or logged before the "
+            "retention window); they were not attached."
+        )
+
+
+@cli.command()
+@click.argument("request_id")
+@model_name_option
+@deployment_config_option("Serving settings: where the prediction log is.")
+@reports_errors
+def trace(request_id: str, model_name: str | None, deployment_path: str) -> None:
+    """One served prediction back to its model version, training run, data fingerprint, commit and deployment."""
+    from workflows.served import trace as trace_request
+
+    click.echo(trace_request(request_id, model_name, load_deployment_config(deployment_path)).text())
 
 
 @cli.command()

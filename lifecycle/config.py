@@ -300,6 +300,36 @@ def load_monitoring_config(path: str | Path = DEFAULT_MONITORING_CONFIG) -> Moni
 DEFAULT_DEPLOYMENT_CONFIG = PROJECT_ROOT / "configs" / "deployment.yaml"
 
 
+class PredictionLogConfig(_Strict):
+    """The prediction log every server writes (serving/prediction_log.py)."""
+
+    enabled: bool = True
+    # "all" model inputs, "none" (predictions and keys only), or a list of the input columns to keep
+    inputs: Literal["all", "none"] | list[str] = "all"
+    retention_days: int = Field(30, ge=0)  # day folders older than this are removed by the writers (0: keep all)
+    folder: str = ""  # default: <state folder>/predictions; MLOPS_PREDICTION_LOG overrides
+
+    def root(self) -> Path:
+        import os
+
+        from lifecycle.environment import state_dir
+
+        folder = os.environ.get("MLOPS_PREDICTION_LOG") or self.folder
+        if not folder:
+            return state_dir() / "predictions"
+        path = Path(folder)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def settings(self) -> dict[str, Any]:
+        """What a server is given (plain values: see `serving.prediction_log.LogSettings`)."""
+        return {
+            "root": str(self.root()),
+            "enabled": self.enabled,
+            "inputs": self.inputs,
+            "retention_days": self.retention_days,
+        }
+
+
 class DeploymentConfig(_Strict):
     """How the production model is served (configs/deployment.yaml)."""
 
@@ -315,6 +345,7 @@ class DeploymentConfig(_Strict):
     # ZenML's pipeline deployer: record a full pipeline run for one request in N (0: never); the others are
     # answered in-process from the model loaded at start-up.
     record_every: int = Field(0, ge=0)
+    log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
 
 
 def load_deployment_config(path: str | Path = DEFAULT_DEPLOYMENT_CONFIG) -> DeploymentConfig:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import mlflow
-
-from lifecycle.packaging import MODEL_MODULES, copy_model_code
 
 CHAMPION_ALIAS = "champion"
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
@@ -44,31 +40,6 @@ def log_metrics(metrics: Mapping[str, Any]) -> None:
     mlflow.log_metrics({key: float(value) for key, value in flatten(metrics).items() if value is not None})
 
 
-def log_model(model: Any, input_example: Any = None) -> tuple[str, str]:
-    """Log the sklearn Pipeline with the project code that loading it needs (`lifecycle.packaging`: its
-    transformers live in `lifecycle.modeling`), and nothing else.
-
-    Serialised with cloudpickle, as ZenML stores it: MLflow's default (skops) refuses the project's own
-    transformer types unless each is listed as trusted."""
-    import logging
-
-    import sklearn
-
-    # MLflow warns on every cloudpickle save; the choice is deliberate (see above), so keep the log readable.
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="model-code-") as staging:
-        packages = copy_model_code(Path(staging), MODEL_MODULES)
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            code_paths=[str(package) for package in packages],
-            input_example=input_example,
-            serialization_format="cloudpickle",
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"pandas=={__import__('pandas').__version__}"],
-        )
-    return info.model_uri, info.model_id
-
-
 def register_version(
     client: mlflow.MlflowClient,
     name: str,
@@ -95,25 +66,6 @@ def register_version(
         name, source=model_uri, run_id=run_id, tags=tags, description=description, model_id=model_id
     )
     return str(version.version)
-
-
-def log_and_register(
-    model: Any,
-    example: Any,
-    client: mlflow.MlflowClient | None,
-    name: str,
-    run_id: str,
-    tags: dict[str, str],
-    description: str,
-) -> dict[str, str]:
-    """Log the model to the active run and, given a registry client, register it as a new version of `name`.
-    Returns the links recorded on the Model Control Plane version (run, model URI, registered version)."""
-    model_uri, model_id = log_model(model, example)
-    links = {"mlflow_run_id": run_id, "mlflow_model_uri": model_uri}
-    if client is not None:
-        version = register_version(client, name, model_uri, model_id, run_id, tags, description)
-        links.update(mlflow_registered_model=name, mlflow_registered_version=version)
-    return links
 
 
 def active_run_id() -> str:

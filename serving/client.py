@@ -13,10 +13,12 @@ import numpy as np
 from lifecycle.errors import LifecycleError
 
 
-def http_json(url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+def http_json(
+    url: str, body: Any = None, timeout: float = 30.0, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     """POST `body` as JSON (GET when None); returns (status, parsed JSON or text). Never raises on 4xx/5xx."""
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw = response.status, response.read()
@@ -45,10 +47,10 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
     return status == 200
 
 
-def post_records(url: str, body: Any, timeout: float = 60.0) -> Any:
+def post_records(url: str, body: Any, timeout: float = 60.0, headers: dict[str, str] | None = None) -> Any:
     """POST a prediction request; the parsed answer, or a LifecycleError with the server's message."""
     try:
-        status, answer = http_json(url, body, timeout=timeout)
+        status, answer = http_json(url, body, timeout=timeout, headers=headers)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise LifecycleError(

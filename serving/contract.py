@@ -1,8 +1,10 @@
 """The request contract of the servers this project owns (BentoML service, ZenML deployment).
 
 A request is `{"records": [{"column": value, ...}, ...]}`: one object per row, carrying the model's inputs
-(features and time columns; other keys are ignored). The response is
-`{"predictions": [...], "model_name": ..., "model_version": ...}` (plus `probabilities` for classifiers).
+(features and time columns; other scalar fields, e.g. an order id, are kept in the prediction log to join labels
+on). The response is
+`{"predictions": [...], "model_name": ..., "model_version": ..., "request_id": ...}` (plus `probabilities` for
+classifiers); the request id is also the `X-Request-ID` response header (a client's own `X-Request-ID` is kept).
 A request that breaks the contract raises `RequestError` with an HTTP status and a message naming the problem:
 the server answers with that status and `{"error": message}`, and keeps serving.
 """
@@ -11,13 +13,18 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from lifecycle.errors import LifecycleError
 from lifecycle.validation import FeatureSchema
+
+if TYPE_CHECKING:
+    from serving.prediction_log import PredictionLog
 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -147,13 +154,53 @@ def answer(
     return predict_response(model, records_frame(payload, schema, max_rows), model_name, model_version)
 
 
+def logged_answer(
+    model: Any,
+    schema: FeatureSchema,
+    payload: Any,
+    model_name: str,
+    model_version: str,
+    max_rows: int,
+    log: PredictionLog | None,
+    request_id: str,
+    started: float,
+) -> dict[str, Any]:
+    """`answer`, with the request id in the response and the rows in the prediction log before it is returned
+    (a rejected request is counted in the log, then raised). `started` is the request's `time.perf_counter()`."""
+    try:
+        frame = records_frame(payload, schema, max_rows)
+    except RequestError as error:
+        if log is not None:
+            log.reject(error.status, str(error))
+        raise
+    response = predict_response(model, frame, model_name, model_version)
+    response["request_id"] = request_id
+    if log is not None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        log.record(
+            request_id,
+            payload["records"],
+            schema.model_inputs,
+            response["predictions"],
+            response.get("probabilities"),
+            latency_ms,
+        )
+    return response
+
+
 class BodyLimit:
     """ASGI middleware: answers 413 with a JSON error when a request body exceeds `max_bytes`, before the
     application reads it all (checks Content-Length, and counts chunked bodies as they stream)."""
 
-    def __init__(self, app: Any, max_bytes: int = DEFAULT_MAX_BODY_BYTES):
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        on_reject: Callable[[int, str], None] | None = None,
+    ):
         self.app = app
         self.max_bytes = max_bytes
+        self.on_reject = on_reject  # e.g. the prediction log's count of rejected requests
 
     async def _drain(self, receive: Any) -> None:
         """Read (and drop) the rest of the body, so the client gets to read the 413 instead of a reset
@@ -168,7 +215,10 @@ class BodyLimit:
                 return
 
     async def _reject(self, send: Any) -> None:
-        body = json.dumps({"error": f"request body exceeds {self.max_bytes} bytes. Send fewer rows."}).encode()
+        message = f"request body exceeds {self.max_bytes} bytes. Send fewer rows."
+        if self.on_reject is not None:
+            self.on_reject(413, message)
+        body = json.dumps({"error": message}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.packaging import MODEL_MODULES, module_closure
+from lifecycle.packaging import module_closure
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,8 +44,13 @@ def test_a_served_model_ships_model_code_and_the_request_contract_only():
     assert {"lifecycle/modeling.py", "serving/contract.py", "serving/backends/bentoml_service.py"} <= shipped
     assert all(path.startswith(("lifecycle/", "serving/")) for path in shipped), shipped
     assert not {p for p in shipped if "comparison" in p or "load" in p or "bare" in p or "backends/base" in p}
-    mlflow_code = {str(path) for path in module_closure(MODEL_MODULES)}
-    assert "lifecycle/modeling.py" in mlflow_code and all(p.startswith("lifecycle/") for p in mlflow_code)
+    from serving.backends.mlflow import SERVICE_MODULES as MLFLOW_MODULES
+
+    mlflow_code = {str(path) for path in module_closure(MLFLOW_MODULES)}
+    assert {"lifecycle/modeling.py", "serving/backends/mlflow_service.py", "serving/prediction_log.py"} <= mlflow_code
+    assert all(p.startswith(("lifecycle/", "serving/")) for p in mlflow_code), mlflow_code
+    assert not {p for p in mlflow_code if "backends/base" in p or "backends/mlflow.py" in p or "rollout" in p}
+    assert "serving/prediction_log.py" in shipped
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (PROJECT_ROOT / "benchmarks").glob("*.py")))

@@ -324,6 +324,12 @@ ALLOWED_UNSAFE = {
         "measurement/comparison.py",
         'workspace.served_model.write_bytes(pickle.dumps({"model": model, "schema": schema}))',
     ),
+    # The MLflow model's own artifact (as MLflow's sklearn flavour stores a pipeline): written when the version is
+    # logged to the registry, read by the model's wrapper in MLflow's scoring server.
+    ("serving/backends/mlflow_service.py", "cloudpickle.load"): (
+        "serving/backends/mlflow.py",
+        "pipeline.write_bytes(cloudpickle.dumps(logged.model))",
+    ),
 }
 
 
@@ -412,11 +418,11 @@ import serving.backends.bentoml_service as service
 result = {"module": service.__file__, "reference": service.model_reference()}
 instance = service.TabularModel()
 result["model_path"] = instance.bento_model.path
-result["prediction"] = instance.predict(records=[{"x": 1.0}])["predictions"]
+result["prediction"] = instance.predict(records=[{"x": 1.0}], ctx=bentoml.Context())["predictions"]
 rejected = []
 for value in ({"__reduce__": "os.system"}, ["a"], "gASVCgAAAAAAAACMBnBpY2tsZZQu"):
     try:
-        instance.predict(records=[{"x": value}])
+        instance.predict(records=[{"x": value}], ctx=bentoml.Context())
     except service.BadRequest as error:
         rejected.append(str(error))
 result["rejected"] = rejected

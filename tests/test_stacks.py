@@ -19,8 +19,9 @@ from conftest import run_cli, run_zenml
 from lifecycle.config import EstimatorConfig, apply_overrides, load_config
 from lifecycle.environment import state_dir
 from lifecycle.errors import StackError
-from lifecycle.packaging import MODEL_MODULES, module_closure
+from lifecycle.packaging import module_closure
 from lifecycle.tracking import CHAMPION_ALIAS
+from serving.backends.mlflow import SERVICE_MODULES as MLFLOW_MODULES
 from stacks.capabilities import (
     Component,
     StackCapabilities,
@@ -168,7 +169,7 @@ def test_mlflow_stack_mirrors_runs_registry_and_alias(default_stacks, on_stack, 
     logged = client.get_logged_model(better.mlflow_links["mlflow_model_uri"].removeprefix("models:/"))
     model_dir = Path(urlparse(logged.artifact_location).path)
     shipped = {str(p.relative_to(model_dir / "code")) for p in (model_dir / "code").rglob("*.py")}
-    assert shipped == {str(p) for p in module_closure(MODEL_MODULES)}
+    assert shipped == {str(p) for p in module_closure(MLFLOW_MODULES)}
     loaded = mlflow.pyfunc.load_model(str(model_dir))
     assert loaded.metadata.flavors["python_function"]["code"] == "code"
 

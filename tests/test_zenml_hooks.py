@@ -57,4 +57,11 @@ def test_our_service_overrides_only_what_it_means_to():
     from serving.backends.zenml_service import InProcessInferenceService
 
     overridden = {name for name in vars(InProcessInferenceService) if not name.startswith("_")}
-    assert overridden == {"initialize", "execute_pipeline", "execute_recorded", "records_this_one", "answer_frame"}
+    assert overridden == {
+        "initialize",
+        "execute_pipeline",
+        "execute_recorded",
+        "records_this_one",
+        "answer_frame",
+        "log_answer",
+    }

@@ -93,17 +93,30 @@ class ServingBackend(ABC):
 
     # The request and answer shapes are the class's (no server state): `predict` works from a recorded endpoint.
     @classmethod
-    def request_body(cls, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def request_body(cls, records: list[dict[str, Any]], request_id: str | None = None) -> dict[str, Any]:
         return {"records": records}
+
+    @classmethod
+    def request_headers(cls, request_id: str | None = None) -> dict[str, str]:
+        """Our servers take a client's request id as the `X-Request-ID` header."""
+        return {"X-Request-ID": request_id} if request_id else {}
 
     @classmethod
     def parse_predictions(cls, body: Any) -> list[Any]:
         return list(body["predictions"])
 
     @classmethod
-    def predict(cls, endpoint: Endpoint, records: list[dict[str, Any]], timeout: float = 60.0) -> tuple[list, Any]:
-        """(predictions, full response) over HTTP; an error response raises with the server's message."""
-        body = post_records(endpoint.predict_url, cls.request_body(records), timeout=timeout)
+    def predict(
+        cls, endpoint: Endpoint, records: list[dict[str, Any]], timeout: float = 60.0, request_id: str | None = None
+    ) -> tuple[list, Any]:
+        """(predictions, full response) over HTTP; an error response raises with the server's message.
+        `request_id`: the id the prediction log keeps for this request (default: the server makes one)."""
+        body = post_records(
+            endpoint.predict_url,
+            cls.request_body(records, request_id),
+            timeout=timeout,
+            headers=cls.request_headers(request_id),
+        )
         return cls.parse_predictions(body), body
 
     @classmethod

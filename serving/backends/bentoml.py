@@ -4,6 +4,7 @@ the stack's BentoML model deployer (this project's `bentoml_local` flavor, see s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -33,7 +34,8 @@ class BentoMLBackend(ModelDeployerBackend):
         return BentoMLServiceV14
 
     def bento_for(self, release: Release, config: DeploymentConfig) -> Any:
-        """Save the model to the BentoML store and build its bento, offline (once per MCP version)."""
+        """Save the model to the BentoML store and build its bento, offline (once per MCP version and serving
+        settings)."""
         import bentoml
         from bentoml.exceptions import NotFound
 
@@ -50,18 +52,21 @@ class BentoMLBackend(ModelDeployerBackend):
                 metadata={"zenml_model": release.model_name, "zenml_version": release.model_version},
                 labels={"zenml_version_id": release.model_version_id},
             )
-        bento_tag = f"{safe}_service:{version}"
+        reference = {
+            "tag": model_tag,
+            "model_name": release.model_name,
+            "model_version": release.model_version,
+            "max_rows": config.max_rows_per_request,
+            "max_body_bytes": config.max_body_bytes,
+            "log": config.log.settings(),
+        }
+        # One bento per version and serving settings: a changed limit or log setting builds a new one.
+        settings = hashlib.sha256(json.dumps(reference, sort_keys=True).encode()).hexdigest()[:8]
+        bento_tag = f"{safe}_service:{version}-{settings}"
         with contextlib.suppress(NotFound):
             return bentoml.bentos.get(bento_tag)
         with tempfile.TemporaryDirectory(prefix="bento-build-") as build:
             copy_model_code(Path(build), SERVICE_MODULES)
-            reference = {
-                "tag": model_tag,
-                "model_name": release.model_name,
-                "model_version": release.model_version,
-                "max_rows": config.max_rows_per_request,
-                "max_body_bytes": config.max_body_bytes,
-            }
             (Path(build) / "bento_model.json").write_text(json.dumps(reference))
             (Path(build) / "bentofile.yaml").write_text(
                 json.dumps(
@@ -76,7 +81,7 @@ class BentoMLBackend(ModelDeployerBackend):
             )
             # A fresh interpreter imports this bento's own copy of the service and its model reference.
             result = subprocess.run(
-                [sys.executable, "-m", "bentoml", "build", ".", "--version", version],
+                [sys.executable, "-m", "bentoml", "build", ".", "--version", bento_tag.split(":")[1]],
                 cwd=build,
                 capture_output=True,
                 text=True,

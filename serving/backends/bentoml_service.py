@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import bentoml
 from bentoml.exceptions import BentoMLException
 
 from lifecycle.validation import FeatureSchema
-from serving.contract import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, BodyLimit, RequestError, answer
+from serving.contract import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, BodyLimit, RequestError, logged_answer
+from serving.prediction_log import REQUEST_ID_HEADER, new_request_id, process_log
 
 MODEL_REFERENCE_FILE = "bento_model.json"
 
@@ -50,6 +52,17 @@ _REFERENCE = model_reference()
 _ERRORS = {400: EmptyRequest, 413: PayloadTooLarge}
 
 
+def prediction_log():
+    """This worker process's prediction log writer (None: logging off)."""
+    return process_log(_REFERENCE.get("log"), _REFERENCE["model_name"], str(_REFERENCE["model_version"]), "bentoml")
+
+
+def count_rejection(status: int, error: str) -> None:
+    log = prediction_log()
+    if log is not None:
+        log.reject(status, error)
+
+
 @bentoml.service(name="mlops_lifecycle_model", traffic={"timeout": 60})
 class TabularModel:
     bento_model = bentoml.models.BentoModel(_REFERENCE["tag"])
@@ -61,18 +74,29 @@ class TabularModel:
         self.model_version = str(_REFERENCE["model_version"])
 
     @bentoml.api(route="/predict")
-    def predict(self, records: list[Any]) -> dict[str, Any]:
+    def predict(self, records: list[Any], ctx: bentoml.Context) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
-            return answer(
+            request_id = new_request_id(ctx.request.headers.get(REQUEST_ID_HEADER))
+            ctx.response.headers[REQUEST_ID_HEADER] = request_id
+        except LookupError:  # called in-process, outside an HTTP request
+            request_id = new_request_id()
+        try:
+            return logged_answer(
                 self.model,
                 self.schema,
                 {"records": records},
                 self.model_name,
                 self.model_version,
                 _REFERENCE.get("max_rows", DEFAULT_MAX_ROWS),
+                prediction_log(),
+                request_id,
+                started,
             )
         except RequestError as error:
             raise _ERRORS.get(error.status, BadRequest)(str(error)) from None
 
 
-TabularModel.add_asgi_middleware(BodyLimit, max_bytes=_REFERENCE.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+TabularModel.add_asgi_middleware(
+    BodyLimit, max_bytes=_REFERENCE.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), on_reject=count_rejection
+)

@@ -35,12 +35,13 @@ from serving.contract import (
     DEFAULT_MAX_ROWS,
     BodyLimit,
     RequestError,
-    answer,
     json_records,
+    logged_answer,
     parse_body,
     predict_response,
     records_frame,
 )
+from serving.prediction_log import REQUEST_ID_HEADER, new_request_id, process_log
 
 RESPONSE = "response"  # the inference pipeline's one output
 
@@ -64,14 +65,17 @@ def load_serving_state(
 
 
 def predict_state(state: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The contract's answer from the serving state (the same for the in-process path and the recorded step)."""
-    return answer(
+    """The contract's answer from the serving state (the recorded step's path; it is logged by the service)."""
+    return logged_answer(
         state["model"],
         state["schema"],
         {"records": records},
         state["model_name"],
         state["model_version"],
         state["max_rows"],
+        None,
+        "",
+        time.perf_counter(),
     )
 
 
@@ -87,64 +91,122 @@ def inference_service(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 class InProcessInferenceService(PipelineDeploymentService):
     """ZenML's deployment service, answering each request in-process from the state the init hook loaded once;
-    one request in `record_every` (0: none) runs the full pipeline instead, recorded in the ZenML store."""
+    one request in `record_every` (0: none) runs the full pipeline instead, recorded in the ZenML store. Every
+    answered request, either way, goes to the prediction log before it is answered."""
 
-    def __init__(self, app_runner: Any, record_every: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, app_runner: Any, record_every: int = 0, log: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(app_runner, **kwargs)
         self.record_every = record_every
+        self.log_settings = log
         self._served = itertools.count(1)
 
     def initialize(self) -> None:
         super().initialize()  # runs the init hook once: the model and schema, in the process-wide run context
         self.state = get_or_create_run_context().state
+        self.log = served_log(self.log_settings, self.state["model_name"], self.state["model_version"])
 
     def records_this_one(self) -> bool:
         """Whether this request takes the audit path (a full, recorded pipeline run): one in `record_every`."""
         return bool(self.record_every) and next(self._served) % self.record_every == 0
 
-    def answer_frame(self, frame: Any) -> dict[str, Any]:
-        """The contract's answer for rows already checked by `records_frame` (no second check)."""
-        state = self.state
-        return predict_response(state["model"], frame, state["model_name"], state["model_version"])
+    def log_answer(self, records: list[dict[str, Any]], response: dict[str, Any], request_id: str, started: float):
+        """The response with its request id, its rows appended to the prediction log first."""
+        response["request_id"] = request_id
+        if self.log is not None:
+            self.log.record(
+                request_id,
+                records,
+                self.state["schema"].model_inputs,
+                response["predictions"],
+                response.get("probabilities"),
+                (time.perf_counter() - started) * 1000,
+            )
+        return response
 
-    def execute_recorded(self, request: Any) -> Any:
-        """ZenML's own path: a snapshot, a pipeline run, step runs and artifacts, all recorded."""
-        return super().execute_pipeline(request)
+    def answer_frame(
+        self, records: list[dict[str, Any]], frame: Any, request_id: str, started: float
+    ) -> dict[str, Any]:
+        """The contract's answer for rows already checked by `records_frame` (no second check), logged."""
+        state = self.state
+        response = predict_response(state["model"], frame, state["model_name"], state["model_version"])
+        return self.log_answer(records, response, request_id, started)
+
+    def execute_recorded(self, request: Any, request_id: str = "", started: float | None = None) -> Any:
+        """ZenML's own path: a snapshot, a pipeline run, step runs and artifacts, all recorded; then logged."""
+        started = time.perf_counter() if started is None else started
+        result = super().execute_pipeline(request)
+        if result.success and result.outputs:
+            response = next(iter(result.outputs.values()))
+            records = request.parameters.model_dump()["records"]
+            self.log_answer(records, response, request_id or new_request_id(), started)
+        return result
 
     def execute_pipeline(self, request: Any) -> Any:
+        """ZenML's `/invoke`: answered in-process (or, one in `record_every`, recorded), logged either way."""
         if self.records_this_one():
             return self.execute_recorded(request)
         started = time.time()
+        clock = time.perf_counter()
         parameters = request.parameters.model_dump()
+        state = self.state
         try:
-            response = predict_state(self.state, parameters["records"])
+            response = logged_answer(
+                state["model"],
+                state["schema"],
+                {"records": parameters["records"]},
+                state["model_name"],
+                state["model_version"],
+                state["max_rows"],
+                self.log,
+                new_request_id(),
+                clock,
+            )
         except Exception as error:  # answered as ZenML answers a failed run: success false, the error named
             return self._build_response(resolved_params=parameters, start_time=started, error=error)
         return self._build_response(resolved_params=parameters, start_time=started, mapped_outputs={RESPONSE: response})
 
 
-def contract_endpoint(app_runner: Any, model_name: str, model_version: str, max_rows: int, max_body_bytes: int):
+def served_log(settings: dict[str, Any] | None, model_name: str, model_version: str):
+    return process_log(settings, model_name, model_version, "zenml")
+
+
+def contract_endpoint(
+    app_runner: Any, model_name: str, model_version: str, max_rows: int, max_body_bytes: int, log: Any = None
+):
     """Builds `POST /predict`: our request contract, validated here, answered by the deployment service.
     (This module has no `from __future__ import annotations`: FastAPI reads the `Request` annotation.)"""
 
     schema = Client().get_model_version(model_name, model_version).get_artifact(FEATURE_SCHEMA).load()
     service = app_runner.service
     invoke_request, _ = service.get_pipeline_invoke_models()
+    rejections = served_log(log, model_name, model_version)
 
     async def predict(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        headers = {REQUEST_ID_HEADER: request_id}
         try:
             payload = parse_body(await request.body(), max_body_bytes)
             frame = records_frame(payload, schema, max_rows)
         except RequestError as error:
-            return JSONResponse(error.body(), status_code=error.status)
+            if rejections is not None:
+                rejections.reject(error.status, str(error))
+            return JSONResponse(error.body(), status_code=error.status, headers=headers)
+        records = payload["records"]
         in_process = isinstance(service, InProcessInferenceService)
         if in_process and not service.records_this_one():
-            return JSONResponse(await run_in_threadpool(service.answer_frame, frame))
-        execute = service.execute_recorded if in_process else service.execute_pipeline
-        result = await run_in_threadpool(execute, invoke_request(parameters={"records": payload["records"]}))
+            answered = await run_in_threadpool(service.answer_frame, records, frame, request_id, started)
+            return JSONResponse(answered, headers=headers)
+        invoke = invoke_request(parameters={"records": records})
+        if in_process:
+            result = await run_in_threadpool(service.execute_recorded, invoke, request_id, started)
+        else:
+            result = await run_in_threadpool(service.execute_pipeline, invoke)
         if not result.success:
-            return JSONResponse({"error": f"prediction failed: {result.error}"}, status_code=500)
-        return JSONResponse(next(iter(result.outputs.values())))
+            return JSONResponse({"error": f"prediction failed: {result.error}"}, status_code=500, headers=headers)
+        return JSONResponse(next(iter(result.outputs.values())), headers=headers)
 
     return predict
 
@@ -164,18 +226,32 @@ def deployable_inference_pipeline(release: Any, host: str, port: int, config: De
     deployment = DeploymentSettings(
         app_title=f"{release.model_name} version {release.model_version}",
         deployment_service_class=InProcessInferenceService,
-        deployment_service_kwargs={"record_every": config.record_every},
+        deployment_service_kwargs={"record_every": config.record_every, "log": config.log.settings()},
         include_default_endpoints=DeploymentDefaultEndpoints.ALL & ~DeploymentDefaultEndpoints.SUBMIT,
         custom_endpoints=[
             EndpointSpec(
                 path="/predict",
                 method=EndpointMethod.POST,
                 handler=contract_endpoint,
-                init_kwargs={"model_name": release.model_name, "model_version": release.model_version, **limits},
+                init_kwargs={
+                    "model_name": release.model_name,
+                    "model_version": release.model_version,
+                    "log": config.log.settings(),
+                    **limits,
+                },
             )
         ],
         custom_middlewares=[
-            MiddlewareSpec(middleware=BodyLimit, native=True, extra_kwargs={"max_bytes": config.max_body_bytes})
+            MiddlewareSpec(
+                middleware=CountedBodyLimit,
+                native=True,
+                extra_kwargs={
+                    "max_bytes": config.max_body_bytes,
+                    "log": config.log.settings(),
+                    "model_name": release.model_name,
+                    "model_version": str(release.model_version),
+                },
+            )
         ],
     )
     deployer = LocalDeployerSettings(port=port, address=host, allocate_port_if_busy=False, blocking=False)
@@ -188,6 +264,17 @@ def deployable_inference_pipeline(release: Any, host: str, port: int, config: De
             "max_rows": config.max_rows_per_request,
         },
     ).configure(parameters={"records": example})
+
+
+class CountedBodyLimit(BodyLimit):
+    """The body-size limit, counting each 413 in the prediction log (plain keyword arguments: ZenML records a
+    middleware's arguments in the deployment's snapshot)."""
+
+    def __init__(
+        self, app: Any, max_bytes: int, log: dict | None = None, model_name: str = "", model_version: str = ""
+    ):
+        writer = served_log(log, model_name, model_version)
+        super().__init__(app, max_bytes, on_reject=writer.reject if writer is not None else None)
 
 
 def _example_rows(release: Any):

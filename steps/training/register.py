@@ -7,11 +7,12 @@ from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
 from zenml.utils.source_utils import get_source_root
 
-from lifecycle.config import TrainingConfig
+from lifecycle.config import TrainingConfig, load_deployment_config
 from lifecycle.metrics import EvaluationReport
 from lifecycle.modeling import chosen_params
-from lifecycle.tracking import active_run_id, as_plain_columns, log_and_register, log_metrics, log_params
+from lifecycle.tracking import active_run_id, as_plain_columns, log_metrics, log_params
 from lifecycle.validation import DataQualityReport, FeatureSchema
+from serving.backends.mlflow import LoggedModel, log_and_register
 from stacks.capabilities import mlflow_registry, mlflow_tracking_enabled
 
 
@@ -35,7 +36,12 @@ def git_commit(directory: str) -> str:
 
 
 def mirror_to_mlflow(
-    model: Pipeline, example: pd.DataFrame, report: EvaluationReport, params: dict, description: str
+    model: Pipeline,
+    schema: FeatureSchema,
+    example: pd.DataFrame,
+    report: EvaluationReport,
+    params: dict,
+    description: str,
 ) -> dict[str, str]:
     """Log params, metrics and model to the active MLflow run and, where the stack has the registry, register
     a version that points back to this Model Control Plane version. Returns the links, for the MCP metadata.
@@ -58,7 +64,9 @@ def mirror_to_mlflow(
         "zenml_pipeline_run_id": str(context.pipeline_run.id),
     }
     client = registry.mlflow_client if registry is not None else None
-    return log_and_register(model, example, client, mcp.name, active_run_id(), tags, description)
+    # Served by MLflow with the project's serving settings (a deploy may override its log settings).
+    logged = LoggedModel(model, schema, mcp.name, str(mcp.number), load_deployment_config())
+    return log_and_register(logged, example, client, active_run_id(), tags, description)
 
 
 @step(enable_cache=False)
@@ -101,6 +109,6 @@ def register_model(
             "data_fingerprint_sha256": data_fingerprint,
         }
         description = f"{mcp.name} version {mcp.number} ({mcp.id})"
-        metadata["mlflow"] = mirror_to_mlflow(model, example, evaluation_report, params, description)
+        metadata["mlflow"] = mirror_to_mlflow(model, feature_schema, example, evaluation_report, params, description)
     log_metadata(metadata=metadata, model_name=mcp.name, model_version=str(mcp.number))
     return str(mcp.number)
