@@ -406,7 +406,8 @@ def predict(
             click.echo(value)
     click.echo(
         f"`{name}` version {answer.model_version} served by {served.backend_name} at {endpoint.predict_url}: "
-        f"{len(answer.predictions)} rows"
+        f"{len(answer.predictions)} rows; request id {', '.join(answer.request_ids) or 'not returned'} "
+        "(`python run.py trace ID`)"
         + (
             "; second column: probability of the positive class"
             if answer.probabilities is not None and not output_path
@@ -450,6 +451,62 @@ def undeploy(config_path: str, model_name: str | None, all_models: bool) -> None
         click.echo(f"  stopped {endpoint.backend} server {endpoint.name} ({endpoint.url or 'not running'})")
     what = f"`{name}`" if name else "any model"
     click.echo(f"{len(stopped)} server(s) stopped." if stopped else f"Nothing serves {what} on this stack.")
+
+
+@cli.command()
+@click.option("--input", "input_path", required=True, help="Rows to score: CSV or Parquet.")
+@click.option("--output", "output_path", required=True, help="Predictions file to write: .parquet or .csv.")
+@click.option("--version", help="Model version number (default: the production version).")
+@config_option("Training config: names the model.")
+@model_name_option
+@deployment_config_option("Serving settings: where the prediction log is.")
+@on_stack
+def score(
+    input_path: str,
+    output_path: str,
+    version: str | None,
+    config_path: str,
+    model_name: str | None,
+    deployment_path: str,
+) -> None:
+    """Batch scoring without a server: a pipeline run on the active stack scores the file; each row gets a
+    request id, goes to the prediction log (backend `batch`) and to the output file."""
+    from pathlib import Path
+
+    from lifecycle.data import read_table
+
+    output = Path(output_path)
+    if output.suffix.lower() not in (".parquet", ".csv"):
+        raise LifecycleError(f"--output {output_path}: write a .parquet or .csv file.")
+    table = read_table(input_path)  # a bad input file is named before anything runs
+    name = serving_target(config_path, model_name)
+    from workflows.runner import run_scoring
+
+    outcome = run_scoring(name, input_path, version, load_deployment_config(deployment_path))
+    scored = table.iloc[outcome.scored["row"].to_numpy()].reset_index(drop=True)
+    answers = outcome.scored.drop(columns="row").reset_index(drop=True)
+    written = pd_concat_columns(answers, scored)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    written.to_parquet(output, index=False) if output.suffix.lower() == ".parquet" else written.to_csv(
+        output, index=False
+    )
+    click.echo(
+        f"`{name}` version {outcome.model_version} scored {len(outcome.scored)} of {len(table)} rows in run "
+        f"{outcome.run.name}: {output} (request ids batch-..., in the prediction log)"
+    )
+    if len(outcome.skipped):
+        skipped_path = output.with_name(output.stem + ".skipped.csv")
+        outcome.skipped.to_csv(skipped_path, index=False)
+        click.echo(f"{len(outcome.skipped)} row(s) skipped (row numbers from 0, and why): {skipped_path}")
+        for row, reason in outcome.skipped.head(5).itertuples(index=False):
+            click.echo(f"  row {row}: {reason}")
+
+
+def pd_concat_columns(left, right):
+    """Side by side; a column of `right` named like one of `left` keeps `left`'s (the answer wins)."""
+    import pandas as pd
+
+    return pd.concat([left, right.drop(columns=[c for c in right.columns if c in left.columns])], axis=1)
 
 
 @cli.command()

@@ -8,8 +8,11 @@ project's whole request contract in-process (validation, predict, response; no H
 `measurement/bare_server.py` (Starlette on uvicorn). Ratios are to the bare server,
 measured in the same run.
 
-    python benchmarks/serving.py                          # 100 requests at c=1, 400 at c=16 (about 10 min)
-    python benchmarks/serving.py --requests 400 --backends mlflow,bentoml
+    python benchmarks/serving.py                          # 100 requests at c=1, 400 at c=16 (about 15 min)
+    python benchmarks/serving.py --requests 400 --backends mlflow,bentoml --log both
+
+Each backend is measured with the prediction log on (as deployed by default) and, with `--log both` (the
+default), off too, one after the other in the same run: the table's last lines give the log's cost.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,21 +56,32 @@ def table(rows: dict[str, dict], bare_key: str = "bare HTTP server") -> str:
     return "\n".join(lines)
 
 
+def log_cost(backend: str, on: dict, off: dict) -> str:
+    lines = []
+    for level in [key for key in on if key.startswith("c") and key[1:].isdigit()]:
+        p50 = on[level]["p50_ms"] / off[level]["p50_ms"] - 1
+        rps = on[level]["throughput_rps"] / off[level]["throughput_rps"] - 1
+        lines.append(f"| {backend} | {on[level]['concurrency']} | {p50:+.1%} | {rps:+.1%} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=100, help="requests at concurrency 1 (x4 at 16)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--backends", default=",".join(BACKEND_STACKS))
+    parser.add_argument("--log", choices=["on", "off", "both"], default="both", help="the prediction log")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mlops-serving-bench-"))
     isolate(folder)
 
     from zenml.client import Client
 
-    from lifecycle.config import DeploymentConfig
+    from lifecycle.config import DeploymentConfig, PredictionLogConfig
     from measurement.load import in_process_latency, load_levels
     from measurement.serving import bare_server_baseline, deployed, in_process_baseline
-    from serving.contract import answer, json_records, records_frame
+    from serving.contract import answer, json_records, logged_answer, records_frame
+    from serving.prediction_log import LogSettings, PredictionLog
 
     client = Client()
     model, schema, test_set = train_bench_model(MODEL_NAME)
@@ -84,23 +99,43 @@ def main() -> None:
     rows["in-process: whole contract"] = {
         "c1": in_process_latency(lambda body: answer(model, schema, body, MODEL_NAME, "1"), ours, args.requests)
     }
+    writer = PredictionLog(LogSettings(root=str(folder / "bench-log")), MODEL_NAME, "1", "bench")
+    rows["in-process: whole contract + prediction log"] = {
+        "c1": in_process_latency(
+            lambda body: logged_answer(model, schema, body, MODEL_NAME, "1", 10_000, writer, "r", time.perf_counter()),
+            ours,
+            args.requests,
+        )
+    }
     levels = [(1, args.requests), (args.concurrency, args.requests * 4)]
     log("bare HTTP server ...")
     rows["bare HTTP server"], _ = bare_server_baseline(model, folder, ours, levels)
-    settings = DeploymentConfig(port=8300, smoke_rows=20)
+    logging = {"on": [True], "off": [False], "both": [True, False]}[args.log]
+    costs = []
     for backend_name in args.backends.split(","):
         stack = BACKEND_STACKS[backend_name]
         client.activate_stack(stack)
-        log(f"{backend_name}: deploying on stack `{stack}` ...")
-        with deployed(MODEL_NAME, settings) as served:
-            bodies = [served.backend.request_body([record]) for record in records]
-            log(f"{backend_name}: load ...")
-            figures = load_levels(served.endpoint.predict_url, bodies, served.endpoint.pid, levels)
-            path = served.endpoint.predict_path.lstrip("/")
-            rows[f"{backend_name} ({path})"] = {**figures, "deploy_seconds": served.deploy_seconds}
+        measured = {}
+        for log_on in logging:
+            settings = DeploymentConfig(port=8300, smoke_rows=20, log=PredictionLogConfig(enabled=log_on))
+            what = "log on" if log_on else "log off"
+            log(f"{backend_name}: deploying on stack `{stack}` ({what}) ...")
+            with deployed(MODEL_NAME, settings) as served:
+                bodies = [served.backend.request_body([record]) for record in records]
+                log(f"{backend_name}: load ({what}) ...")
+                figures = load_levels(served.endpoint.predict_url, bodies, served.endpoint.pid, levels)
+                path = served.endpoint.predict_path.lstrip("/")
+                measured[log_on] = figures
+                rows[f"{backend_name} ({path}), {what}"] = {**figures, "deploy_seconds": served.deploy_seconds}
+        if len(measured) == 2:
+            costs.append(log_cost(backend_name, measured[True], measured[False]))
     client.activate_stack("default")
     print(f"\nServing, one row per request ({machine()}); ratios to the bare HTTP server in this run\n")
     print(table(rows))
+    if costs:
+        print("\nThe prediction log's cost (log on vs off, same run; positive = slower with the log):\n")
+        print("| backend | c | p50 on / off | throughput on / off |\n|---|---|---|---|")
+        print("\n".join(costs))
     print(
         "\n'in-process' rows call the model directly (no HTTP): their latency is the floor. "
         "'deploy s' is the deployment pipeline's wall time (start beside, health, smoke test). "

@@ -31,3 +31,8 @@ INFERENCE_PIPELINE = "inference_service"
 DEPLOYMENT_PIPELINE = "deployment_pipeline"
 DEPLOY_STEP = "deploy_model"
 DEPLOYMENT = "deployment"
+
+BATCH_SCORING_PIPELINE = "batch_scoring_pipeline"
+SCORE_STEP = "score_batch"
+SCORED = "scored_rows"
+SKIPPED = "skipped_rows"

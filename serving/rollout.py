@@ -15,6 +15,7 @@ from lifecycle.config import DeploymentConfig
 from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBackend
 from serving.client import is_healthy
 from serving.contract import json_records, prediction_difference
+from serving.prediction_log import SMOKE_TEST_PREFIX
 from serving.processes import choose_port
 from serving.registry import record_change
 
@@ -54,7 +55,7 @@ def smoke_test(
         raise DeploymentFailed(f"{endpoint.health_url} is not healthy")
     rows = holdout.head(config.smoke_rows)
     records = json_records(rows, release.schema)
-    served, body = backend.predict(endpoint, records)
+    served, body = backend.predict(endpoint, records, request_id=f"{SMOKE_TEST_PREFIX}{endpoint.name}")
     expected, _ = predict_scores(release.model, rows[release.schema.model_inputs])
     if len(served) != len(expected):
         raise DeploymentFailed(f"smoke test: {len(served)} predictions for {len(expected)} rows")

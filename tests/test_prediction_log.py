@@ -189,3 +189,28 @@ def test_nothing_answered_is_lost_when_the_writing_process_is_killed(tmp_path):
     answered = {f"r{line.strip()}" for line in done if line.strip()}
     logged = set(read_predictions(tmp_path, "bikes").frame["request_id"])
     assert len(answered) == 2000 and answered <= logged
+
+
+def test_a_scored_table_is_logged_like_requests_one_id_per_row(tmp_path):
+    table = pd.DataFrame(records(4))
+    writer(tmp_path, backend="batch").record_table(
+        [f"batch-x-{i}" for i in range(4)], table, INPUTS, [1.0, 2.0, 3.0, 4.0], None, 12.0, chunk_rows=3
+    )
+    logged = read_predictions(tmp_path, "bikes")
+    frame = logged.frame
+    assert list(frame["request_id"]) == [f"batch-x-{i}" for i in range(4)] and set(frame["row"]) == {0}
+    assert list(frame["prediction"]) == [1.0, 2.0, 3.0, 4.0] and set(frame["backend"]) == {"batch"}
+    assert logged.input_columns == INPUTS and list(frame["order_id"]) == [1000, 1001, 1002, 1003]
+    assert list(frame["temp"]) == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    # The same lines as a server writes, so labels and trace work on batch predictions too.
+    report = attach_labels(tmp_path, "bikes", pd.DataFrame({"request_id": ["batch-x-2"], "cnt": [5]}), "cnt")
+    assert report.labelled_rows == 1 and find_request(tmp_path, "batch-x-2")["label"].tolist() == [5]
+
+
+def test_smoke_test_requests_are_logged_but_not_read_as_traffic(tmp_path):
+    log = writer(tmp_path)
+    log.record("smoke-bikes-v1-abc123", records(2), INPUTS, [1.0, 2.0], None, 1.0)
+    log.record("real", records(1), INPUTS, [3.0], None, 1.0)
+    assert list(read_predictions(tmp_path, "bikes").frame["request_id"]) == ["real"]
+    assert len(read_predictions(tmp_path, "bikes", smoke_tests=True).frame) == 3
+    assert len(find_request(tmp_path, "smoke-bikes-v1-abc123")) == 2

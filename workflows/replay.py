@@ -3,11 +3,16 @@
 Train on the first weeks; then, period by period: monitor the period's batch with the model in production,
 retrain on the newest labelled window when the policy triggers, promote if the new model beats production on the
 same test rows. Beside it, the first model is scored on every batch and never retrained, to show what the loop buys.
+
+With serving on (the default), the loop runs as production does: each period's rows are sent to the live server
+(its prediction log keeps them), the period's labels are attached one period later (delayed labels), monitoring
+reads what the server answered, and retraining uses the labels that have arrived by then.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +25,11 @@ from lifecycle.data import read_table
 from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
 from lifecycle.metrics import score
-from lifecycle.names import MODEL
+from lifecycle.names import FEATURE_SCHEMA, MODEL
 from lifecycle.windows import newest_window, rows_between, time_index
+from serving.prediction_log import attach_labels, read_predictions
 from workflows.runner import production_version, run_deployment, run_monitoring, run_training
+from workflows.served import log_root, served_batch
 
 
 @dataclass
@@ -38,6 +45,9 @@ class PeriodResult:
     reasons: list[str]
     report: Path
     version_served: str | None = None  # what the server answers with after this period (serve: true)
+    requests_served: int = 0  # serve: true — the period's rows sent to the server ...
+    rows_served: int = 0
+    rows_logged: int = 0  # ... and found in the prediction log
 
 
 @dataclass
@@ -114,6 +124,8 @@ def replay(
     end_of_data = times.max()
     period = pd.Timedelta(days=settings.period_days)
     index = 0
+    pending_labels: pd.DataFrame | None = None  # the previous period's labels, attached one period late
+    monitored_since: str | None = None
     while cursor <= end_of_data and (settings.max_periods is None or index < settings.max_periods):
         index += 1
         period_end = cursor + period
@@ -121,6 +133,19 @@ def replay(
         label = f"{cursor:%Y-%m-%d}..{(period_end - pd.Timedelta(days=1)):%Y-%m-%d}"
         batch_path = folder / f"batch-{cursor:%Y%m%d}.csv"
         batch.to_csv(batch_path, index=False)
+        traffic = None
+        if settings.serve:
+            # Production traffic: the period's rows go to the live server and into the prediction log; their
+            # labels arrive one period later, and monitoring reads what the server answered.
+            traffic = serve_period(settings.model_name, batch, config, deployment or DeploymentConfig(), cursor)
+            if pending_labels is not None:
+                attach_labels(log_root(deployment), settings.model_name, pending_labels, config.dataset.target)
+            batch_path = served_batch(
+                config.model_copy(update={"model": config.model.model_copy(update={"name": settings.model_name})}),
+                since=monitored_since or traffic.started,
+                deployment=deployment,
+            ).path
+            pending_labels, monitored_since = traffic.labels, traffic.started
         outcome = run_monitoring(settings.model_name, str(batch_path), monitoring)
         summary = outcome.summary
         static_error = None
@@ -133,7 +158,9 @@ def replay(
             ).get(metric)
         retrained = promoted = False
         if summary.decision.retrain:
-            window = newest_window(table, times, period_end, monitoring.policy.retrain_window_days)
+            # Retrain on the labels known by now: with served traffic, this period's labels have not arrived.
+            labels_until = cursor if traffic is not None else period_end
+            window = newest_window(table, times, labels_until, monitoring.policy.retrain_window_days)
             window_path = folder / f"window-{period_end:%Y%m%d}.csv"
             window.to_csv(window_path, index=False)
             retraining = run_training(_with_data(config, window_path, settings.model_name))
@@ -148,7 +175,9 @@ def replay(
             period=label,
             rows=len(batch),
             drift_share=summary.drift.share if summary.drift.judged else None,
-            error_in_production=summary.performance.metrics.get(metric),
+            error_in_production=traffic.error(first.evaluation.task, metric)
+            if traffic
+            else summary.performance.metrics.get(metric),
             error_never_retrained=static_error,
             retrained=retrained,
             promoted=promoted,
@@ -156,12 +185,74 @@ def replay(
             reasons=summary.decision.reasons,
             report=outcome.report_path,
             version_served=served,
+            requests_served=traffic.requests if traffic else 0,
+            rows_served=traffic.rows if traffic else 0,
+            rows_logged=traffic.logged if traffic else 0,
         )
         result.periods.append(row)
         progress(format_period(row, metric, index, time.monotonic() - started))
         cursor = period_end
     result.seconds = time.monotonic() - started
     return result
+
+
+@dataclass
+class PeriodTraffic:
+    """One period's rows sent to the live server: what was answered, what the log holds, the labels to come."""
+
+    started: str  # UTC time the first request was sent (the monitoring window starts here)
+    requests: int
+    rows: int
+    logged: int
+    predictions: list
+    truth: pd.Series
+    labels: pd.DataFrame  # request_id, row, target: attached one period later
+
+    def error(self, task: str, metric: str) -> float | None:
+        labelled = self.truth.notna().to_numpy()
+        if not labelled.any():
+            return None
+        predicted = pd.Series(self.predictions)[labelled]
+        return score(task, self.truth[labelled], predicted.to_numpy()).get(metric)
+
+
+def serve_period(
+    model_name: str, batch: pd.DataFrame, config: RunConfig, deployment: DeploymentConfig, cursor: pd.Timestamp
+) -> PeriodTraffic:
+    """Send the period's rows (without their labels) to the model's live server, in requests of up to
+    `max_rows_per_request`, and count the rows the prediction log holds for them."""
+    from serving.contract import json_records
+    from serving.rollout import live_endpoint
+    from serving.stack_backend import active_backend
+
+    backend = active_backend()
+    endpoint = live_endpoint(backend, model_name)
+    if endpoint is None:
+        raise LifecycleError(f"the replay's server for `{model_name}` is not answering; the replay cannot serve.")
+    schema = Client().get_model_version(model_name, "production").get_artifact(FEATURE_SCHEMA).load()
+    started = pd.Timestamp.now(tz="UTC").isoformat()
+    records = json_records(batch, schema)
+    size = max(1, min(deployment.max_rows_per_request, 500))
+    predictions: list = []
+    labels = []
+    ids = []
+    for number, start in enumerate(range(0, len(records), size)):
+        request_id = f"replay-{cursor:%Y%m%d}-{number}-{uuid.uuid4().hex[:6]}"
+        answered, _ = backend.predict(endpoint, records[start : start + size], request_id=request_id)
+        predictions.extend(answered)
+        ids.append(request_id)
+        truth = batch[config.dataset.target].iloc[start : start + size]
+        labels.append(pd.DataFrame({"request_id": request_id, "row": range(len(truth)), config.dataset.target: truth}))
+    logged = read_predictions(log_root(deployment), model_name, since=started, with_labels=False).frame
+    return PeriodTraffic(
+        started=started,
+        requests=len(ids),
+        rows=len(predictions),
+        logged=int(logged["request_id"].isin(ids).sum()) if len(logged) else 0,
+        predictions=predictions,
+        truth=batch[config.dataset.target].reset_index(drop=True),
+        labels=pd.concat(labels, ignore_index=True) if labels else pd.DataFrame(),
+    )
 
 
 def _num(value: float | None, pattern: str = "{:.1f}") -> str:
@@ -175,6 +266,11 @@ def format_period(row: PeriodResult, metric: str, index: int, elapsed: float) ->
         f"retrained {'yes' if row.retrained else 'no ':<3}  promoted {'yes' if row.promoted else 'no ':<3}  "
         f"production v{row.version_in_production}"
         + (f"  serving v{row.version_served}" if row.version_served else "")
+        + (
+            f"  served {row.rows_served} rows in {row.requests_served} requests, logged {row.rows_logged}"
+            if row.requests_served
+            else ""
+        )
         + f"  [{elapsed:.0f}s]"
     )
 
@@ -183,14 +279,15 @@ def timeline_table(result: ReplayResult) -> str:
     metric = result.metric
     lines = [
         f"| period | rows | drift share | {metric} in production | {metric} never retrained | retrained | promoted "
-        "| version in production | version served |",
-        "|---|---:|---:|---:|---:|---|---|---:|---:|",
+        "| version in production | version served | rows served / logged |",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     for p in result.periods:
         lines.append(
             f"| {p.period} | {p.rows} | {_num(p.drift_share, '{:.0%}')} | {_num(p.error_in_production)} | "
             f"{_num(p.error_never_retrained)} | {'yes' if p.retrained else 'no'} | {'yes' if p.promoted else 'no'} | "
-            f"{p.version_in_production} | {p.version_served or '—'} |"
+            f"{p.version_in_production} | {p.version_served or '—'} | "
+            f"{f'{p.rows_served} / {p.rows_logged}' if p.requests_served else '—'} |"
         )
     return "\n".join(lines)
 

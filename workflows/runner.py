@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from zenml import Model
 from zenml.client import Client
 from zenml.models import PipelineRunResponse
@@ -267,3 +268,47 @@ def redeploy_if_serving(model_name: str, deployment: DeploymentConfig) -> dict |
     if not [e for e in active_backend().endpoints(model_name) if e.running]:
         return None
     return run_deployment(model_name, deployment)
+
+
+@dataclass
+class ScoringOutcome:
+    run: PipelineRunResponse
+    model_name: str
+    model_version: str
+    scored: pd.DataFrame  # row, request_id, prediction (, probability)
+    skipped: pd.DataFrame  # row, reason
+
+
+def run_scoring(model_name: str, input_path: str, version: str | None, deployment: DeploymentConfig) -> ScoringOutcome:
+    """Score a file with the production version (or `version`) in a batch scoring pipeline on the active stack:
+    the predictions are an artifact of that version, and its rows go to the prediction log (backend `batch`)."""
+    from zenml.enums import ModelStages
+
+    from lifecycle.names import SCORE_STEP, SCORED, SKIPPED
+    from pipelines.batch_scoring import batch_scoring_pipeline
+    from pipelines.monitoring import production_artifacts
+
+    ready_stack()
+    read_table(input_path)  # an unreadable or empty file fails here, with its fix
+    stage = version or "production"
+    production_artifacts(model_name, stage=stage, command="score")  # the version exists, before a run is recorded
+    pipeline = batch_scoring_pipeline.with_options(
+        model=Model(name=model_name, version=version or ModelStages.PRODUCTION)
+    )
+    try:
+        started = pipeline(
+            model_name=model_name,
+            version=stage,
+            input_path=str(Path(input_path).resolve()),
+            log=deployment.log.settings(),
+        )
+    except RuntimeError as exc:
+        raise PipelineFailed(f"{exc}. The failing step's error is in the log above.") from exc
+    run = Client().get_pipeline_run(started.id)
+    return ScoringOutcome(
+        run=run,
+        model_name=model_name,
+        model_version=str(run.model_version.number) if run.model_version else stage,
+        scored=step_output(run, SCORE_STEP, SCORED),
+        skipped=step_output(run, SCORE_STEP, SKIPPED),
+    )

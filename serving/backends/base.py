@@ -70,6 +70,7 @@ class Answer:
     predictions: list[Any]
     probabilities: list[float] | None
     model_version: str
+    request_ids: list[str] = field(default_factory=list)  # one per request sent (the prediction log's ids)
 
 
 class ServingBackend(ABC):
@@ -133,4 +134,6 @@ class ServingBackend(ABC):
                 answer.probabilities.extend(probabilities)
             if isinstance(body, dict) and body.get("model_version"):
                 answer.model_version = str(body["model_version"])
+            if isinstance(body, dict) and body.get("request_id"):
+                answer.request_ids.append(str(body["request_id"]))
         return answer

@@ -72,7 +72,7 @@ class ZenMLBackend(ServingBackend):
         from serving.backends.zenml_service import deployable_inference_pipeline
 
         name = release.server_name()
-        pipeline = deployable_inference_pipeline(release, host, port, config)
+        pipeline = deployable_inference_pipeline(release, host, port, config, server=name)
         try:
             deployment = pipeline.deploy(deployment_name=name, timeout=timeout)
         except Exception as exc:

@@ -95,17 +95,23 @@ class InProcessInferenceService(PipelineDeploymentService):
     answered request, either way, goes to the prediction log before it is answered."""
 
     def __init__(
-        self, app_runner: Any, record_every: int = 0, log: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        app_runner: Any,
+        record_every: int = 0,
+        log: dict[str, Any] | None = None,
+        server: str = "",
+        **kwargs: Any,
     ) -> None:
         super().__init__(app_runner, **kwargs)
         self.record_every = record_every
         self.log_settings = log
+        self.server = server
         self._served = itertools.count(1)
 
     def initialize(self) -> None:
         super().initialize()  # runs the init hook once: the model and schema, in the process-wide run context
         self.state = get_or_create_run_context().state
-        self.log = served_log(self.log_settings, self.state["model_name"], self.state["model_version"])
+        self.log = served_log(self.log_settings, self.state["model_name"], self.state["model_version"], self.server)
 
     def records_this_one(self) -> bool:
         """Whether this request takes the audit path (a full, recorded pipeline run): one in `record_every`."""
@@ -168,8 +174,8 @@ class InProcessInferenceService(PipelineDeploymentService):
         return self._build_response(resolved_params=parameters, start_time=started, mapped_outputs={RESPONSE: response})
 
 
-def served_log(settings: dict[str, Any] | None, model_name: str, model_version: str):
-    return process_log(settings, model_name, model_version, "zenml")
+def served_log(settings: dict[str, Any] | None, model_name: str, model_version: str, server: str = ""):
+    return process_log(settings, model_name, model_version, "zenml", server)
 
 
 def contract_endpoint(
@@ -211,7 +217,7 @@ def contract_endpoint(
     return predict
 
 
-def deployable_inference_pipeline(release: Any, host: str, port: int, config: DeploymentConfig):
+def deployable_inference_pipeline(release: Any, host: str, port: int, config: DeploymentConfig, server: str = ""):
     """`inference_service` configured to serve `release` on host:port (no other port: the caller chose it)."""
     from zenml.config import DeploymentSettings
     from zenml.config.deployment_settings import (
@@ -226,7 +232,7 @@ def deployable_inference_pipeline(release: Any, host: str, port: int, config: De
     deployment = DeploymentSettings(
         app_title=f"{release.model_name} version {release.model_version}",
         deployment_service_class=InProcessInferenceService,
-        deployment_service_kwargs={"record_every": config.record_every, "log": config.log.settings()},
+        deployment_service_kwargs={"record_every": config.record_every, "log": config.log.settings(), "server": server},
         include_default_endpoints=DeploymentDefaultEndpoints.ALL & ~DeploymentDefaultEndpoints.SUBMIT,
         custom_endpoints=[
             EndpointSpec(
