@@ -56,6 +56,26 @@ def table(rows: dict[str, dict], bare_key: str = "bare HTTP server") -> str:
     return "\n".join(lines)
 
 
+def median_figures(runs: list[dict]) -> dict:
+    """Per load level, the median of each figure over the runs (errors: their sum)."""
+    import statistics
+
+    merged: dict = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            merged[key] = {
+                name: sum(r[key][name] for r in runs)
+                if name == "errors"
+                else statistics.median(r[key][name] for r in runs)
+                if isinstance(value[name], int | float)
+                else value[name]
+                for name in value
+            }
+        elif isinstance(value, int | float):
+            merged[key] = statistics.median(r[key] for r in runs)
+    return merged
+
+
 def log_cost(backend: str, on: dict, off: dict) -> str:
     lines = []
     for level in [key for key in on if key.startswith("c") and key[1:].isdigit()]:
@@ -71,6 +91,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--backends", default=",".join(BACKEND_STACKS))
     parser.add_argument("--log", choices=["on", "off", "both"], default="both", help="the prediction log")
+    parser.add_argument("--rounds", type=int, default=3, help="with --log both: deploys of each, alternating")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mlops-serving-bench-"))
     isolate(folder)
@@ -100,6 +121,11 @@ def main() -> None:
         "c1": in_process_latency(lambda body: answer(model, schema, body, MODEL_NAME, "1"), ours, args.requests)
     }
     writer = PredictionLog(LogSettings(root=str(folder / "bench-log")), MODEL_NAME, "1", "bench")
+    one_write = [records[0]]
+    write_seconds = time.perf_counter()
+    for _ in range(10_000):
+        writer.record("r", one_write, schema.model_inputs, [1.0], None, 1.0)
+    write_seconds = (time.perf_counter() - write_seconds) / 10_000
     rows["in-process: whole contract + prediction log"] = {
         "c1": in_process_latency(
             lambda body: logged_answer(model, schema, body, MODEL_NAME, "1", 10_000, writer, "r", time.perf_counter()),
@@ -110,12 +136,14 @@ def main() -> None:
     levels = [(1, args.requests), (args.concurrency, args.requests * 4)]
     log("bare HTTP server ...")
     rows["bare HTTP server"], _ = bare_server_baseline(model, folder, ours, levels)
-    logging = {"on": [True], "off": [False], "both": [True, False]}[args.log]
+    # Log on and off alternate, `--rounds` times each, and the medians are compared: the machine's load drifts
+    # more between two deploys than the log costs (about 20 microseconds a request, measured in-process above).
+    logging = {"on": [True], "off": [False], "both": [True, False] * args.rounds}[args.log]
     costs = []
     for backend_name in args.backends.split(","):
         stack = BACKEND_STACKS[backend_name]
         client.activate_stack(stack)
-        measured = {}
+        measured: dict[bool, list[dict]] = {True: [], False: []}
         for log_on in logging:
             settings = DeploymentConfig(port=8300, smoke_rows=20, log=PredictionLogConfig(enabled=log_on))
             what = "log on" if log_on else "log off"
@@ -125,15 +153,19 @@ def main() -> None:
                 log(f"{backend_name}: load ({what}) ...")
                 figures = load_levels(served.endpoint.predict_url, bodies, served.endpoint.pid, levels)
                 path = served.endpoint.predict_path.lstrip("/")
-                measured[log_on] = figures
-                rows[f"{backend_name} ({path}), {what}"] = {**figures, "deploy_seconds": served.deploy_seconds}
-        if len(measured) == 2:
-            costs.append(log_cost(backend_name, measured[True], measured[False]))
+                measured[log_on].append({**figures, "deploy_seconds": served.deploy_seconds})
+        for log_on, runs in measured.items():
+            if runs:
+                what = ("log on" if log_on else "log off") + (f", median of {len(runs)}" if len(runs) > 1 else "")
+                rows[f"{backend_name} ({path}), {what}"] = median_figures(runs)
+        if measured[True] and measured[False]:
+            costs.append(log_cost(backend_name, median_figures(measured[True]), median_figures(measured[False])))
     client.activate_stack("default")
     print(f"\nServing, one row per request ({machine()}); ratios to the bare HTTP server in this run\n")
     print(table(rows))
+    print(f"\nThe prediction log's write, in-process: {write_seconds * 1e6:.0f} microseconds per one-row request")
     if costs:
-        print("\nThe prediction log's cost (log on vs off, same run; positive = slower with the log):\n")
+        print("\nThe prediction log's cost (log on vs off, medians, same run; positive = slower with the log):\n")
         print("| backend | c | p50 on / off | throughput on / off |\n|---|---|---|---|")
         print("\n".join(costs))
     print(

@@ -154,6 +154,8 @@ def log_model(logged: LoggedModel, input_example: Any = None) -> tuple[str, str]
     The signature declares only the `request_id` parameter: MLflow then passes every column of a request to the
     model, so fields that are not model inputs (an order id) reach the log as keys. The input example is kept
     as a file for readers, not run: running it would write to the prediction log."""
+    import logging
+
     import cloudpickle
     import mlflow
     import pandas as pd
@@ -163,6 +165,8 @@ def log_model(logged: LoggedModel, input_example: Any = None) -> tuple[str, str]
 
     from serving.backends.mlflow_service import PIPELINE_ARTIFACT, LoggedPipeline
 
+    # MLflow warns on every pickled python_model; the wrapper is pickled by reference to its shipped module.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     signature = ModelSignature(inputs=None, outputs=None, params=ParamSchema([ParamSpec("request_id", "string", "")]))
     with tempfile.TemporaryDirectory(prefix="model-code-") as staging:
         packages = copy_model_code(Path(staging) / "code", SERVICE_MODULES)
