@@ -71,6 +71,11 @@ def model_folder_name(model_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name) or "model"
 
 
+def _stamp(moment: datetime) -> str:
+    """A UTC time as the log writes it: ISO 8601 with microseconds and `Z`."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def _plain(value: Any) -> Any:
     """A JSON-safe Python value: numpy scalars unwrapped, non-finite floats as null."""
     if isinstance(value, np.generic):
@@ -161,7 +166,7 @@ class PredictionLog:
     ) -> None:
         """Append the request's rows (one line each, one write for the request)."""
         now = datetime.now(timezone.utc)
-        stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        stamp = _stamp(now)
         inputs_wanted = set(model_inputs)
         lines = []
         for row, (record, prediction) in enumerate(zip(records, predictions, strict=True)):
@@ -198,7 +203,7 @@ class PredictionLog:
         """Append a scored table, one request id per row (batch scoring): the same lines as `record`, built with
         pandas' JSON writer a chunk at a time (a million rows in seconds, not minutes)."""
         now = datetime.now(timezone.utc)
-        stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        stamp = _stamp(now)
         inputs = [c for c in model_inputs if self._keep_all or c in self._keep]
         keys = [c for c in table.columns if c not in set(model_inputs)]
         head = json.dumps(
@@ -242,7 +247,7 @@ class PredictionLog:
         """Count a rejected request (4xx): its status and error, not its rows (they were never predicted)."""
         now = datetime.now(timezone.utc)
         line = {
-            "timestamp": now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "timestamp": _stamp(now),
             "model_name": self.model_name,
             "model_version": self.model_version,
             "backend": self.backend,
@@ -509,7 +514,7 @@ def attach_labels(
     logged_keys = _join_keys(frame, joins) if frame.empty or set(joins) <= set(frame.columns) else []
     hits = [index for index, key in enumerate(logged_keys) if key in latest]
     matched = frame.iloc[hits]
-    now = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    now = _stamp(datetime.now(timezone.utc))
     lines = [
         json.dumps(
             {
