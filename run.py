@@ -650,12 +650,20 @@ def compare(
 
 
 def activate_stack(name: str) -> None:
+    """Make `name` the active stack. ZenML rewrites its configuration file in place to do so, and a process reading
+    that file at the same moment (another command starting) fails: the lock keeps our own commands apart, and the
+    file is left alone when the stack is already active."""
     from zenml.client import Client
 
+    from lifecycle.environment import file_lock, state_dir
     from lifecycle.errors import StackError
 
     try:
-        Client().activate_stack(Client().get_stack(name, allow_name_prefix_match=False).id)
+        with file_lock(state_dir() / "locks" / "zenml-config.lock"):
+            client = Client()
+            stack = client.get_stack(name, allow_name_prefix_match=False)
+            if client.active_stack_model.id != stack.id:
+                client.activate_stack(stack.id)
     except KeyError as exc:
         raise StackError(
             f"stack `{name}` is not registered. Fix: `python run.py stacks up {name}` "

@@ -98,6 +98,61 @@ class EvaluationConfig(_Strict):
     min_segment_rows: int = Field(30, ge=1)
     # A segment whose primary metric is this much worse (relative) than overall is flagged.
     segment_gap_tolerance: float = Field(0.25, ge=0.0)
+    # Time-ordered data: also compare with the seasonal naive predictor, the target one season earlier
+    # (a pandas offset such as "7D": the same hour last week). None: only mean/median or majority/prior.
+    seasonal_naive: str | None = None
+    # Resamples of the test rows used to tell a real win over the naive baseline from the test set's noise.
+    bootstrap_resamples: int = Field(200, ge=20)
+
+    @field_validator("seasonal_naive")
+    @classmethod
+    def _valid_season(cls, value: str | None) -> str | None:
+        if value is not None:
+            import pandas as pd
+
+            try:
+                pd.Timedelta(value)
+            except ValueError:
+                raise ValueError(f"seasonal_naive `{value}` is not a time span; write e.g. 7D, 24h or 1D") from None
+        return value
+
+
+GateMode = Literal["disabled", "dry_run", "enabled"]
+
+
+class NaiveBaselineGate(_Strict):
+    """The candidate must beat the strongest naive predictor on the primary metric, in at least `confidence` of
+    the bootstrap resamples of the test rows, and trail it on no other metric by more than `margin` (relative)."""
+
+    mode: GateMode = "enabled"
+    confidence: float = Field(0.95, ge=0.5, lt=1.0)
+    margin: float = Field(0.02, ge=0.0)
+
+
+class SegmentGate(_Strict):
+    """No segment may be worse than production on the same rows by more than `margin` (relative, primary metric)."""
+
+    mode: GateMode = "dry_run"
+    margin: float = Field(0.10, ge=0.0)
+
+
+class MinimumMetricGate(_Strict):
+    """The primary metric must reach `value` (at most `value` for errors such as rmse, at least for scores)."""
+
+    mode: GateMode = "disabled"
+    value: float | None = None
+
+    @model_validator(mode="after")
+    def _value_when_on(self) -> MinimumMetricGate:
+        if self.mode != "disabled" and self.value is None:
+            raise ValueError("gates.minimum_metric needs a `value` unless its mode is `disabled`")
+        return self
+
+
+class PromotionGates(_Strict):
+    naive_baseline: NaiveBaselineGate = Field(default_factory=NaiveBaselineGate)
+    segments: SegmentGate = Field(default_factory=SegmentGate)
+    minimum_metric: MinimumMetricGate = Field(default_factory=MinimumMetricGate)
 
 
 class PromotionConfig(_Strict):
@@ -108,6 +163,8 @@ class PromotionConfig(_Strict):
     stage: str = "production"
     # Flag (not block) a candidate that learned from fewer rows than this share of production's training rows.
     min_training_share: float = Field(0.5, ge=0.0, le=1.0)
+    # Validation gates, each `disabled`, `dry_run` (reported, not enforced) or `enabled`.
+    gates: PromotionGates = Field(default_factory=PromotionGates)
 
 
 class ModelConfig(_Strict):

@@ -1,6 +1,9 @@
 """Process environment for offline, quiet runs: set before ZenML, MLflow or BentoML are imported."""
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +38,15 @@ def state_dir() -> Path:
     """Project-local state (MLflow database and artifacts, served models, what the project remembers between
     commands); MLOPS_STATE_DIR overrides."""
     return Path(os.environ.get("MLOPS_STATE_DIR", PROJECT_ROOT / ".state")).resolve()
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """One process at a time on this machine inside the block (an exclusive lock on `path`, created if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def configure_environment() -> None:

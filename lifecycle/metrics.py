@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
-from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.dummy import DummyClassifier
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from lifecycle.config import EvaluationConfig
 from lifecycle.modeling import predict_scores
-from lifecycle.validation import FeatureSchema
+from lifecycle.validation import FeatureSchema, parse_time_column
 
 LOWER_IS_BETTER = {"mae", "rmse"}
 DEFAULT_METRIC = {"regression": "rmse", "classification": "f1_macro"}
@@ -40,12 +40,24 @@ class SegmentMetrics(BaseModel):
     note: str = ""
 
 
+class NaiveBaseline(BaseModel):
+    """The naive predictors' metrics on the test set, and for each metric the strongest of them."""
+
+    metrics: dict[str, float]  # metric -> the strongest naive predictor's value
+    strongest: dict[str, str]  # metric -> which predictor that is
+    by_predictor: dict[str, dict[str, float]]
+    # Share of bootstrap resamples of the test rows on which the model beats the strongest naive predictor on the
+    # primary metric (the test set's noise: a model no better than naive wins about half of them).
+    model_wins: float | None = None
+
+
 class EvaluationReport(BaseModel):
     task: str
     primary_metric: str
     test_rows: int
     metrics: dict[str, float]
-    baseline_metrics: dict[str, float]
+    baseline_metrics: dict[str, float]  # per metric, the strongest naive predictor's value
+    naive_baseline: NaiveBaseline | None = None
     segments: list[SegmentMetrics] = Field(default_factory=list)
 
     @property
@@ -90,15 +102,113 @@ def score_model(model: Pipeline, test: pd.DataFrame, schema: FeatureSchema) -> d
     return score(schema.task, test[schema.target], predictions, probabilities)
 
 
+def row_times(table: pd.DataFrame, schema: FeatureSchema) -> pd.Series:
+    """One timestamp per row from the time columns: the first gives the date, later ones add their time of day."""
+    first, *rest = [
+        parse_time_column(table[column], schema.time_formats.get(column), "the table") for column in schema.time_columns
+    ]
+    for parsed in rest:
+        first = first + (parsed - parsed.dt.normalize())
+    return first
+
+
+def naive_predictions(
+    train: pd.DataFrame, test: pd.DataFrame, schema: FeatureSchema, season: str | None = None, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """What naive predictors learnt on the training slice say for the test rows: {name: (predictions, scores)}.
+
+    Regression: the training mean and median, and with `season` (e.g. "7D") and time columns the seasonal naive
+    predictor: the target observed one season before each test row (the training mean where none was).
+    Classification: the majority class and class-prior sampling (scores: the training share of the positive class).
+    """
+    target = train[schema.target]
+    blank = np.zeros((len(test), 1))
+    if schema.task == "classification":
+        predictors = {
+            "majority class": DummyClassifier(strategy="most_frequent"),
+            "class-prior sampling": DummyClassifier(strategy="stratified", random_state=seed),
+        }
+        answers = {}
+        for name, dummy in predictors.items():
+            dummy.fit(np.zeros((len(train), 1)), target)
+            scores = dummy.predict_proba(blank)[:, 1] if len(dummy.classes_) == 2 else None
+            if scores is not None and name != "majority class":
+                scores = np.full(len(test), float((target == dummy.classes_[1]).mean()))
+            answers[name] = (dummy.predict(blank), scores)
+        return answers
+    answers = {
+        "mean": (np.full(len(test), float(target.mean())), None),
+        "median": (np.full(len(test), float(target.median())), None),
+    }
+    if season and schema.time_columns:
+        known = pd.concat([train, test], ignore_index=True)
+        history = pd.Series(known[schema.target].to_numpy(), index=row_times(known, schema))
+        history = history[~history.index.duplicated(keep="last")]
+        earlier = history.reindex(row_times(test, schema) - pd.Timedelta(season)).to_numpy(dtype=float)
+        answers[f"seasonal naive ({season} earlier)"] = (np.where(np.isnan(earlier), target.mean(), earlier), None)
+    return answers
+
+
+def bootstrap_wins(
+    task: str,
+    metric: str,
+    y_true: pd.Series,
+    model: tuple[np.ndarray, np.ndarray | None],
+    naive: tuple[np.ndarray, np.ndarray | None],
+    resamples: int,
+    seed: int = 0,
+) -> float:
+    """Share of resamples (rows drawn with replacement, the same rows for both) on which `model` beats `naive`."""
+    rng = np.random.default_rng(seed)
+    truth = np.asarray(y_true)
+    wins = 0
+
+    def pick(answer: tuple[np.ndarray, np.ndarray | None], rows: np.ndarray) -> dict[str, float]:
+        return score(task, truth[rows], answer[0][rows], None if answer[1] is None else answer[1][rows])
+
+    for _ in range(resamples):
+        rows = rng.integers(0, len(truth), len(truth))
+        ours, theirs = pick(model, rows), pick(naive, rows)
+        if metric in ours and metric in theirs:
+            wins += is_better(metric, ours[metric], theirs[metric])
+    return wins / resamples
+
+
+def naive_baseline(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    schema: FeatureSchema,
+    season: str | None = None,
+    model_answers: tuple[np.ndarray, np.ndarray | None] | None = None,
+    metric: str | None = None,
+    resamples: int = 200,
+) -> NaiveBaseline:
+    """The strongest naive predictor for every metric; with the model's answers, how often it beats the strongest
+    on `metric` over bootstrap resamples of the test rows."""
+    answers = naive_predictions(train, test, schema, season)
+    truth = test[schema.target]
+    by_predictor = {name: score(schema.task, truth, *answer) for name, answer in answers.items()}
+    strongest: dict[str, str] = {}
+    for name, metrics in by_predictor.items():
+        for key, value in metrics.items():
+            best = strongest.get(key)
+            if best is None or is_better(key, value, by_predictor[best][key]):
+                strongest[key] = name
+    baseline = NaiveBaseline(
+        metrics={key: by_predictor[name][key] for key, name in strongest.items()},
+        strongest=strongest,
+        by_predictor=by_predictor,
+    )
+    if model_answers is not None and metric in strongest:
+        baseline.model_wins = bootstrap_wins(
+            schema.task, metric, truth, model_answers, answers[strongest[metric]], resamples
+        )
+    return baseline
+
+
 def baseline_metrics(train: pd.DataFrame, test: pd.DataFrame, schema: FeatureSchema) -> dict[str, float]:
-    """A naive model (mean / majority class) learnt on the training slice and scored on the test set."""
-    dummy = DummyRegressor(strategy="mean") if schema.task == "regression" else DummyClassifier(strategy="prior")
-    dummy.fit(np.zeros((len(train), 1)), train[schema.target])
-    predictions = dummy.predict(np.zeros((len(test), 1)))
-    probabilities = None
-    if schema.task == "classification" and len(dummy.classes_) == 2:
-        probabilities = dummy.predict_proba(np.zeros((len(test), 1)))[:, 1]
-    return score(schema.task, test[schema.target], predictions, probabilities)
+    """For every metric, the strongest naive predictor's value on the test set."""
+    return naive_baseline(train, test, schema).metrics
 
 
 def segment_labels(values: pd.Series) -> pd.Series:
@@ -106,6 +216,21 @@ def segment_labels(values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values) and values.nunique() > MAX_SEGMENT_VALUES:
         return pd.qcut(values, q=SEGMENT_BINS, duplicates="drop").astype(str)
     return values.astype(object).where(values.notna(), "(missing)").astype(str)
+
+
+def score_segments(model: Pipeline, test: pd.DataFrame, schema: FeatureSchema, min_rows: int) -> list[SegmentMetrics]:
+    """The model's metrics on each segment of the test set (segments with fewer than `min_rows` rows: listed only)."""
+    segments: list[SegmentMetrics] = []
+    for column in schema.segment_columns:
+        labels = segment_labels(test[column])
+        for value, rows in test.groupby(labels, sort=True, observed=True):
+            segment = SegmentMetrics(column=column, value=str(value), rows=len(rows))
+            if len(rows) < min_rows:
+                segment.note = f"not scored: fewer than {min_rows} test rows"
+            else:
+                segment.metrics = score_model(model, rows, schema)
+            segments.append(segment)
+    return segments
 
 
 def evaluate_model(
@@ -117,29 +242,26 @@ def evaluate_model(
     primary_metric: str | None = None,
 ) -> EvaluationReport:
     metric = primary_metric or DEFAULT_METRIC[schema.task]
-    overall = score_model(model, test, schema)
+    answers = predict_scores(model, test)
+    overall = score(schema.task, test[schema.target], *answers)
     if metric not in overall:
         raise ValueError(
             f"promotion.metric `{metric}` is not computed for {schema.task}; choose one of {', '.join(overall)}"
         )
-    segments: list[SegmentMetrics] = []
-    for column in schema.segment_columns:
-        labels = segment_labels(test[column])
-        for value, rows in test.groupby(labels, sort=True, observed=True):
-            segment = SegmentMetrics(column=column, value=str(value), rows=len(rows))
-            if len(rows) < evaluation.min_segment_rows:
-                segment.note = f"not scored: fewer than {evaluation.min_segment_rows} test rows"
-            else:
-                segment.metrics = score_model(model, rows, schema)
-                if metric in segment.metrics:
-                    segment.gap = relative_gap(metric, segment.metrics[metric], overall[metric])
-                    segment.flagged = segment.gap > evaluation.segment_gap_tolerance
-            segments.append(segment)
+    segments = score_segments(model, test, schema, evaluation.min_segment_rows)
+    for segment in segments:
+        if metric in segment.metrics:
+            segment.gap = relative_gap(metric, segment.metrics[metric], overall[metric])
+            segment.flagged = segment.gap > evaluation.segment_gap_tolerance
+    naive = naive_baseline(
+        train, test, schema, evaluation.seasonal_naive, answers, metric, evaluation.bootstrap_resamples
+    )
     return EvaluationReport(
         task=schema.task,
         primary_metric=metric,
         test_rows=len(test),
         metrics=overall,
-        baseline_metrics=baseline_metrics(train, test, schema),
+        baseline_metrics=naive.metrics,
+        naive_baseline=naive,
         segments=segments,
     )

@@ -1,10 +1,30 @@
-"""The promotion rule: beat the naive baseline, then beat production re-scored on the same test set."""
+"""The promotion rule: pass the validation gates (the strongest naive baseline first), then beat production
+re-scored on the same test set."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
-from lifecycle.metrics import LOWER_IS_BETTER, is_better
+from lifecycle.config import MinimumMetricGate, NaiveBaselineGate, PromotionGates, SegmentGate
+from lifecycle.metrics import LOWER_IS_BETTER, EvaluationReport, SegmentMetrics, is_better, relative_gap
+
+
+class GateOutcome(BaseModel):
+    """One validation gate's verdict on a candidate; only an `enabled` gate that did not pass blocks promotion."""
+
+    name: str
+    mode: str
+    passed: bool | None  # None: not checked (disabled, or nothing to compare with)
+    detail: str
+
+    @property
+    def blocks(self) -> bool:
+        return self.mode == "enabled" and self.passed is False
+
+    def describe(self) -> str:
+        verdict = {True: "passed", False: "FAILED", None: "not checked"}[self.passed]
+        enforced = " (dry run: reported, not enforced)" if self.mode == "dry_run" else ""
+        return f"gate {self.name}: {verdict}{enforced}: {self.detail}"
 
 
 class PromotionDecision(BaseModel):
@@ -19,6 +39,8 @@ class PromotionDecision(BaseModel):
     min_improvement: float = 0.0
     # Warnings a reviewer should see beside the decision (they do not change it), e.g. a small training set.
     flags: list[str] = []
+    # Every validation gate with its figures, in the order they were checked.
+    gates: list[GateOutcome] = []
 
 
 def training_size_flag(rows: int | None, production_rows: int | None, production_version: str | None, share: float):
@@ -36,6 +58,116 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def naive_baseline_gate(report: EvaluationReport, gate: NaiveBaselineGate) -> GateOutcome:
+    """Beat the strongest naive predictor on the primary metric beyond the test set's noise, and trail it on no
+    other metric by more than the margin."""
+    metric, naive = report.primary_metric, report.naive_baseline
+    outcome = GateOutcome(name="naive_baseline", mode=gate.mode, passed=None, detail="disabled")
+    if gate.mode == "disabled":
+        return outcome
+    if naive is None:  # a report from before the naive predictors were compared: the old single baseline
+        beaten = is_better(metric, report.metrics[metric], report.baseline_metrics[metric])
+        outcome.passed = beaten
+        outcome.detail = (
+            f"{metric} {_fmt(report.metrics[metric])} {'beats' if beaten else 'does not beat'} the naive "
+            f"baseline's {_fmt(report.baseline_metrics[metric])}"
+        )
+        return outcome
+    strongest = naive.strongest[metric]
+    value, reference = report.metrics[metric], naive.metrics[metric]
+    direction = "lower" if metric in LOWER_IS_BETTER else "higher"
+    problems = []
+    wins = naive.model_wins
+    if not is_better(metric, value, reference):
+        problems.append(f"{metric} {_fmt(value)} does not beat {strongest}'s {_fmt(reference)} ({direction} is better)")
+    elif wins is not None and wins < gate.confidence:
+        problems.append(
+            f"{metric} {_fmt(value)} beats {strongest}'s {_fmt(reference)} in only {wins:.0%} of bootstrap "
+            f"resamples of the test rows (needs {gate.confidence:.0%}): within the test set's noise"
+        )
+    for other, other_value in report.metrics.items():
+        if other == metric or other not in naive.metrics:
+            continue
+        gap = relative_gap(other, other_value, naive.metrics[other])
+        if gap > gate.margin:
+            problems.append(
+                f"{other} {_fmt(other_value)} trails {naive.strongest[other]}'s {_fmt(naive.metrics[other])} by "
+                f"{gap:.0%} (margin {gate.margin:.0%})"
+            )
+    outcome.passed = not problems
+    won = f" in {wins:.0%} of bootstrap resamples" if wins is not None else ""
+    outcome.detail = (
+        "; ".join(problems)
+        if problems
+        else f"{metric} {_fmt(value)} beats the strongest naive predictor ({strongest}, {_fmt(reference)}){won}, "
+        f"and no other metric trails a naive predictor by more than {gate.margin:.0%}"
+    )
+    return outcome
+
+
+def segment_gate(
+    metric: str,
+    candidate: list[SegmentMetrics],
+    production: list[SegmentMetrics] | None,
+    production_version: str | None,
+    gate: SegmentGate,
+) -> GateOutcome:
+    """No segment of the test set may be worse than production's on the same rows by more than the margin."""
+    outcome = GateOutcome(name="segments", mode=gate.mode, passed=None, detail="disabled")
+    if gate.mode == "disabled":
+        return outcome
+    if production is None or production_version is None:
+        outcome.detail = "no production version to compare segments with"
+        return outcome
+    theirs = {(s.column, s.value): s.metrics.get(metric) for s in production}
+    compared, worse = 0, []
+    for segment in candidate:
+        reference = theirs.get((segment.column, segment.value))
+        if metric not in segment.metrics or reference is None:
+            continue
+        compared += 1
+        gap = relative_gap(metric, segment.metrics[metric], reference)
+        if gap > gate.margin:
+            value = _fmt(segment.metrics[metric])
+            worse.append((gap, f"{segment.column}={segment.value} {value} vs {_fmt(reference)}"))
+    if not compared:
+        outcome.detail = "no segment scored on both models (configure dataset.segment_columns)"
+        return outcome
+    outcome.passed = not worse
+    outcome.detail = (
+        f"{len(worse)} of {compared} segments worse than production version {production_version} by more than "
+        f"{gate.margin:.0%} on {metric}: " + ", ".join(text for _, text in sorted(worse, reverse=True)[:5])
+        if worse
+        else f"all {compared} segments within {gate.margin:.0%} of production version {production_version} on {metric}"
+    )
+    return outcome
+
+
+def minimum_metric_gate(metric: str, value: float, gate: MinimumMetricGate) -> GateOutcome:
+    outcome = GateOutcome(name="minimum_metric", mode=gate.mode, passed=None, detail="disabled")
+    if gate.mode == "disabled" or gate.value is None:
+        return outcome
+    lower = metric in LOWER_IS_BETTER
+    outcome.passed = value <= gate.value if lower else value >= gate.value
+    outcome.detail = f"{metric} {_fmt(value)} {'at most' if lower else 'at least'} {_fmt(gate.value)} required"
+    return outcome
+
+
+def check_gates(
+    report: EvaluationReport,
+    gates: PromotionGates,
+    production_segments: list[SegmentMetrics] | None = None,
+    production_version: str | None = None,
+) -> list[GateOutcome]:
+    """Every configured gate's verdict on the candidate (disabled gates included, so the decision lists them)."""
+    metric = report.primary_metric
+    return [
+        naive_baseline_gate(report, gates.naive_baseline),
+        segment_gate(metric, report.segments, production_segments, production_version, gates.segments),
+        minimum_metric_gate(metric, report.metrics[metric], gates.minimum_metric),
+    ]
+
+
 def decide_promotion(
     metric: str,
     candidate_score: float,
@@ -45,11 +177,13 @@ def decide_promotion(
     production_score: float | None = None,
     production_problem: str | None = None,
     min_improvement: float = 0.0,
+    gates: list[GateOutcome] | None = None,
 ) -> PromotionDecision:
     """Whether the candidate replaces production, with the reason in words.
 
-    `production_problem` says why the production model could not be re-scored (e.g. it expects columns this
-    data lacks); the candidate is then not promoted, since it cannot be shown to be better.
+    `gates` are the validation gates' verdicts (`check_gates`); without them the candidate only has to beat
+    `baseline_score`. `production_problem` says why the production model could not be re-scored (e.g. it expects
+    columns this data lacks); the candidate is then not promoted, since it cannot be shown to be better.
     """
     direction = "lower" if metric in LOWER_IS_BETTER else "higher"
     decision = dict(
@@ -59,14 +193,22 @@ def decide_promotion(
         production_version=production_version,
         production_score=production_score,
         min_improvement=min_improvement,
+        gates=gates or [],
     )
-    if not is_better(metric, candidate_score, baseline_score):
+    if gates is None and not is_better(metric, candidate_score, baseline_score):
         return PromotionDecision(
             promoted=False,
             reason=(
                 f"{metric} {_fmt(candidate_score)} does not beat the naive baseline's {_fmt(baseline_score)} "
                 f"({direction} is better)"
             ),
+            **decision,
+        )
+    blocking = [gate for gate in gates or [] if gate.blocks]
+    if blocking:
+        return PromotionDecision(
+            promoted=False,
+            reason="; ".join(f"stopped by gate {gate.name}: {gate.detail}" for gate in blocking),
             **decision,
         )
     if production_version is None:

@@ -16,7 +16,7 @@ from lifecycle.data import file_fingerprint, read_table
 from lifecycle.metrics import evaluate_model
 from lifecycle.modeling import fit_model
 from lifecycle.monitoring import check_batch, performance_on_batch, predict_rows, run_drift_report
-from lifecycle.promotion import decide_promotion
+from lifecycle.promotion import check_gates, decide_promotion
 from lifecycle.splitting import split_table
 from lifecycle.validation import validate_table
 
@@ -53,7 +53,16 @@ def run_directly(config: RunConfig, batch_path: str | Path, min_rows_for_drift: 
         steps, "evaluate", evaluate_model, model, train, test, schema, config.evaluation, config.promotion.metric
     )
     metric = report.primary_metric
-    _timed(steps, "promote_model", decide_promotion, metric, report.metrics[metric], report.baseline_metrics[metric])
+    _timed(
+        steps,
+        "promote_model",
+        lambda: decide_promotion(
+            metric,
+            report.metrics[metric],
+            report.baseline_metrics[metric],
+            gates=check_gates(report, config.promotion.gates),
+        ),
+    )
     run.training_seconds, run.training_steps, run.metrics = time.perf_counter() - started, steps, report.metrics
 
     monitor: dict[str, float] = {}

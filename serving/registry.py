@@ -7,7 +7,6 @@ missing for the active stack, the commands ask the deployer.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from lifecycle.environment import state_dir
+from lifecycle.environment import file_lock, state_dir
 from lifecycle.project_state import read_json, write_json
 from serving.backends.base import Endpoint
 
@@ -56,9 +55,7 @@ def active_stack_id() -> str | None:
 @contextmanager
 def _locked(stack_id: str) -> Iterator[Path]:
     """One writer at a time per stack (deploys and undeploys may overlap)."""
-    _folder().mkdir(parents=True, exist_ok=True)
-    with open(_folder() / f"{stack_id}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+    with file_lock(_folder() / f"{stack_id}.lock"):
         yield _path(stack_id)
 
 

@@ -47,6 +47,11 @@ def training_summary(outcome: TrainingOutcome) -> str:
             f"  segment {segment.column}={segment.value}: {metric} {segment.gap:+.0%} vs overall "
             "(above the configured tolerance)"
         )
+    naive = evaluation.naive_baseline
+    if naive is not None and metric in naive.strongest:
+        strongest = naive.strongest[metric]
+        lines.append(f"  (baseline: the strongest naive predictor of each metric; for {metric}, {strongest})")
+    lines += [f"  {gate.describe()}" for gate in decision.gates if gate.mode != "disabled"]
     verdict = "PROMOTED to production" if decision.promoted else "NOT promoted"
     lines += [
         f"  {verdict}: {decision.reason}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from zenml.models import PipelineRunResponse
 
 from lifecycle.config import PROJECT_ROOT, DeploymentConfig, MonitoringConfig, RunConfig
 from lifecycle.data import read_table
+from lifecycle.environment import file_lock
 from lifecycle.errors import PipelineFailed
 from lifecycle.metrics import EvaluationReport
 from lifecycle.monitoring import MonitoringSummary
@@ -118,10 +118,7 @@ def prepare_tracking(capabilities: StackCapabilities) -> None:
     if not uri.startswith("sqlite:///"):
         prepare_local_mlflow(capabilities)
         return
-    folder = Path(uri.removeprefix("sqlite:///")).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "prepare.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+    with file_lock(Path(uri.removeprefix("sqlite:///")).parent / "prepare.lock"):
         prepare_local_mlflow(capabilities)
 
 

@@ -1,5 +1,4 @@
 import contextlib
-import fcntl
 import re
 from collections.abc import Iterator
 from typing import Annotated
@@ -11,10 +10,10 @@ from zenml.client import Client
 from zenml.logger import get_logger
 
 from lifecycle.config import PromotionConfig
-from lifecycle.environment import state_dir
-from lifecycle.metrics import EvaluationReport, score_model
+from lifecycle.environment import file_lock, state_dir
+from lifecycle.metrics import EvaluationReport, SegmentMetrics, score_model, score_segments
 from lifecycle.names import MODEL, PROMOTION
-from lifecycle.promotion import PromotionDecision, decide_promotion, training_size_flag
+from lifecycle.promotion import PromotionDecision, check_gates, decide_promotion, training_size_flag
 from lifecycle.tracking import CHAMPION_ALIAS
 from lifecycle.validation import FeatureSchema
 from stacks.capabilities import mlflow_registry
@@ -25,19 +24,21 @@ TRAIN_ROWS = "train_rows_after_validation"  # recorded on each version by the re
 
 def rescore_production(
     production_model: Pipeline, production_task: str | None, test_set: pd.DataFrame, feature_schema: FeatureSchema
-) -> tuple[dict[str, float], str | None]:
-    """Score the production model on the candidate's test set: (metrics, problem that prevented it)."""
+) -> tuple[dict[str, float], list[SegmentMetrics], str | None]:
+    """Score the production model on the candidate's test set, overall and per segment: (metrics, segments,
+    problem that prevented it)."""
     if production_task and production_task != feature_schema.task:
-        return {}, f"it is a {production_task} model and this is a {feature_schema.task} task"
+        return {}, [], f"it is a {production_task} model and this is a {feature_schema.task} task"
     expected = list(getattr(production_model, "feature_names_in_", []))
     missing = [column for column in expected if column not in test_set.columns]
     if missing:
-        return {}, f"it needs columns this data lacks: {', '.join(missing[:10])}"
+        return {}, [], f"it needs columns this data lacks: {', '.join(missing[:10])}"
     try:
         metrics = score_model(production_model, test_set, feature_schema)
+        segments = score_segments(production_model, test_set, feature_schema, min_rows=1)
     except Exception as exc:  # any failure to predict means it cannot be compared
-        return {}, f"it failed to predict: {exc}"
-    return metrics, None
+        return {}, [], f"it failed to predict: {exc}"
+    return metrics, segments, None
 
 
 def mirror_promotion_to_mlflow(model_name: str, number: int) -> str | None:
@@ -59,10 +60,7 @@ def promotion_lock(model_name: str) -> Iterator[None]:
     """One promotion of a model at a time (on this machine). Two runs finishing together would otherwise each
     compare with the production version they read before the other promoted (both "first production model"),
     and the last to write would win, better or not, with the MLflow alias possibly following the other one."""
-    folder = state_dir() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"promote-{re.sub(r'[^A-Za-z0-9_.-]', '_', model_name)}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+    with file_lock(state_dir() / "locks" / f"promote-{re.sub(r'[^A-Za-z0-9_.-]', '_', model_name)}.lock"):
         yield
 
 
@@ -78,7 +76,7 @@ def promote_model(
     this_version = get_step_context().model
     with promotion_lock(this_version.name):  # from reading production to moving the alias
         metric = evaluation_report.primary_metric
-        production_version = production_score = problem = None
+        production_version = production_score = problem = production_segments = None
         try:
             production = Client().get_model_version(this_version.name, promotion.stage)
         except KeyError:
@@ -88,7 +86,9 @@ def promote_model(
             try:
                 production_model = production.get_model_artifact(MODEL).load()
                 task = production.run_metadata.get("task")
-                metrics, problem = rescore_production(production_model, task, test_set, feature_schema)
+                metrics, production_segments, problem = rescore_production(
+                    production_model, task, test_set, feature_schema
+                )
                 production_score = metrics.get(metric)
             except Exception as exc:  # a missing or unloadable artifact
                 problem = f"its model could not be loaded: {exc}"
@@ -100,6 +100,7 @@ def promote_model(
             production_score=production_score,
             production_problem=problem,
             min_improvement=promotion.min_improvement,
+            gates=check_gates(evaluation_report, promotion.gates, production_segments, production_version),
         )
         if production is not None and production_version:
             flag = training_size_flag(
