@@ -125,6 +125,11 @@ def cli(ctx: click.Context) -> None:
 @click.option("--model-name", help="Model Control Plane name (default: from the config, or the data file name).")
 @click.option("--seed", type=int, help="Random seed (default: from the config).")
 @click.option("--no-cache", is_flag=True, help="Re-run every step instead of reusing cached results.")
+@click.option(
+    "--stage",
+    type=click.Choice(["production", "staging"]),
+    help="Where a candidate that passes goes: production (default), or staging to wait for `run.py promote`.",
+)
 @on_stack
 def train(
     config_path: str,
@@ -136,6 +141,7 @@ def train(
     model_name: str | None,
     seed: int | None,
     no_cache: bool,
+    stage: str | None,
 ) -> None:
     """Train, evaluate, register and (if it beats production) promote a model."""
     config = apply_overrides(
@@ -149,6 +155,8 @@ def train(
         seed=seed,
         enable_cache=False if no_cache else None,
     )
+    if stage:
+        config = config.model_copy(update={"promotion": config.promotion.model_copy(update={"release_stage": stage})})
     validate_file(config.dataset)  # bad data fails here, before any pipeline run is recorded
     from lifecycle.project_state import remember_training
     from workflows.runner import run_training
@@ -158,6 +166,64 @@ def train(
     from workflows.reporting import training_summary
 
     click.echo(training_summary(outcome))
+
+
+@cli.command()
+@config_option("Training config: names the model and its promotion rule.")
+@deployment_config_option()
+@model_name_option
+@click.option("--version", help="Version number to promote (default: the version in staging).")
+@click.option("--force", is_flag=True, help="Promote even if the promotion rule says no (needs --reason).")
+@click.option("--reason", help="Why: recorded on the version and shown by `run.py history`.")
+@on_stack
+def promote(
+    config_path: str,
+    deployment_path: str,
+    model_name: str | None,
+    version: str | None,
+    force: bool,
+    reason: str | None,
+) -> None:
+    """Promote the staging (or named) version to production if it still beats production; the server follows."""
+    from workflows import release
+    from workflows.reporting import release_summary
+
+    config = model_in_question(config_path, model_name)
+    deployment = load_deployment_config(deployment_path)
+    outcome = release.promote(config.model.name, version, config.promotion, deployment, force=force, reason=reason)
+    click.echo(release_summary(outcome))
+
+
+@cli.command()
+@config_option("Training config: names the model.")
+@deployment_config_option()
+@model_name_option
+@click.option("--to", "to_version", help="Version to put back in production (default: the previous production one).")
+@click.option("--reason", help="Why: recorded on both versions and shown by `run.py history`.")
+@on_stack
+def rollback(
+    config_path: str, deployment_path: str, model_name: str | None, to_version: str | None, reason: str | None
+) -> None:
+    """Put the previous production version (or --to N) back in production; the server follows without downtime."""
+    from workflows import release
+    from workflows.reporting import release_summary
+
+    name = model_in_question(config_path, model_name).model.name
+    outcome = release.rollback(name, to_version, load_deployment_config(deployment_path), reason=reason)
+    click.echo(release_summary(outcome))
+
+
+@cli.command()
+@config_option("Training config: names the model.")
+@model_name_option
+@reports_errors
+def history(config_path: str, model_name: str | None) -> None:
+    """The model's release timeline: each version's stage changes (when, by whom, which command, why)."""
+    from workflows import release
+    from workflows.reporting import history_table
+
+    name = model_in_question(config_path, model_name).model.name
+    click.echo(history_table(name, release.history(name)))
 
 
 @cli.command()

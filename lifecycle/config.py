@@ -161,6 +161,8 @@ class PromotionConfig(_Strict):
     # Relative improvement over the current production model needed to replace it (0.01 = 1 % better).
     min_improvement: float = Field(0.0, ge=0.0)
     stage: str = "production"
+    # Where a candidate that passes goes: `production`, or `staging` to wait for `python run.py promote`.
+    release_stage: Literal["production", "staging"] = "production"
     # Flag (not block) a candidate that learned from fewer rows than this share of production's training rows.
     min_training_share: float = Field(0.5, ge=0.0, le=1.0)
     # Validation gates, each `disabled`, `dry_run` (reported, not enforced) or `enabled`.

@@ -41,6 +41,8 @@ class PromotionDecision(BaseModel):
     flags: list[str] = []
     # Every validation gate with its figures, in the order they were checked.
     gates: list[GateOutcome] = []
+    # The stage a promoted version goes to: production, or staging (a candidate that waits for `promote`).
+    stage: str = "production"
 
 
 def training_size_flag(rows: int | None, production_rows: int | None, production_version: str | None, share: float):

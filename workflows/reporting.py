@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from workflows.release import ReleaseOutcome
     from workflows.runner import MonitoringOutcome, TrainingOutcome
 
 
@@ -52,7 +53,7 @@ def training_summary(outcome: TrainingOutcome) -> str:
         strongest = naive.strongest[metric]
         lines.append(f"  (baseline: the strongest naive predictor of each metric; for {metric}, {strongest})")
     lines += [f"  {gate.describe()}" for gate in decision.gates if gate.mode != "disabled"]
-    verdict = "PROMOTED to production" if decision.promoted else "NOT promoted"
+    verdict = f"PROMOTED to {decision.stage}" if decision.promoted else "NOT promoted"
     lines += [
         f"  {verdict}: {decision.reason}",
         *(f"  FLAG: {flag}" for flag in decision.flags),
@@ -151,4 +152,58 @@ def status_table(stack: str, backend: str, model_name: str | None, endpoints, he
             lines.append(
                 f"    (its process is gone: `python run.py deploy --model-name {endpoint.model_name}` starts a new one)"
             )
+    return "\n".join(lines)
+
+
+def release_summary(outcome: ReleaseOutcome) -> str:
+    """What `promote` or `rollback` did: the rule's verdict, production before and after, the server."""
+    name, lines = outcome.model_name, [""]
+    decision = outcome.decision
+    if decision is not None:
+        lines += [f"  {gate.describe()}" for gate in decision.gates if gate.mode != "disabled"]
+        verdict = "passes" if decision.promoted else "does not pass"
+        lines.append(f"  version {outcome.version} {verdict} the promotion rule: {decision.reason}")
+        lines += [f"  FLAG: {flag}" for flag in decision.flags]
+    if not outcome.changed:
+        lines += [
+            f"NOT promoted: production stays version {outcome.previous}.",
+            f"  To override: python run.py promote --model-name {name} --version {outcome.version} --force "
+            '--reason "..."',
+        ]
+        return "\n".join(lines)
+    how = "FORCED into" if outcome.forced else ("rolled back to" if decision is None else "promoted to")
+    lines.append(
+        f"`{name}` version {outcome.version} {how} production"
+        + (f"; version {outcome.previous} archived" if outcome.previous else "")
+    )
+    lines += [f"  {note}" for note in outcome.notes]
+    if outcome.redeployed is None:
+        lines.append("  nothing serves this model on the active stack: `python run.py deploy` starts a server")
+    else:
+        lines.append(
+            f"  server replaced without downtime: {outcome.redeployed['predict_url']} answers with version "
+            f"{outcome.answering_version}, {outcome.seconds_to_answer:.1f} s after the command started"
+        )
+    lines.append(f"  python run.py history --model-name {name}")
+    return "\n".join(lines)
+
+
+def history_table(model_name: str, events: list[dict]) -> str:
+    """The release timeline, oldest first."""
+    if not events:
+        return (
+            f"`{model_name}`: no stage change recorded yet (versions promoted before release history was kept "
+            "show only in `zenml model version list`)."
+        )
+    header = ("when (UTC)", "version", "stage", "command", "by")
+    rows = [header] + [
+        (e["at"].replace("+00:00", ""), str(e["version"]), e["stage"], e["command"], e["by"]) for e in events
+    ]
+    reasons = ["reason"] + [e["reason"] for e in events]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [f"Release history of `{model_name}`:"]
+    for row, reason in zip(rows, reasons, strict=True):
+        lines.append(
+            "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + "  " + reason
+        )
     return "\n".join(lines)

@@ -1,6 +1,10 @@
 import contextlib
+import getpass
+import os
 import re
+import socket
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Annotated
 
 import pandas as pd
@@ -20,6 +24,7 @@ from stacks.capabilities import mlflow_registry
 
 logger = get_logger(__name__)
 TRAIN_ROWS = "train_rows_after_validation"  # recorded on each version by the register step
+RELEASES = "releases"  # each version's stage changes: who, when, which command, why
 
 
 def rescore_production(
@@ -64,6 +69,88 @@ def promotion_lock(model_name: str) -> Iterator[None]:
         yield
 
 
+def judge_candidate(
+    model_name: str,
+    candidate_number: int,
+    test_set: pd.DataFrame,
+    feature_schema: FeatureSchema,
+    evaluation_report: EvaluationReport,
+    promotion: PromotionConfig,
+) -> PromotionDecision:
+    """The promotion rule for one version: its gates, then the current production model re-scored on the
+    candidate's own test rows. Call it under `promotion_lock`: production may not move while it is read."""
+    metric = evaluation_report.primary_metric
+    production_version = production_score = problem = production_segments = None
+    try:
+        production = Client().get_model_version(model_name, promotion.stage)
+    except KeyError:
+        production = None
+    candidate = Client().get_model_version(model_name, candidate_number)
+    if production is not None and production.id != candidate.id:
+        production_version = str(production.number)
+        try:
+            production_model = production.get_model_artifact(MODEL).load()
+            task = production.run_metadata.get("task")
+            metrics, production_segments, problem = rescore_production(production_model, task, test_set, feature_schema)
+            production_score = metrics.get(metric)
+        except Exception as exc:  # a missing or unloadable artifact
+            problem = f"its model could not be loaded: {exc}"
+    decision = decide_promotion(
+        metric,
+        evaluation_report.metrics[metric],
+        evaluation_report.baseline_metrics[metric],
+        production_version=production_version,
+        production_score=production_score,
+        production_problem=problem,
+        min_improvement=promotion.min_improvement,
+        gates=check_gates(evaluation_report, promotion.gates, production_segments, production_version),
+    )
+    if production is not None and production_version:
+        flag = training_size_flag(
+            candidate.run_metadata.get(TRAIN_ROWS),
+            production.run_metadata.get(TRAIN_ROWS),
+            production_version,
+            promotion.min_training_share,
+        )
+        decision.flags += [flag] if flag else []
+    return decision
+
+
+def release_actor() -> str:
+    """Who changed a stage: the CI's actor when a workflow runs it, else user@host."""
+    return os.environ.get("GITHUB_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def record_release(model_name: str, number: int, stage: str, command: str, reason: str) -> dict:
+    """Append a stage change (who, when, which command, why) to the version's release history on the Model
+    Control Plane; `python run.py history` reads these. Call it under `promotion_lock`."""
+    event = {
+        "stage": stage,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "by": release_actor(),
+        "command": command,
+        "reason": reason,
+    }
+    version = Client().get_model_version(model_name, number)
+    events = [*(version.run_metadata.get(RELEASES) or []), event]
+    log_metadata(metadata={RELEASES: events}, model_name=model_name, model_version=str(number))
+    return event
+
+
+def set_release_stage(model_name: str, number: int, stage: str, command: str, reason: str) -> str | None:
+    """Move a version to `stage` (the version there before is archived, and its history says so); mirrors
+    production to MLflow's alias. Returns the alias line, if MLflow has one. Call it under `promotion_lock`."""
+    try:
+        before = Client().get_model_version(model_name, stage)
+    except KeyError:
+        before = None
+    Client().get_model_version(model_name, number).set_stage(stage, force=True)
+    record_release(model_name, number, stage, command, reason)
+    if before is not None and before.number != number:
+        record_release(model_name, before.number, "archived", command, f"replaced in {stage} by version {number}")
+    return mirror_promotion_to_mlflow(model_name, number) if stage == "production" else None
+
+
 @step(enable_cache=False)
 def promote_model(
     model: Pipeline,
@@ -72,48 +159,18 @@ def promote_model(
     evaluation_report: EvaluationReport,
     promotion: PromotionConfig,
 ) -> Annotated[PromotionDecision, PROMOTION]:
-    """Promote this run's model version if it beats the baseline and the production model on the same rows."""
+    """Promote this run's model version (to production, or to staging with `release_stage`) if it passes the
+    gates and beats the production model on the same rows."""
     this_version = get_step_context().model
+    target = promotion.release_stage
     with promotion_lock(this_version.name):  # from reading production to moving the alias
-        metric = evaluation_report.primary_metric
-        production_version = production_score = problem = production_segments = None
-        try:
-            production = Client().get_model_version(this_version.name, promotion.stage)
-        except KeyError:
-            production = None
-        if production is not None and production.id != this_version.id:
-            production_version = str(production.number)
-            try:
-                production_model = production.get_model_artifact(MODEL).load()
-                task = production.run_metadata.get("task")
-                metrics, production_segments, problem = rescore_production(
-                    production_model, task, test_set, feature_schema
-                )
-                production_score = metrics.get(metric)
-            except Exception as exc:  # a missing or unloadable artifact
-                problem = f"its model could not be loaded: {exc}"
-        decision = decide_promotion(
-            metric,
-            evaluation_report.metrics[metric],
-            evaluation_report.baseline_metrics[metric],
-            production_version=production_version,
-            production_score=production_score,
-            production_problem=problem,
-            min_improvement=promotion.min_improvement,
-            gates=check_gates(evaluation_report, promotion.gates, production_segments, production_version),
+        decision = judge_candidate(
+            this_version.name, this_version.number, test_set, feature_schema, evaluation_report, promotion
         )
-        if production is not None and production_version:
-            flag = training_size_flag(
-                Client().get_model_version(this_version.name, this_version.number).run_metadata.get(TRAIN_ROWS),
-                production.run_metadata.get(TRAIN_ROWS),
-                production_version,
-                promotion.min_training_share,
-            )
-            decision.flags += [flag] if flag else []
+        decision.stage = target
         record = decision.model_dump(exclude_none=True)
         if decision.promoted:
-            this_version.set_stage(promotion.stage, force=True)
-            alias = mirror_promotion_to_mlflow(this_version.name, this_version.number)
+            alias = set_release_stage(this_version.name, this_version.number, target, "train", decision.reason)
             if alias:
                 record["mlflow_alias"] = alias
     log_metadata(
@@ -121,6 +178,6 @@ def promote_model(
         model_name=this_version.name,
         model_version=str(this_version.number),
     )
-    verdict = f"promoted to {promotion.stage}" if decision.promoted else "not promoted"
+    verdict = f"promoted to {target}" if decision.promoted else "not promoted"
     logger.info("Model version %s %s: %s", this_version.number, verdict, decision.reason)
     return decision

@@ -1,0 +1,131 @@
+"""Release commands as a user runs them on the default stack: a staging candidate leaves production alone,
+`promote` moves production and the server follows, `rollback` brings the previous version back while requests keep
+succeeding, `history` shows all of it; bad input changes nothing and names the fix."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import PROJECT_ROOT, run_cli
+
+from serving.contract import json_records
+
+pytestmark = pytest.mark.integration
+MODEL = "released_bike"
+
+
+def stages(client) -> dict[int, str]:
+    return {v.number: str(v.stage) for v in client.list_model_versions(MODEL, size=50).items}
+
+
+def one_line_error(run) -> str:
+    assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Fix:" in errors[0] or "nothing to do" in errors[0], run.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def configs(bike_slice, tmp_path_factory):
+    """The first two months of the slice (version 1) and all four (the better candidate)."""
+    folder = tmp_path_factory.mktemp("release")
+    table = pd.read_csv(bike_slice)
+    early = folder / "early.csv"
+    table[pd.to_datetime(table["dteday"]) < pd.to_datetime(table["dteday"]).min() + pd.Timedelta(days=60)].to_csv(
+        early, index=False
+    )
+    paths = {}
+    for name, data in (("early", early), ("all", bike_slice)):
+        config = yaml.safe_load((PROJECT_ROOT / "configs" / "training.yaml").read_text())
+        config["dataset"]["path"], config["model"]["name"] = str(data), MODEL
+        paths[name] = folder / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(config))
+    return paths
+
+
+def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
+    from serving.backends.zenml import ZenMLBackend
+    from serving.rollout import live_endpoint, undeploy
+    from serving.stack_backend import active_backend
+
+    # Nothing yet: each command says what is missing, and how to fix it.
+    assert "has no versions" in one_line_error(run_cli("history", "--model-name", MODEL))
+    assert "nothing to roll back" in one_line_error(run_cli("rollback", "--model-name", MODEL))
+
+    first = run_cli("train", "--config", str(configs["early"]))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert stages(zenml_client) == {1: "production"}
+    assert "no earlier one" in one_line_error(run_cli("rollback", "--model-name", MODEL))
+    assert "no version of `released_bike` is in staging" in one_line_error(run_cli("promote", "--model-name", MODEL))
+    assert "has no version 9 (its versions: 1)" in one_line_error(
+        run_cli("promote", "--model-name", MODEL, "--version", "9")
+    )
+    assert "--force needs --reason" in run_cli("promote", "--model-name", MODEL, "--version", "1", "--force").stderr
+    assert stages(zenml_client) == {1: "production"}
+
+    deployed = run_cli("deploy", "--model-name", MODEL, "--port", "8810")
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    try:
+        candidate = run_cli("train", "--config", str(configs["all"]), "--stage", "staging")
+        assert candidate.returncode == 0, candidate.stderr[-3000:]
+        assert "PROMOTED to staging" in candidate.stdout, candidate.stdout
+        assert stages(zenml_client) == {1: "production", 2: "staging"}  # production untouched
+
+        promoted = run_cli("promote", "--model-name", MODEL)
+        assert promoted.returncode == 0, promoted.stderr[-3000:]
+        assert "version 2 promoted to production; version 1 archived" in promoted.stdout, promoted.stdout
+        assert re.search(r"answers with version 2, [\d.]+ s after the command started", promoted.stdout)
+        assert stages(zenml_client) == {1: "archived", 2: "production"}
+
+        backend = active_backend()
+        assert isinstance(backend, ZenMLBackend)
+        version = zenml_client.get_model_version(MODEL, 2)
+        records = json_records(
+            version.get_artifact("test_set").load().head(3), version.get_artifact("feature_schema").load()
+        )
+        answers, failures, stop = [], [], threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set():
+                try:
+                    _, body = backend.predict(live_endpoint(backend, MODEL), records, timeout=30)
+                    answers.append(str(body["model_version"]))
+                except Exception as exc:  # a lost request
+                    failures.append(repr(exc))
+                time.sleep(0.05)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        try:
+            time.sleep(1)
+            rolled = run_cli("rollback", "--model-name", MODEL, "--reason", "complaints from the ops team")
+            time.sleep(1)
+        finally:
+            stop.set()
+            poller.join(timeout=60)
+        assert rolled.returncode == 0, rolled.stderr[-3000:]
+        assert "version 1 rolled back to production; version 2 archived" in rolled.stdout, rolled.stdout
+        seconds = float(re.search(r"answers with version 1, ([\d.]+) s after the command started", rolled.stdout)[1])
+        assert failures == [] and answers[0] == "2" and answers[-1] == "1" and len(answers) > 10
+        assert stages(zenml_client) == {1: "production", 2: "archived"}
+    finally:
+        undeploy(active_backend(), MODEL)
+
+    shown = run_cli("history", "--model-name", MODEL)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    lines = [line.split() for line in shown.stdout.splitlines()[2:]]
+    assert [(line[1], line[2], line[3]) for line in lines] == [
+        ("1", "production", "train"),
+        ("2", "staging", "train"),
+        ("2", "production", "promote"),
+        ("1", "archived", "promote"),
+        ("1", "production", "rollback"),
+        ("2", "archived", "rollback"),
+    ], shown.stdout
+    assert "rollback from version 2: complaints from the ops team" in shown.stdout
+    print(f"rollback: {seconds:.1f} s from the command to version 1 answering; {len(answers)} requests, 0 lost")

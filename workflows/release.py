@@ -1,0 +1,203 @@
+"""Release commands: promote a staging (or named) version, roll production back, and the production timeline.
+
+Stages live on the Model Control Plane (`staging`, `production`, `archived`); each change is appended to the
+version's `releases` metadata (who, when, which command, why) and production is mirrored to MLflow's alias on
+MLflow stacks. When the model is served on the active stack, its server follows production without downtime.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from zenml.client import Client
+
+from lifecycle.config import DeploymentConfig, PromotionConfig
+from lifecycle.errors import LifecycleError
+from lifecycle.names import EVALUATION, FEATURE_SCHEMA, TEST_SET
+from lifecycle.promotion import PromotionDecision
+from steps.training.promote import RELEASES, judge_candidate, promotion_lock, set_release_stage
+from workflows.runner import redeploy_if_serving
+
+
+class ReleaseError(LifecycleError):
+    """A release command that cannot act (unknown version, nothing in staging, no earlier production)."""
+
+
+@dataclass
+class ReleaseOutcome:
+    model_name: str
+    version: int  # the version now in production
+    previous: int | None  # the version that was in production before
+    decision: PromotionDecision | None = None  # promote: the rule's verdict (None for a rollback)
+    forced: bool = False
+    changed: bool = True
+    redeployed: dict[str, Any] | None = None
+    answering_version: str | None = None  # what the live server answered with after the change
+    seconds_to_answer: float | None = None  # from the command's start to that answer
+    notes: list[str] = field(default_factory=list)
+
+
+def _version(model_name: str, number: str | int):
+    try:
+        return Client().get_model_version(model_name, int(number))
+    except (KeyError, ValueError):
+        known = _version_numbers(model_name)
+        raise ReleaseError(
+            f"model `{model_name}` has no version {number}"
+            + (f" (its versions: {', '.join(map(str, known))})" if known else " (it has no versions)")
+            + ". Fix: `zenml model version list --model="
+            + model_name
+            + "` lists them."
+        ) from None
+
+
+def _version_numbers(model_name: str) -> list[int]:
+    try:
+        return sorted(v.number for v in Client().list_model_versions(model_name, size=1000).items)
+    except KeyError:
+        return []
+
+
+def _in_stage(model_name: str, stage: str):
+    try:
+        return Client().get_model_version(model_name, stage)
+    except KeyError:
+        return None
+
+
+def timeline(model_name: str) -> list[dict[str, Any]]:
+    """Every recorded stage change of every version, oldest first."""
+    events = []
+    for number in _version_numbers(model_name):
+        version = Client().get_model_version(model_name, number)
+        for event in version.run_metadata.get(RELEASES) or []:
+            events.append({"version": number, **event})
+    return sorted(events, key=lambda event: (event["at"], event["stage"] == "archived"))  # same second: in, then out
+
+
+def previous_production(model_name: str, current: int) -> int | None:
+    """The version that was in production before `current` became it (from the release history)."""
+    entered = [e for e in timeline(model_name) if e["stage"] == "production"]
+    since = max((i for i, e in enumerate(entered) if e["version"] == current), default=len(entered))
+    for event in reversed(entered[:since]):
+        if event["version"] != current:
+            return event["version"]
+    return None
+
+
+def _answering(model_name: str, deployment: DeploymentConfig) -> str | None:
+    """The version the model's live server on the active stack answers with (one example request)."""
+    from lifecycle.environment import state_dir
+    from serving.client import read_request_rows
+    from serving.served import served_on_active_stack
+
+    example = state_dir() / "requests" / f"{model_name}.json"
+    served = served_on_active_stack()
+    endpoint = served.live(model_name)
+    if endpoint is None or not example.is_file():
+        return None
+    answer = served.backend.predict_all(endpoint, read_request_rows(str(example)), deployment.max_rows_per_request)
+    return str(answer.model_version)
+
+
+def _follow(outcome: ReleaseOutcome, deployment: DeploymentConfig, started: float) -> ReleaseOutcome:
+    """Replace the model's server with the new production version, if one serves it here, and time the switch."""
+    outcome.redeployed = redeploy_if_serving(outcome.model_name, deployment)
+    if outcome.redeployed is not None:
+        outcome.answering_version = _answering(outcome.model_name, deployment)
+        outcome.seconds_to_answer = time.perf_counter() - started
+    return outcome
+
+
+def promote(
+    model_name: str,
+    version: str | None,
+    promotion: PromotionConfig,
+    deployment: DeploymentConfig,
+    force: bool = False,
+    reason: str | None = None,
+) -> ReleaseOutcome:
+    """Promote the staging version (or `version`) to production if it still passes the promotion rule against
+    the current production, re-scored on the candidate's test rows; `force` overrides the rule, with a reason."""
+    started = time.perf_counter()
+    if force and not reason:
+        raise ReleaseError("--force needs --reason: say why the promotion rule is overridden (it is recorded).")
+    if version is None:
+        candidate = _in_stage(model_name, "staging")
+        if candidate is None:
+            raise ReleaseError(
+                f"no version of `{model_name}` is in staging. Fix: `python run.py train --stage staging` trains a "
+                "candidate, or name one with `--version N`."
+            )
+    else:
+        candidate = _version(model_name, version)
+    production = _in_stage(model_name, promotion.stage)
+    if production is not None and production.number == candidate.number:
+        raise ReleaseError(f"version {candidate.number} of `{model_name}` is already in production; nothing to do.")
+    try:
+        test_set = candidate.get_artifact(TEST_SET).load()
+        schema = candidate.get_artifact(FEATURE_SCHEMA).load()
+        report = candidate.get_artifact(EVALUATION).load()
+    except Exception as exc:  # noqa: BLE001 - a version without its evaluation cannot be judged
+        raise ReleaseError(
+            f"version {candidate.number} of `{model_name}` lacks its test set or evaluation ({exc}); it cannot be "
+            "judged. Fix: promote a version trained by `python run.py train`."
+        ) from None
+    with promotion_lock(model_name):
+        decision = judge_candidate(model_name, candidate.number, test_set, schema, report, promotion)
+        outcome = ReleaseOutcome(
+            model_name, candidate.number, production.number if production else None, decision, changed=False
+        )
+        if not decision.promoted and not force:
+            return outcome
+        why = decision.reason if decision.promoted else f"forced: {reason} (the rule said: {decision.reason})"
+        if reason and decision.promoted:
+            why = f"{reason} ({decision.reason})"
+        alias = set_release_stage(model_name, candidate.number, "production", "promote", why)
+        outcome.changed, outcome.forced = True, not decision.promoted
+        if alias:
+            outcome.notes.append(f"MLflow: {alias}")
+    return _follow(outcome, deployment, started)
+
+
+def rollback(
+    model_name: str, to: str | None, deployment: DeploymentConfig, reason: str | None = None, stage: str = "production"
+) -> ReleaseOutcome:
+    """Production goes back to the version before the current one (or `to`); the current one is archived with
+    the reason, and a server of the model on the active stack is replaced without downtime."""
+    started = time.perf_counter()
+    current = _in_stage(model_name, stage)
+    if current is None:
+        raise ReleaseError(
+            f"no version of `{model_name}` is in production: there is nothing to roll back. "
+            "Fix: `python run.py train` (or `promote`) puts one there."
+        )
+    if to is None:
+        target = previous_production(model_name, current.number)
+        if target is None:
+            raise ReleaseError(
+                f"version {current.number} of `{model_name}` is the first production version on record: there is "
+                "no earlier one to roll back to. Fix: name one with `--to N` (`python run.py history` lists them)."
+            )
+    else:
+        target = _version(model_name, to).number
+        if target == current.number:
+            raise ReleaseError(f"version {target} of `{model_name}` is already in production; nothing to do.")
+    why = f"rollback from version {current.number}" + (f": {reason}" if reason else "")
+    with promotion_lock(model_name):
+        alias = set_release_stage(model_name, target, stage, "rollback", why)
+    outcome = ReleaseOutcome(model_name, target, current.number)
+    if alias:
+        outcome.notes.append(f"MLflow: {alias}")
+    return _follow(outcome, deployment, started)
+
+
+def history(model_name: str) -> list[dict[str, Any]]:
+    """The production timeline: every time a version entered or left production (and staging), oldest first."""
+    if not _version_numbers(model_name):
+        raise ReleaseError(
+            f"model `{model_name}` has no versions. Fix: `python run.py train --model-name {model_name}`."
+        )
+    return timeline(model_name)
