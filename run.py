@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -27,13 +28,13 @@ from lifecycle.config import (  # noqa: E402
     load_deployment_config,
     load_monitoring_config,
 )
-from lifecycle.errors import LifecycleError  # noqa: E402
+from lifecycle.errors import EXIT_INVALID, EXIT_NOT_PROMOTED, LifecycleError  # noqa: E402
 from lifecycle.validation import validate_file  # noqa: E402
 
 
 def fail(error: Exception) -> None:
     click.secho(f"error: {error}", fg="red", err=True)
-    sys.exit(2)
+    sys.exit(getattr(error, "exit_code", EXIT_INVALID))
 
 
 def config_option(help_text: str):
@@ -74,6 +75,28 @@ model_name_option = click.option("--model-name", help="Model Control Plane name 
 stack_option = click.option(
     "--stack", "stack_name", help="Activate this registered ZenML stack first (like `zenml stack set`)."
 )
+
+
+def summary_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--summary-md / --summary-json: the command's result for CI (a job summary, a pull-request comment)."""
+    command = click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the result as JSON here.")(
+        command
+    )
+    return click.option(
+        "--summary-md", type=click.Path(dir_okay=False), help="Write the result as Markdown here (CI job summary)."
+    )(command)
+
+
+def write_summaries(record: dict, markdown: str, summary_md: str | None, summary_json: str | None) -> None:
+    import json
+
+    if summary_md:
+        Path(summary_md).parent.mkdir(parents=True, exist_ok=True)
+        with open(summary_md, "a") as out:  # appended: GITHUB_STEP_SUMMARY collects several steps
+            out.write(markdown)
+    if summary_json:
+        Path(summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(summary_json).write_text(json.dumps(record, indent=2, default=str))
 
 
 def reports_errors(command: Callable[..., None]) -> Callable[..., None]:
@@ -130,6 +153,8 @@ def cli(ctx: click.Context) -> None:
     type=click.Choice(["production", "staging"]),
     help="Where a candidate that passes goes: production (default), or staging to wait for `run.py promote`.",
 )
+@click.option("--require-promotion", is_flag=True, help=f"Exit {EXIT_NOT_PROMOTED} when the candidate is not promoted.")
+@summary_options
 @on_stack
 def train(
     config_path: str,
@@ -142,6 +167,9 @@ def train(
     seed: int | None,
     no_cache: bool,
     stage: str | None,
+    require_promotion: bool,
+    summary_md: str | None,
+    summary_json: str | None,
 ) -> None:
     """Train, evaluate, register and (if it beats production) promote a model."""
     config = apply_overrides(
@@ -163,9 +191,14 @@ def train(
 
     outcome = run_training(config)
     remember_training(config)  # the next commands act on this model unless told otherwise
-    from workflows.reporting import training_summary
+    from workflows.reporting import training_markdown, training_record, training_summary
 
     click.echo(training_summary(outcome))
+    record = training_record(outcome)
+    write_summaries(record, training_markdown(record), summary_md, summary_json)
+    if require_promotion and not outcome.decision.promoted:
+        click.secho("not promoted, and --require-promotion was given", fg="red", err=True)
+        sys.exit(EXIT_NOT_PROMOTED)
 
 
 @cli.command()
@@ -175,6 +208,8 @@ def train(
 @click.option("--version", help="Version number to promote (default: the version in staging).")
 @click.option("--force", is_flag=True, help="Promote even if the promotion rule says no (needs --reason).")
 @click.option("--reason", help="Why: recorded on the version and shown by `run.py history`.")
+@click.option("--require-promotion", is_flag=True, help=f"Exit {EXIT_NOT_PROMOTED} when the version is not promoted.")
+@summary_options
 @on_stack
 def promote(
     config_path: str,
@@ -183,15 +218,22 @@ def promote(
     version: str | None,
     force: bool,
     reason: str | None,
+    require_promotion: bool,
+    summary_md: str | None,
+    summary_json: str | None,
 ) -> None:
     """Promote the staging (or named) version to production if it still beats production; the server follows."""
     from workflows import release
-    from workflows.reporting import release_summary
+    from workflows.reporting import release_markdown, release_record, release_summary
 
     config = model_in_question(config_path, model_name)
     deployment = load_deployment_config(deployment_path)
     outcome = release.promote(config.model.name, version, config.promotion, deployment, force=force, reason=reason)
     click.echo(release_summary(outcome))
+    record = release_record(outcome, "promote")
+    write_summaries(record, release_markdown(record), summary_md, summary_json)
+    if require_promotion and not outcome.changed:
+        sys.exit(EXIT_NOT_PROMOTED)
 
 
 @cli.command()
@@ -246,6 +288,7 @@ def history(config_path: str, model_name: str | None) -> None:
     help="auto: when the policy triggers; always: on demand; never: report only.",
 )
 @deployment_config_option("Serving settings, for the redeploy after a promotion.")
+@summary_options
 @on_stack
 def monitor(
     batch_path: str | None,
@@ -257,6 +300,8 @@ def monitor(
     model_name: str | None,
     retrain: str,
     deployment_path: str,
+    summary_md: str | None,
+    summary_json: str | None,
 ) -> None:
     """Check a new batch (a file, or what the servers answered) against the production model: drift, data
     quality, performance; retrain if due, promote if better, redeploy."""
@@ -277,6 +322,10 @@ def monitor(
 
     outcome = run_monitoring(config.model.name, batch_path, monitoring, retrain_on_demand=retrain == "always")
     click.echo(monitoring_summary(outcome))
+    from workflows.reporting import monitoring_markdown, training_markdown, training_record
+
+    record: dict[str, Any] = {"command": "monitor", **outcome.summary.model_dump(mode="json"), "retraining": None}
+    markdown = monitoring_markdown(outcome)
     if outcome.summary.decision.retrain and retrain != "never":
         window = monitoring.policy.retrain_window_days
         data, made_of = retraining_data(config, batch_path, window)
@@ -286,6 +335,9 @@ def monitor(
         click.echo(training_summary(retrained))
         redeployed = redeploy_if_serving(config.model.name, deployment) if retrained.decision.promoted else None
         click.echo(redeploy_note(retrained.decision.promoted, redeployed))
+        record["retraining"] = training_record(retrained)
+        markdown += "\n" + training_markdown(record["retraining"])
+    write_summaries(record, markdown, summary_md, summary_json)
 
 
 @cli.command()

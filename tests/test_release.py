@@ -4,6 +4,7 @@ succeeding, `history` shows all of it; bad input changes nothing and names the f
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -11,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, run_cli
+from conftest import PROJECT_ROOT, note, run_cli
 
 from serving.contract import json_records
 
@@ -71,9 +72,20 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
     deployed = run_cli("deploy", "--model-name", MODEL, "--port", "8810")
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     try:
-        candidate = run_cli("train", "--config", str(configs["all"]), "--stage", "staging")
+        summary_md, summary_json = configs["all"].with_suffix(".md"), configs["all"].with_suffix(".json")
+        candidate = run_cli(
+            "train", "--config", str(configs["all"]), "--stage", "staging", "--require-promotion",
+            "--summary-md", str(summary_md), "--summary-json", str(summary_json),
+        )  # fmt: skip
         assert candidate.returncode == 0, candidate.stderr[-3000:]
         assert "PROMOTED to staging" in candidate.stdout, candidate.stdout
+        record = json.loads(summary_json.read_text())
+        assert record["promoted"] and record["stage"] == "staging" and record["production_version_now"] == "1"
+        assert record["metrics"]["rmse"]["production"] is not None and len(record["data"]["sha256"]) == 64
+        assert [gate["name"] for gate in record["gates"]] == ["naive_baseline", "segments", "minimum_metric"]
+        markdown = summary_md.read_text()
+        assert markdown.startswith("### `released_bike` version 2: **promoted to staging**")
+        assert "| rmse (decides) |" in markdown and "| naive_baseline | enabled | passed |" in markdown
         assert stages(zenml_client) == {1: "production", 2: "staging"}  # production untouched
 
         promoted = run_cli("promote", "--model-name", MODEL)
@@ -128,4 +140,11 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
         ("2", "archived", "rollback"),
     ], shown.stdout
     assert "rollback from version 2: complaints from the ops team" in shown.stdout
-    print(f"rollback: {seconds:.1f} s from the command to version 1 answering; {len(answers)} requests, 0 lost")
+
+    # CI's exit codes: 4 = not promoted with --require-promotion (the same data again ties production),
+    # 3 = infrastructure (a stack that is not registered), 2 = bad input (above).
+    again = run_cli("train", "--config", str(configs["early"]), "--require-promotion")
+    assert again.returncode == 4 and "NOT promoted" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
+    assert run_cli("train", "--config", str(configs["early"]), "--stack", "no_such_stack").returncode == 3
+    assert stages(zenml_client) == {1: "production", 2: "archived", 3: "None"}
+    note(f"rollback: {seconds:.1f} s from the command to version 1 answering; {len(answers)} requests, 0 lost")

@@ -207,3 +207,145 @@ def history_table(model_name: str, events: list[dict]) -> str:
             "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + "  " + reason
         )
     return "\n".join(lines)
+
+
+def training_record(outcome: TrainingOutcome) -> dict:
+    """What a CI job needs from `train`, as plain data (`--summary-json`; `--summary-md` renders it)."""
+    evaluation, decision, quality = outcome.evaluation, outcome.decision, outcome.data_quality
+    metric = evaluation.primary_metric
+    return {
+        "command": "train",
+        "model": outcome.model_name,
+        "version": outcome.model_version,
+        "stack": outcome.stack,
+        "run": outcome.run.name,
+        "promoted": decision.promoted,
+        "stage": decision.stage if decision.promoted else None,
+        "reason": decision.reason,
+        "gates": [gate.model_dump() for gate in decision.gates],
+        "flags": decision.flags,
+        "primary_metric": metric,
+        "metrics": {
+            name: {
+                "candidate": value,
+                "naive_baseline": evaluation.baseline_metrics.get(name),
+                "production": decision.production_score if name == metric else None,
+            }
+            for name, value in evaluation.metrics.items()
+        },
+        "production_version_compared": decision.production_version,
+        "production_version_now": outcome.production_version,
+        "segments": [
+            {"column": s.column, "value": s.value, "rows": s.rows, metric: s.metrics.get(metric), "flagged": s.flagged}
+            for s in evaluation.segments
+        ],
+        "data": {
+            "source": outcome.data_source,
+            "sha256": outcome.data_fingerprint,
+            "rows_in": quality.rows_in,
+            "rows_used": quality.rows_out,
+            "test_rows": evaluation.test_rows,
+        },
+        "git_commit": outcome.git_commit,
+    }
+
+
+def training_markdown(record: dict) -> str:
+    """The training record as a CI job summary or pull-request comment."""
+    metric = record["primary_metric"]
+    verdict = f"**promoted to {record['stage']}**" if record["promoted"] else "**not promoted**"
+    compared = record["production_version_compared"]
+    lines = [
+        f"### `{record['model']}` version {record['version']}: {verdict}",
+        "",
+        f"{record['reason']}",
+        "",
+        f"| metric | candidate | naive baseline | production{f' v{compared}' if compared else ''} |",
+        "|---|---|---|---|",
+    ]
+    for name, values in record["metrics"].items():
+        marker = " (decides)" if name == metric else ""
+        lines.append(
+            f"| {name}{marker} | {_fmt(values['candidate'])} | {_fmt(values['naive_baseline'])} | "
+            f"{_fmt(values['production'])} |"
+        )
+    lines += ["", "| gate | mode | verdict | figures |", "|---|---|---|---|"]
+    for gate in record["gates"]:
+        verdict = {True: "passed", False: "failed", None: "not checked"}[gate["passed"]]
+        lines.append(f"| {gate['name']} | {gate['mode']} | {verdict} | {gate['detail']} |")
+    if record["segments"]:
+        lines += ["", f"| segment | rows | {metric} | flagged |", "|---|---|---|---|"]
+        for segment in record["segments"]:
+            flagged = "yes" if segment["flagged"] else ""
+            lines.append(
+                f"| {segment['column']}={segment['value']} | {segment['rows']} | {_fmt(segment[metric])} | {flagged} |"
+            )
+    data = record["data"]
+    lines += [
+        "",
+        *(f"- flag: {flag}" for flag in record["flags"]),
+        f"- data: `{data['source']}`, sha256 `{data['sha256'][:16]}…`, {data['rows_used']} of {data['rows_in']} rows "
+        f"used, {data['test_rows']} test rows",
+        f"- run `{record['run']}` on stack `{record['stack']}`, commit `{record['git_commit'] or 'unknown'}`",
+        f"- in production now: version {record['production_version_now'] or 'none'}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def release_record(outcome: ReleaseOutcome, command: str) -> dict:
+    """What `promote` (or `rollback`) did, as plain data."""
+    decision = outcome.decision
+    return {
+        "command": command,
+        "model": outcome.model_name,
+        "version": outcome.version,
+        "previous_production": outcome.previous,
+        "changed": outcome.changed,
+        "forced": outcome.forced,
+        "promoted": outcome.changed,
+        "reason": decision.reason if decision else None,
+        "gates": [gate.model_dump() for gate in decision.gates] if decision else [],
+        "served_version": outcome.answering_version,
+        "seconds_to_answer": outcome.seconds_to_answer,
+    }
+
+
+def release_markdown(record: dict) -> str:
+    what = "forced into production" if record["forced"] else "promoted to production"
+    head = (
+        f"### `{record['model']}` version {record['version']} {what}"
+        if record["changed"]
+        else f"### `{record['model']}` version {record['version']} not promoted"
+    )
+    lines = [head, "", record["reason"] or "", "", "| gate | mode | verdict | figures |", "|---|---|---|---|"]
+    for gate in record["gates"]:
+        verdict = {True: "passed", False: "failed", None: "not checked"}[gate["passed"]]
+        lines.append(f"| {gate['name']} | {gate['mode']} | {verdict} | {gate['detail']} |")
+    lines.append(f"\n- production before: version {record['previous_production'] or 'none'}")
+    if record["served_version"]:
+        lines.append(f"- served now: version {record['served_version']} ({record['seconds_to_answer']:.1f} s)")
+    return "\n".join(lines) + "\n"
+
+
+def monitoring_markdown(outcome: MonitoringOutcome) -> str:
+    """The monitoring verdict as a CI job summary."""
+    summary = outcome.summary
+    drift, performance, decision = summary.drift, summary.performance, summary.decision
+    verdict = "**retrain**" if decision.retrain else "no retraining"
+    lines = [
+        f"### Monitoring `{summary.model_name}` version {summary.model_version}: {verdict}",
+        "",
+        f"- batch: `{summary.batch_source}`, {summary.batch.rows} rows",
+        f"- drift: {drift.share:.0%} of {len(drift.columns)} columns drifted"
+        + (f" ({', '.join(drift.drifted_columns)})" if drift.drifted_columns else "")
+        if drift.judged
+        else f"- drift: not judged ({drift.reason})",
+    ]
+    if performance.judged and performance.metric in performance.metrics:
+        metric = performance.metric
+        lines.append(
+            f"- performance: {metric} {_fmt(performance.metrics[metric])} on {performance.labelled_rows} labelled "
+            f"rows vs {_fmt(performance.reference_metrics.get(metric))} on the model's test set"
+        )
+    lines += [f"- decision: {'; '.join(decision.reasons) or 'no trigger'}", f"- report: `{outcome.report_path}`"]
+    return "\n".join(lines) + "\n"

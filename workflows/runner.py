@@ -54,6 +54,9 @@ class TrainingOutcome:
     estimator: str = ""
     estimator_params: dict = field(default_factory=dict)  # the fitted values of the configured or searched ones
     searched: list[str] = field(default_factory=list)  # parameters chosen by the grid search
+    data_source: str = ""
+    data_fingerprint: str = ""  # sha256 of the data file
+    git_commit: str = ""
 
 
 def step_output(run: PipelineRunResponse, step_name: str, artifact_name: str):
@@ -108,6 +111,9 @@ def run_training(config: RunConfig) -> TrainingOutcome:
         estimator=str(metadata.get("estimator", "")),
         estimator_params=dict(metadata.get("estimator_params") or {}),
         searched=list((metadata.get("param_grid") or {}).keys()),
+        data_source=str(metadata.get("data_source", "")),
+        data_fingerprint=str(metadata.get("data_fingerprint_sha256", "")),
+        git_commit=str(metadata.get("git_commit", "")),
     )
 
 
