@@ -723,6 +723,7 @@ def trace(request_id: str, model_name: str | None, deployment_path: str) -> None
 )
 @click.option("--workspace", help="The comparison's own store and state (default: <state folder>/compare; replaced).")
 @click.option("--output", "output_dir", help="Folder for comparison.md/.html/.json (default: reports/).")
+@summary_options
 @reports_errors
 def compare(
     stack_names: str | None,
@@ -733,6 +734,8 @@ def compare(
     comparison_path: str,
     workspace: str | None,
     output_dir: str | None,
+    summary_md: str | None,
+    summary_json: str | None,
 ) -> None:
     """Run the same training, monitoring and serving on each stack and write a side-by-side report."""
     import time
@@ -765,6 +768,9 @@ def compare(
     )
     click.echo((paths["markdown"]).read_text())
     click.echo(f"report: {paths['markdown']}\npage (opens offline): {paths['html']}\nmeasurements: {paths['json']}")
+    import json
+
+    write_summaries(json.loads(paths["json"].read_text()), paths["markdown"].read_text(), summary_md, summary_json)
 
 
 def activate_stack(name: str) -> None:

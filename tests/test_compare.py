@@ -43,7 +43,8 @@ def comparison(state_dir: Path, zenml_client) -> dict:
     }
     finished = subprocess.run(
         [sys.executable, "run.py", "compare", "--quick", "--stacks", ",".join([*MEASURED, BROKEN])]
-        + ["--workspace", str(state_dir / "comparison"), "--output", str(output)],
+        + ["--workspace", str(state_dir / "comparison"), "--output", str(output)]
+        + ["--summary-md", str(output / "job-summary.md"), "--summary-json", str(output / "summary.json")],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -57,6 +58,8 @@ def comparison(state_dir: Path, zenml_client) -> dict:
         "report": json.loads((output / "comparison.json").read_text()),
         "markdown": (output / "comparison.md").read_text(),
         "html": (output / "comparison.html").read_text(),
+        "summary_md": (output / "job-summary.md").read_text(),
+        "summary_json": json.loads((output / "summary.json").read_text()),
     }
 
 
@@ -72,6 +75,8 @@ def test_every_stack_is_measured_and_the_broken_one_is_reported(comparison):
         assert results[stack]["training"] and results[stack]["monitoring"] and results[stack]["serving"]
     broken = results[BROKEN]
     assert not broken["available"] and "not reachable" in broken["reason"]
+    # For CI: the same report as the job summary and as JSON.
+    assert comparison["summary_md"] == comparison["markdown"] and comparison["summary_json"] == comparison["report"]
     assert f"unavailable: {broken['reason']}"[:60] in comparison["markdown"].replace("\\|", "|")
 
 
