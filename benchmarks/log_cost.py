@@ -8,6 +8,7 @@ At the end it checks that the log-on server logged every answered row and the lo
 
     python benchmarks/log_cost.py                               # BentoML, 20 bursts a level (about 6 min)
     python benchmarks/log_cost.py --backend zenml --bursts 30
+    python benchmarks/log_cost.py --control                     # A/A: both without the log
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=20, help="bursts per server and load level")
     parser.add_argument("--burst", type=int, default=50, help="requests per burst at concurrency 1 (x4 at 16)")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--control", action="store_true", help="A/A: both servers without the log (the gap two servers show anyway)"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mlops-log-cost-"))
     isolate(folder)
@@ -66,7 +70,9 @@ def main() -> None:
     records = json_records(test_set.head(200), schema)
     client.activate_stack(BACKEND_STACKS[args.backend])
     settings = {
-        log_on: DeploymentConfig(port=8300 + 20 * log_on, smoke_rows=20, log=PredictionLogConfig(enabled=log_on))
+        log_on: DeploymentConfig(
+            port=8300 + 20 * log_on, smoke_rows=20, log=PredictionLogConfig(enabled=log_on and not args.control)
+        )
         for log_on in MODEL_NAMES
     }
     log(f"{args.backend}: deploying `{MODEL_NAMES[True]}` (log on) and `{MODEL_NAMES[False]}` (log off) ...")
@@ -113,7 +119,9 @@ def main() -> None:
         f"log-off server {logged[False]}. Cost: positive p50 = slower with the log; negative throughput = fewer req/s."
     )
     shutil.rmtree(folder, ignore_errors=True)
-    if logged[False] or logged[True] != answered_on:
+    if args.control:
+        print("A/A control: neither server logs; the gap above is what two servers differ by without the log.")
+    elif logged[False] or logged[True] != answered_on:
         sys.exit("the log-on server must log every answered row and the log-off server none")
 
 
