@@ -76,6 +76,13 @@ def median_figures(runs: list[dict]) -> dict:
     return merged
 
 
+def one_thread_predict(estimator, features):
+    from lifecycle.modeling import one_thread
+
+    with one_thread():
+        return estimator.predict(features)
+
+
 def log_cost(backend: str, on: dict, off: dict) -> str:
     lines = []
     for level in [key for key in on if key.startswith("c") and key[1:].isdigit()]:
@@ -115,6 +122,9 @@ def main() -> None:
     estimator, preprocess = model.named_steps["estimator"], model.named_steps["preprocess"]
     features = [preprocess.transform(frame) for frame in frames]
     rows["in-process: estimator only"] = {"c1": in_process_latency(estimator.predict, features, args.requests)}
+    rows["in-process: estimator only, one thread"] = {
+        "c1": in_process_latency(lambda x: one_thread_predict(estimator, x), features, args.requests)
+    }
     rows["in-process: whole model"] = {"c1": in_process_latency(model.predict, frames, args.requests)}
     rows["in-process: records -> table -> predict"] = {"c1": in_process_baseline(model, schema, ours, args.requests)}
     rows["in-process: whole contract"] = {
@@ -163,6 +173,11 @@ def main() -> None:
     client.activate_stack("default")
     print(f"\nServing, one row per request ({machine()}); ratios to the bare HTTP server in this run\n")
     print(table(rows))
+    whole, alone = rows["in-process: whole model"]["c1"], rows["in-process: estimator only, one thread"]["c1"]
+    print(
+        f"\nOne-row predict, whole model vs the estimator alone on one thread (as the model calls it): "
+        f"{whole['p50_ms'] / alone['p50_ms']:.2f}x at p50"
+    )
     print(f"\nThe prediction log's write, in-process: {write_seconds * 1e6:.0f} microseconds per one-row request")
     if costs:
         print("\nThe prediction log's cost (log on vs off, medians, same run; positive = slower with the log):\n")

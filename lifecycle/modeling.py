@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from threadpoolctl import ThreadpoolController
 
 from lifecycle.config import TrainingConfig
 from lifecycle.errors import ConfigError
@@ -93,8 +95,34 @@ def _imputed(values: np.ndarray, imputer: SimpleImputer) -> np.ndarray:
     return values
 
 
+def _parsed_parts(values: np.ndarray, fmt: str | None) -> dict[str, np.ndarray]:
+    """Year, month, weekday and hour of each value, parsed together as `CalendarFeatures` parses a column."""
+    stamps = pd.DatetimeIndex(pd.to_datetime(values, format=fmt, errors="coerce"))
+    return {part: np.asarray(getattr(stamps, part), dtype=float) for part in CalendarFeatures.PARTS}
+
+
+@lru_cache(maxsize=8192, typed=True)
+def _parts_of_one(value: Any, fmt: str | None) -> dict[str, float]:
+    """`_parsed_parts` of a column holding only this value (pandas infers a missing format from the column's values,
+    so only a single-valued column can be answered from one value). Cached: parsing is most of a one-row request's
+    preprocessing, and served requests repeat their dates and hours."""
+    return {part: float(found[0]) for part, found in _parsed_parts(np.array([value], dtype=object), fmt).items()}
+
+
+def _single_value(column: np.ndarray) -> Any | None:
+    """The column's one value when every cell holds it and it can key a cache; else None."""
+    first = column[0]
+    try:
+        hash(first)
+        same = all(value == first for value in column[1:])
+    except (TypeError, ValueError):
+        return None
+    return first if same and not pd.isna(first) else None  # NaN never equals itself, so it cannot key a cache
+
+
 def _calendar(values: np.ndarray, columns: list[str], calendar: CalendarFeatures) -> np.ndarray:
-    """`CalendarFeatures.transform` for a few rows: each column parsed once, as one array."""
+    """`CalendarFeatures.transform` for a few rows: each column parsed once, as one array (from the cache when every
+    row holds the same value, as a one-row request does)."""
     parts: dict[str, np.ndarray] = {}
     kept = set(calendar.kept_)
     for index, column in enumerate(columns):
@@ -102,9 +130,14 @@ def _calendar(values: np.ndarray, columns: list[str], calendar: CalendarFeatures
         if not wanted:
             continue
         fmt = (calendar.formats or {}).get(column)
-        stamps = pd.DatetimeIndex(pd.to_datetime(values[:, index], format=fmt, errors="coerce"))
+        single = _single_value(values[:, index])
+        if single is not None:
+            one = _parts_of_one(single, fmt)
+            found = {part: np.full(len(values), one[part]) for part in wanted}
+        else:
+            found = _parsed_parts(values[:, index], fmt)
         for part in wanted:
-            parts[f"{column}_{part}"] = getattr(stamps, part)
+            parts[f"{column}_{part}"] = found[part]
     if not calendar.kept_:
         return np.empty((len(values), 0))
     return np.column_stack([np.asarray(parts[name], dtype=float) for name in calendar.kept_])
@@ -221,22 +254,39 @@ class CompactColumnTransformer(ColumnTransformer):
         return np.hstack(blocks) if blocks else np.empty((len(frame), 0))
 
 
+_THREAD_POOLS: list[ThreadpoolController] = []
+
+
+def one_thread() -> Any:
+    """A context in which OpenMP code (HistGradientBoosting's predict) runs on the calling thread only. For a few
+    rows, starting the pool's threads for each of its trees costs more than the trees: a one-row prediction of the
+    bike model takes about a third of the time (benchmarks/serving.py), and a server answering requests on several
+    threads no longer oversubscribes the CPUs. Each row's sum over the trees is the same either way."""
+    if not _THREAD_POOLS:  # found once, after scikit-learn has loaded its OpenMP runtime
+        _THREAD_POOLS.append(ThreadpoolController())
+    return _THREAD_POOLS[0].limit(limits=1, user_api="openmp")
+
+
 class CompactPipeline(Pipeline):
     """The model's Pipeline (preprocessing, then the estimator). For a few rows, `predict` and `predict_proba` call
-    the two steps directly: scikit-learn's Pipeline spends about as long on its own checks as the compact features
-    take. Same calls, same results; anything else is Pipeline's."""
+    the two steps directly (scikit-learn's Pipeline spends about as long on its own checks as the compact features
+    take), with the estimator on one thread (`one_thread`). Same calls, same results; anything else is Pipeline's."""
 
     def _direct(self, X: Any, params: dict[str, Any]) -> bool:
         return not params and isinstance(X, pd.DataFrame) and len(X) <= FAST_ROWS and len(self.steps) == 2
 
     def predict(self, X: Any, **params: Any) -> Any:
         if self._direct(X, params):
-            return self.steps[-1][1].predict(self.steps[0][1].transform(X))
+            features = self.steps[0][1].transform(X)
+            with one_thread():
+                return self.steps[-1][1].predict(features)
         return super().predict(X, **params)
 
     def predict_proba(self, X: Any, **params: Any) -> Any:
         if self._direct(X, params):
-            return self.steps[-1][1].predict_proba(self.steps[0][1].transform(X))
+            features = self.steps[0][1].transform(X)
+            with one_thread():
+                return self.steps[-1][1].predict_proba(features)
         return super().predict_proba(X, **params)
 
 

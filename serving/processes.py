@@ -100,6 +100,18 @@ def stop_process(pid: int | None) -> None:
         time.sleep(0.02)
 
 
+def listening_pids(port: int) -> set[int]:
+    """The processes (that this user may see) listening on this TCP port, on any address."""
+    import psutil
+
+    return {
+        connection.pid
+        for connection in psutil.net_connections("tcp")
+        if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port
+        if connection.pid
+    }
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:

@@ -16,7 +16,7 @@ from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBa
 from serving.client import is_healthy
 from serving.contract import json_records, prediction_difference
 from serving.prediction_log import SMOKE_TEST_PREFIX
-from serving.processes import choose_port
+from serving.processes import choose_port, listening_pids, process_tree
 from serving.registry import record_change
 
 
@@ -35,6 +35,30 @@ def wait_healthy(url: str, timeout: float) -> None:
 
 def _one_line(error: Exception) -> str:
     return " | ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+class PortTaken(DeploymentFailed):
+    """Another process answers on the port the new server was given."""
+
+
+# A deploy whose port is taken by another process between its choice and the bind tries this many ports in all.
+PORT_ATTEMPTS = 3
+
+
+def check_answers_itself(endpoint: Endpoint) -> None:
+    """The server on the endpoint's port is the one this deploy started, not another process that took the port
+    between the choice and the bind (another deploy, another program): else its health and smoke test would be
+    somebody else's."""
+    if not endpoint.pid or not endpoint.url:
+        return
+    port = int(endpoint.url.rsplit(":", 1)[1])
+    holders = listening_pids(port)
+    if not holders & set(process_tree(endpoint.pid)):
+        other = f"pid {', '.join(map(str, sorted(holders)))}" if holders else "a process this user cannot see"
+        raise PortTaken(
+            f"port {port} is answered by another process ({other}), not by the server this deploy started "
+            f"(pid {endpoint.pid}). Fix: deploy again (a free port is chosen), or pass --port"
+        )
 
 
 @dataclass
@@ -95,6 +119,48 @@ class Rollout:
         }
 
 
+def _raise_stopped(exc: BaseException, serving: str) -> None:
+    if not isinstance(exc, Exception):  # an interrupt goes on as it is
+        raise exc
+    raise DeploymentFailed(f"{_one_line(exc)}. The new server was stopped; still serving: {serving}") from exc
+
+
+def _start_answering(
+    backend: ServingBackend,
+    release: Release,
+    config: DeploymentConfig,
+    preferred: int,
+    running: list[Endpoint],
+    taken: set[int],
+    timeout: int | None,
+    serving: str,
+    progress: Callable[[str], None],
+) -> Endpoint:
+    """Start the new server and wait until it answers its health check itself; a port that another process took
+    between the choice and the bind is given up for the next free one."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        chosen = 0 if backend.chooses_own_port else choose_port(config.host, preferred, config.port_search, taken)
+        if chosen and chosen != preferred:
+            progress(f"port {preferred} is busy; using {chosen}")
+        try:
+            endpoint = backend.start(release, config.host, chosen, timeout or config.startup_timeout, config)
+        except Exception as exc:
+            raise DeploymentFailed(f"{_one_line(exc)}. The new server did not start; still serving: {serving}") from exc
+        if endpoint.name in {e.name for e in running} or (endpoint.pid and endpoint.pid in {e.pid for e in running}):
+            raise DeploymentFailed(f"the deployer handed back the running server {endpoint.name} instead of a new one")
+        try:
+            wait_healthy(endpoint.health_url, timeout or config.startup_timeout)
+            check_answers_itself(endpoint)
+            return endpoint
+        except BaseException as exc:
+            backend.stop(endpoint)
+            if not isinstance(exc, PortTaken) or attempt == PORT_ATTEMPTS:
+                _raise_stopped(exc, serving)
+            progress(f"{_one_line(exc)}; trying another port")
+            taken.add(int(endpoint.url.rsplit(":", 1)[1]))
+    raise AssertionError("unreachable")
+
+
 def rollout(
     backend: ServingBackend,
     release: Release,
@@ -110,20 +176,12 @@ def rollout(
         backend.stop(dead)
     running = [e for e in known if e.running]
     taken = {int(e.url.rsplit(":", 1)[1]) for e in running if e.url}
-    preferred = port or config.port
-    chosen = 0 if backend.chooses_own_port else choose_port(config.host, preferred, config.port_search, taken)
-    if chosen and chosen != preferred:
-        progress(f"port {preferred} is busy; using {chosen}")
     serving = ", ".join(e.url for e in running) or "nothing (no server was running)"
     started = time.monotonic()
+    endpoint = _start_answering(
+        backend, release, config, port or config.port, running, taken, timeout, serving, progress
+    )
     try:
-        endpoint = backend.start(release, config.host, chosen, timeout or config.startup_timeout, config)
-    except Exception as exc:
-        raise DeploymentFailed(f"{_one_line(exc)}. The new server did not start; still serving: {serving}") from exc
-    if endpoint.name in {e.name for e in running} or (endpoint.pid and endpoint.pid in {e.pid for e in running}):
-        raise DeploymentFailed(f"the deployer handed back the running server {endpoint.name} instead of a new one")
-    try:
-        wait_healthy(endpoint.health_url, timeout or config.startup_timeout)
         ready = time.monotonic() - started
         smoke = smoke_test(backend, endpoint, release, holdout, config)
         if running and config.drain_seconds:
@@ -132,9 +190,7 @@ def rollout(
                 raise DeploymentFailed(f"{endpoint.health_url} stopped answering during the drain")
     except BaseException as exc:  # an interrupted deploy must not leave an untested server to be picked up
         backend.stop(endpoint)
-        if not isinstance(exc, Exception):
-            raise
-        raise DeploymentFailed(f"{_one_line(exc)}. The new server was stopped; still serving: {serving}") from exc
+        _raise_stopped(exc, serving)
     progress(f"{backend.name} server for version {release.model_version} healthy at {endpoint.url} in {ready:.1f} s")
     record_change(backend.stack_id, backend.stack_name, backend.name, added=[endpoint])
     for old in running:

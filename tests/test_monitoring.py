@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import free_port_block, run_cli
 
 from lifecycle.config import (
     DatasetConfig,
@@ -244,7 +244,7 @@ def test_short_replay_retrains_when_drift_is_injected(zenml_client, bike_slice, 
     )
     lines: list[str] = []
     try:
-        result = replay(config, monitoring, progress=lines.append, deployment=DeploymentConfig(port=8700))
+        result = replay(config, monitoring, progress=lines.append, deployment=DeploymentConfig(port=free_port_block()))
     finally:
         served = live_endpoint(active_backend(), "replay_test")
         undeploy(active_backend(), "replay_test")
@@ -277,7 +277,7 @@ def test_cli_monitor_reports_and_retrains(production_bike, bike_slice, tmp_path)
     from serving.stack_backend import active_backend
     from workflows.runner import run_deployment
 
-    before = run_deployment("monitored_bike", DeploymentConfig(port=8750))
+    before = run_deployment("monitored_bike", DeploymentConfig(port=free_port_block()))
     try:
         result = run_cli("monitor", "--batch", str(path), "--model-name", "monitored_bike")
         served = live_endpoint(active_backend(), "monitored_bike")
@@ -315,7 +315,7 @@ def test_zenml_deployer_answers_in_process_and_records_one_request_in_n(producti
     def inference_runs() -> int:
         return zenml_client.list_pipeline_runs(pipeline_name=INFERENCE_PIPELINE, size=1).total
 
-    run_deployment("monitored_bike", DeploymentConfig(port=8760, record_every=4, drain_seconds=0))
+    run_deployment("monitored_bike", DeploymentConfig(port=free_port_block(), record_every=4, drain_seconds=0))
     backend = active_backend()
     try:
         endpoint = live_endpoint(backend, "monitored_bike")

@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, note, run_cli
+from conftest import PROJECT_ROOT, free_port_block, note, run_cli
 
 from serving.contract import json_records
 
@@ -69,7 +69,7 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
     assert "--force needs --reason" in run_cli("promote", "--model-name", MODEL, "--version", "1", "--force").stderr
     assert stages(zenml_client) == {1: "production"}
 
-    deployed = run_cli("deploy", "--model-name", MODEL, "--port", "8810")
+    deployed = run_cli("deploy", "--model-name", MODEL, "--port", str(free_port_block()))
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     try:
         summary_md, summary_json = configs["all"].with_suffix(".md"), configs["all"].with_suffix(".json")

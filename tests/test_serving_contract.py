@@ -136,3 +136,36 @@ def test_prediction_difference():
     assert prediction_difference("classification", ["yes", "no"], ["yes", "yes"]) == 0.5
     assert prediction_difference("regression", [1.0], [1.0, 2.0]) == float("inf")
     assert prediction_difference("regression", [], []) == 0.0
+
+
+def test_a_port_answered_by_another_process_is_not_taken_for_the_new_server():
+    """A deploy checks that the process listening on its server's port is that server (or one of its children):
+    a port another program took between the choice and the bind would otherwise pass the health check and the
+    smoke test for it."""
+    import subprocess
+    import sys
+
+    from conftest import free_port_block
+
+    from serving.backends.base import Endpoint
+    from serving.rollout import PortTaken, check_answers_itself
+
+    port = free_port_block()
+    listener = subprocess.Popen(
+        [sys.executable, "-c", f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); "
+         "print('up', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert listener.stdout.readline().strip() == "up"
+
+        def endpoint(pid: int) -> Endpoint:
+            return Endpoint("zenml", "s", "m", "1", f"http://127.0.0.1:{port}", "/predict", "/health", True, pid=pid)
+
+        with pytest.raises(PortTaken, match=rf"port {port} is answered by another process \(pid {listener.pid}\)"):
+            check_answers_itself(endpoint(bystander.pid))
+        check_answers_itself(endpoint(listener.pid))  # the server itself: accepted
+    finally:
+        listener.kill()
+        bystander.kill()
