@@ -2,9 +2,11 @@
 
 import fcntl
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,12 +43,24 @@ def state_dir() -> Path:
 
 
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """One process at a time on this machine inside the block (an exclusive lock on `path`, created if needed)."""
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """One process at a time on this machine inside the block (an exclusive lock on `path`, created if needed);
+    `on_wait` is called once when another process holds it (before waiting for it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         yield
+
+
+def model_lock(action: str, model_name: str, on_wait: Callable[[], None] | None = None) -> Any:
+    """`file_lock` for one action (promote, deploy) on one model, under the state folder."""
+    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", model_name)
+    return file_lock(state_dir() / "locks" / f"{action}-{safe_name}.lock", on_wait)
 
 
 def configure_environment() -> None:

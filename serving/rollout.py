@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from lifecycle.config import DeploymentConfig
+from lifecycle.environment import model_lock
 from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBackend
 from serving.client import is_healthy
 from serving.contract import json_records, prediction_difference
@@ -169,8 +170,25 @@ def rollout(
     port: int | None = None,
     timeout: int | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    notice: Callable[[str], None] | None = None,
 ) -> Rollout:
-    """Start the release beside what serves now, smoke-test it, then retire the old servers (after a drain)."""
+    """Start the release beside what serves now, smoke-test it, then retire the old servers (after a drain).
+    One rollout of a model at a time on this machine: a second one (a CI job and a person, a promotion and a
+    monitor's redeploy) waits, then replaces what the first one left serving (and says so through `notice`)."""
+    waiting = f"another deploy of `{release.model_name}` is in progress; waiting for it to end"
+    with model_lock("deploy", release.model_name, on_wait=lambda: (notice or progress)(waiting)):
+        return _rollout(backend, release, holdout, config, port, timeout, progress)
+
+
+def _rollout(
+    backend: ServingBackend,
+    release: Release,
+    holdout: pd.DataFrame,
+    config: DeploymentConfig,
+    port: int | None,
+    timeout: int | None,
+    progress: Callable[[str], None],
+) -> Rollout:
     known = backend.endpoints(release.model_name)
     for dead in [e for e in known if not e.running]:  # a crashed or undeployed server's record: cleared here
         backend.stop(dead)

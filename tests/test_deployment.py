@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import activate_stack, free_port_block, note, run_cli, run_zenml
+from conftest import activate_stack, free_port_block, note, run_cli, run_zenml, start_cli
 from hypothesis import given
 from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
@@ -379,6 +379,29 @@ def test_failed_deploy_leaves_the_old_server_serving(served):
     assert is_healthy(before.health_url)
     predictions, _ = backend.predict(before, json_records(served["test_set"].head(2), served["schema"]))
     assert len(predictions) == 2
+
+
+def test_two_deploys_started_together_leave_one_server_that_answers_as_recorded(served, tmp_path):
+    """Two `run.py deploy` of one model at the same moment (a CI job and a person): the second waits for the
+    first, then replaces its server; in the end one server runs, on its recorded port, answering itself."""
+    from serving.rollout import check_answers_itself
+
+    backend = served["backend"]
+    stack = BACKEND_STACKS[backend.name]
+    port = str(free_port_block())
+    logs = [tmp_path / f"deploy-{n}.log" for n in (1, 2)]
+    processes = [start_cli(log, "deploy", "--stack", stack, "--model-name", MODEL_NAME, "--port", port) for log in logs]
+    codes = [process.wait(timeout=600) for process in processes]
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0, 0], outputs
+    assert any("is in progress; waiting for it to end" in output for output in outputs), outputs
+    running = [e for e in backend.endpoints(MODEL_NAME) if e.running]
+    assert len(running) == 1, running
+    check_answers_itself(running[0])
+    assert is_healthy(running[0].health_url)
+    predictions, _ = backend.predict(running[0], json_records(served["test_set"].head(2), served["schema"]))
+    assert len(predictions) == 2
+    activate_stack(stack)
 
 
 def test_a_killed_server_loses_no_answered_row(served):

@@ -54,7 +54,9 @@ def deploy_model(
     held-out rows, then retire the old one. The endpoint, backend and parity are recorded on the version."""
     release = release_of(model, feature_schema, test_set)
     backend = backend_for(active_capabilities())
-    done = rollout(backend, release, test_set, deployment, port=port, timeout=timeout, progress=logger.info)
+    done = rollout(
+        backend, release, test_set, deployment, port=port, timeout=timeout, progress=logger.info, notice=logger.warning
+    )
     record = {**done.metadata(), "example_request": str(write_example_request(release, test_set))}
     log_metadata(metadata={"deployment": record}, model_name=release.model_name, model_version=release.model_version)
     return record

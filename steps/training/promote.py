@@ -1,7 +1,6 @@
 import contextlib
 import getpass
 import os
-import re
 import socket
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -14,7 +13,7 @@ from zenml.client import Client
 from zenml.logger import get_logger
 
 from lifecycle.config import PromotionConfig
-from lifecycle.environment import file_lock, state_dir
+from lifecycle.environment import model_lock
 from lifecycle.metrics import EvaluationReport, SegmentMetrics, score_model, score_segments
 from lifecycle.names import MODEL, PROMOTION
 from lifecycle.promotion import PromotionDecision, check_gates, decide_promotion, training_size_flag
@@ -65,7 +64,7 @@ def promotion_lock(model_name: str) -> Iterator[None]:
     """One promotion of a model at a time (on this machine). Two runs finishing together would otherwise each
     compare with the production version they read before the other promoted (both "first production model"),
     and the last to write would win, better or not, with the MLflow alias possibly following the other one."""
-    with file_lock(state_dir() / "locks" / f"promote-{re.sub(r'[^A-Za-z0-9_.-]', '_', model_name)}.lock"):
+    with model_lock("promote", model_name):
         yield
 
 
