@@ -12,7 +12,9 @@ measured in the same run.
     python benchmarks/serving.py --requests 400 --backends mlflow,bentoml --log both
 
 Each backend is measured with the prediction log on (as deployed by default) and, with `--log both` (the
-default), off too, one after the other in the same run: the table's last lines give the log's cost.
+default), off too, one after the other in the same run: the table's last lines give the log's cost. Where nginx
+is installed, each backend is also measured through its front door (serving/front_door.py), right after the
+direct load on the same server: the difference is what the front door adds.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def main() -> None:
     # Log on and off alternate, `--rounds` times each, and the medians are compared: the machine's load drifts
     # more between two deploys than the log costs (about 20 microseconds a request, measured in-process above).
     logging = {"on": [True], "off": [False], "both": [True, False] * args.rounds}[args.log]
-    costs = []
+    costs, through_door = [], []
     for backend_name in args.backends.split(","):
         stack = BACKEND_STACKS[backend_name]
         client.activate_stack(stack)
@@ -164,6 +166,13 @@ def main() -> None:
                 figures = load_levels(served.endpoint.predict_url, bodies, served.endpoint.pid, levels)
                 path = served.endpoint.predict_path.lstrip("/")
                 measured[log_on].append({**figures, "deploy_seconds": served.deploy_seconds})
+                door = served.record.get("front_door_url")
+                if door and log_on == logging[0] and f"{backend_name} via the front door" not in rows:
+                    log(f"{backend_name}: load through the front door ({door}) ...")
+                    rows[f"{backend_name} via the front door"] = load_levels(
+                        door + served.endpoint.predict_path, bodies, served.endpoint.pid, levels
+                    )
+                    through_door.append((backend_name, figures, rows[f"{backend_name} via the front door"]))
         for log_on, runs in measured.items():
             if runs:
                 what = ("log on" if log_on else "log off") + (f", median of {len(runs)}" if len(runs) > 1 else "")
@@ -178,6 +187,12 @@ def main() -> None:
         f"\nOne-row predict, whole model vs the estimator alone on one thread (as the model calls it): "
         f"{whole['p50_ms'] / alone['p50_ms']:.2f}x at p50"
     )
+    high = f"c{args.concurrency}"
+    for backend_name, direct, door in through_door:
+        print(
+            f"{backend_name}: the front door adds {door['c1']['p50_ms'] - direct['c1']['p50_ms']:+.2f} ms at p50 "
+            f"(c=1), throughput x{door[high]['throughput_rps'] / direct[high]['throughput_rps']:.2f} at {high}"
+        )
     print(f"\nThe prediction log's write, in-process: {write_seconds * 1e6:.0f} microseconds per one-row request")
     if costs:
         print("\nThe prediction log's cost (log on vs off, medians, same run; positive = slower with the log):\n")

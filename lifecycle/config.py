@@ -389,6 +389,13 @@ class PredictionLogConfig(_Strict):
         }
 
 
+class FrontDoorConfig(_Strict):
+    """One stable address per model: nginx in front of whichever server serves it (serving/front_door.py)."""
+
+    enabled: Literal["auto", "on", "off"] = "auto"  # auto: when nginx is installed
+    port: int = Field(8000, ge=1, le=65535)  # the first model's; each further model gets the next free one
+
+
 class DeploymentConfig(_Strict):
     """How the production model is served (configs/deployment.yaml)."""
 
@@ -405,6 +412,7 @@ class DeploymentConfig(_Strict):
     # answered in-process from the model loaded at start-up.
     record_every: int = Field(0, ge=0)
     log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
+    front_door: FrontDoorConfig = Field(default_factory=FrontDoorConfig)
 
 
 def load_deployment_config(path: str | Path = DEFAULT_DEPLOYMENT_CONFIG) -> DeploymentConfig:

@@ -3,6 +3,7 @@ then stop the old ones (a failed deploy leaves the old server serving). Also: th
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pandas as pd
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.environment import model_lock
+from serving import front_door
 from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBackend
 from serving.client import is_healthy
 from serving.contract import json_records, prediction_difference
@@ -103,6 +105,7 @@ class Rollout:
     smoke: SmokeTest
     replaced: list[Endpoint]
     seconds_to_ready: float
+    front_door: front_door.FrontDoor | None = None
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -117,7 +120,13 @@ class Rollout:
             "smoke_test_rows": self.smoke.rows,
             "parity_max_abs_difference": self.smoke.max_abs_difference,
             "replaced": [e.name for e in self.replaced],
+            "front_door_url": self.front_door.url if self.front_door else "",
         }
+
+
+def _health_path_of(running: list[Endpoint], door: front_door.FrontDoor) -> str:
+    """The health path of the server the front door stood in front of (found among the running ones)."""
+    return next((e.health_path for e in running if e.url == door.upstream), running[0].health_path if running else "/")
 
 
 def _raise_stopped(exc: BaseException, serving: str) -> None:
@@ -199,14 +208,26 @@ def _rollout(
     endpoint = _start_answering(
         backend, release, config, port or config.port, running, taken, timeout, serving, progress
     )
+    door, door_before = None, front_door.current(release.model_name)
     try:
         ready = time.monotonic() - started
         smoke = smoke_test(backend, endpoint, release, holdout, config)
+        if front_door.enabled(config):
+            door = front_door.switch(
+                release.model_name, config, endpoint.url, endpoint.health_path, release.model_version, backend.name
+            )
+            progress(f"front door {door.url} now answered by version {release.model_version} ({endpoint.url})")
         if running and config.drain_seconds:
             time.sleep(config.drain_seconds)  # clients that looked up the old address finish against it
             if not is_healthy(endpoint.health_url, timeout=10):
                 raise DeploymentFailed(f"{endpoint.health_url} stopped answering during the drain")
     except BaseException as exc:  # an interrupted deploy must not leave an untested server to be picked up
+        if door is not None and door_before is not None:  # the front door goes back to what served before
+            with contextlib.suppress(Exception):
+                front_door.switch(
+                    release.model_name, config, door_before.upstream, _health_path_of(running, door_before),
+                    door_before.model_version, door_before.backend,
+                )  # fmt: skip
         backend.stop(endpoint)
         _raise_stopped(exc, serving)
     progress(f"{backend.name} server for version {release.model_version} healthy at {endpoint.url} in {ready:.1f} s")
@@ -216,7 +237,7 @@ def _rollout(
         record_change(backend.stack_id, backend.stack_name, backend.name, removed=[old])
         progress(f"stopped the previous server {old.name} ({old.url})")
     smoke.seconds_to_ready = ready
-    return Rollout(endpoint=endpoint, smoke=smoke, replaced=running, seconds_to_ready=ready)
+    return Rollout(endpoint=endpoint, smoke=smoke, replaced=running, seconds_to_ready=ready, front_door=door)
 
 
 def newest_healthy(endpoints: list[Endpoint]) -> Endpoint | None:
@@ -231,9 +252,11 @@ def live_endpoint(backend: ServingBackend, model_name: str) -> Endpoint | None:
 
 
 def undeploy(backend: ServingBackend, model_name: str | None) -> list[Endpoint]:
-    """Stop every server of the model (of all models when None) that the active stack's backend runs."""
+    """Stop every server of the model (of all models when None) that the active stack's backend runs, and the
+    front doors that stood in front of them."""
     stopped = backend.endpoints(model_name)
     for endpoint in stopped:
         backend.stop(endpoint)
         record_change(backend.stack_id, backend.stack_name, backend.name, removed=[endpoint])
+    front_door.close_behind(stopped)
     return stopped

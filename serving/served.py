@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from serving.backends.base import Endpoint, ServingBackend
+from serving.front_door import close_behind
 from serving.processes import server_alive, stop_process
 from serving.registry import active_record, record_all, record_change
 from serving.rollout import newest_healthy
@@ -41,6 +42,7 @@ class Served:
             else:
                 self.backend.stop(endpoint)
         record_change(self.stack_id, self.stack, self.backend_name, removed=stopped)
+        close_behind(stopped)  # the model's front door, when it stood in front of these
         return stopped
 
 

@@ -198,7 +198,9 @@ def _processes_started_by_this_session() -> dict[int, str]:
         if not entry.name.isdigit() or int(entry.name) in mine:
             continue
         try:
-            if any(v.startswith(marker) for v in (entry / "environ").read_bytes().split(b"\0")):
+            in_environment = any(v.startswith(marker) for v in (entry / "environ").read_bytes().split(b"\0"))
+            # nginx (a model's front door) clears its environment; its command line names its prefix
+            if in_environment or str(_STATE).encode() in (entry / "cmdline").read_bytes():
                 found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
         except OSError:
             continue

@@ -4,6 +4,7 @@ succeeding, `history` shows all of it; bad input changes nothing and names the f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT, free_port_block, note, run_cli
 
+from serving import front_door
 from serving.contract import json_records
 
 pytestmark = pytest.mark.integration
@@ -101,29 +103,42 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
             version.get_artifact("test_set").load().head(3), version.get_artifact("feature_schema").load()
         )
         answers, failures, stop = [], [], threading.Event()
+        door = front_door.current(MODEL)  # the address the first deploy printed, kept through the promotion
+        assert (door is not None) == (front_door.nginx_binary() is not None)
+        assert door is None or (door.model_version == "2" and door.url in deployed.stdout)
+        door_answers: list[str] = []
 
-        def poll() -> None:
+        def poll(through_the_door: bool) -> None:
             while not stop.is_set():
                 try:
-                    _, body = backend.predict(live_endpoint(backend, MODEL), records, timeout=30)
-                    answers.append(str(body["model_version"]))
+                    endpoint = live_endpoint(backend, MODEL)
+                    if through_the_door:
+                        endpoint = dataclasses.replace(endpoint, url=door.url)
+                    _, body = backend.predict(endpoint, records, timeout=30)
+                    (door_answers if through_the_door else answers).append(str(body["model_version"]))
                 except Exception as exc:  # a lost request
                     failures.append(repr(exc))
                 time.sleep(0.05)
 
-        poller = threading.Thread(target=poll)
-        poller.start()
+        pollers = [threading.Thread(target=poll, args=(False,))]
+        pollers += [threading.Thread(target=poll, args=(True,))] if door else []
+        for poller in pollers:
+            poller.start()
         try:
             time.sleep(1)
             rolled = run_cli("rollback", "--model-name", MODEL, "--reason", "complaints from the ops team")
             time.sleep(1)
         finally:
             stop.set()
-            poller.join(timeout=60)
+            for poller in pollers:
+                poller.join(timeout=60)
         assert rolled.returncode == 0, rolled.stderr[-3000:]
         assert "version 1 rolled back to production; version 2 archived" in rolled.stdout, rolled.stdout
         seconds = float(re.search(r"answers with version 1, ([\d.]+) s after the command started", rolled.stdout)[1])
         assert failures == [] and answers[0] == "2" and answers[-1] == "1" and len(answers) > 10
+        if door:
+            assert door_answers[0] == "2" and door_answers[-1] == "1" and len(door_answers) > 10
+            assert front_door.current(MODEL).url == door.url
         assert stages(zenml_client) == {1: "production", 2: "archived"}
     finally:
         undeploy(active_backend(), MODEL)
@@ -147,4 +162,7 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
     assert again.returncode == 4 and "NOT promoted" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
     assert run_cli("train", "--config", str(configs["early"]), "--stack", "no_such_stack").returncode == 3
     assert stages(zenml_client) == {1: "production", 2: "archived", 3: "None"}
-    note(f"rollback: {seconds:.1f} s from the command to version 1 answering; {len(answers)} requests, 0 lost")
+    note(
+        f"rollback: {seconds:.1f} s from the command to version 1 answering; {len(answers)} requests, 0 lost"
+        + (f"; {len(door_answers)} through the front door {door.url}, 0 lost" if door else "")
+    )

@@ -122,10 +122,14 @@ def shown_path(path: str) -> str:
 def deployment_summary(model_name: str, record: dict) -> str:
     replaced = record.get("replaced") or []
     example = shown_path(record["example_request"])
+    door = record.get("front_door_url")
     return "\n".join(
         [
             "",
             f"Serving `{model_name}` version {record['model_version']} with {record['backend']} at {record['url']}",
+            f"  front door: {door} (the model's stable address; each deploy switches what stands behind it)"
+            if door
+            else f"  front door: none; this address changes with each deploy ({front_door_absence()})",
             f"  ready in {record['seconds_to_ready']:.1f} s; smoke test: {record['smoke_test_rows']} held-out rows "
             f"over HTTP, max |difference| from in-process predictions {record['parity_max_abs_difference']:g}",
             *([f"  replaced: {', '.join(replaced)} (stopped after the new server passed)"] if replaced else []),
@@ -137,8 +141,34 @@ def deployment_summary(model_name: str, record: dict) -> str:
     )
 
 
+def front_door_absence() -> str:
+    from lifecycle.config import load_deployment_config
+    from serving.front_door import INSTALL_HINT, nginx_binary
+
+    if nginx_binary() is None:
+        return INSTALL_HINT
+    if load_deployment_config().front_door.enabled == "off":
+        return "front_door.enabled is off in configs/deployment.yaml"
+    return "deploy again to start it"
+
+
+def front_door_lines(model_names: set[str]) -> list[str]:
+    from serving.front_door import current
+
+    lines = []
+    for name in sorted(model_names):
+        door = current(name)
+        if door is not None:
+            lines.append(
+                f"  front door of `{name}`: {door.url} -> version {door.model_version} ({door.backend}, "
+                f"{door.upstream})"
+            )
+    return lines
+
+
 def status_table(stack: str, backend: str, model_name: str | None, endpoints, health: dict) -> str:
     lines = [f"stack `{stack}` serves with {backend}" + (f"; model `{model_name}`" if model_name else "; every model")]
+    lines += front_door_lines({e.model_name for e in endpoints} | ({model_name} if model_name else set()))
     if not endpoints:
         deploy = f"python run.py deploy --model-name {model_name}" if model_name else "python run.py deploy"
         lines.append("  nothing deployed" + (f" for `{model_name}`" if model_name else "") + f": {deploy}")

@@ -1,0 +1,317 @@
+"""One stable address per model: nginx on a fixed port in front of whichever server serves the model now.
+
+Each model gets its own nginx (its own prefix, configuration, pid and logs under `<state>/front_door/<model>/`),
+listening on the port assigned to the model (`front_door.port` in configs/deployment.yaml for the first model,
+the next free one for each further model, remembered). A deploy switches it to the new server only after that
+server's health check and smoke test: the configuration is rewritten, checked with `nginx -t`, and applied with
+`nginx -s reload`, which lets the old workers finish the requests they are answering. The switch counts as done
+when a request through the front door is answered by the new server (nginx names the server that answered in the
+`X-Upstream` header).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lifecycle.config import DeploymentConfig
+from lifecycle.environment import file_lock, state_dir
+from lifecycle.errors import LifecycleError
+from lifecycle.project_state import read_json, write_json
+from serving.processes import pid_alive, port_is_free, still_running
+
+UPSTREAM_HEADER = "X-Upstream"
+INSTALL_HINT = "install nginx (Debian/Ubuntu: `apt-get install nginx`) for one stable address per model"
+
+
+class FrontDoorFailed(LifecycleError):
+    """The front door could not be started or switched; what it pointed at before still serves."""
+
+
+@dataclass
+class FrontDoor:
+    model_name: str
+    url: str
+    upstream: str  # the server's base URL behind it
+    model_version: str
+    backend: str
+    pid: int | None = None
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
+def enabled(config: DeploymentConfig) -> bool:
+    """Whether deploys put the front door in front of their servers (`auto`: when nginx is installed)."""
+    mode = config.front_door.enabled
+    if mode == "off":
+        return False
+    if nginx_binary() is None:
+        if mode == "on":
+            raise FrontDoorFailed(f"front_door.enabled is `on` but nginx is not installed. Fix: {INSTALL_HINT}")
+        return False
+    return True
+
+
+def _folder(model_name: str) -> Path:
+    return state_dir() / "front_door" / re.sub(r"[^A-Za-z0-9_.-]", "_", model_name)
+
+
+def assigned_port(model_name: str, config: DeploymentConfig, give_up: int | None = None) -> int:
+    """The model's front-door port: remembered once given; the first model gets `front_door.port`, each further
+    model the next port that no other model has and that is free. `give_up`: a port the model could not bind
+    (another program took it), exchanged for the next free one."""
+    registry = state_dir() / "front_door" / "ports.json"
+    with file_lock(registry.with_suffix(".lock")):
+        ports = read_json(registry) or {}
+        if model_name in ports and int(ports[model_name]) != give_up:
+            return int(ports[model_name])
+        taken = {int(p) for p in ports.values()} | ({give_up} if give_up else set())
+        port = config.front_door.port
+        while port in taken or not port_is_free(config.host, port):
+            port += 1
+            if port > config.front_door.port + config.port_search:
+                raise FrontDoorFailed(
+                    f"no free front-door port from {config.front_door.port} to {port - 1}. "
+                    "Fix: set `front_door.port` in configs/deployment.yaml"
+                )
+        ports[model_name] = port
+        write_json(registry, ports)
+        return port
+
+
+def render(listen: str, upstream: str, folder: Path, max_body_bytes: int) -> str:
+    """nginx's configuration: `listen` proxied to `upstream` (host:port), with the request id passed on (the
+    client's X-Request-ID, else one nginx makes) and the answering server named in the response."""
+    temp = folder / "temp"
+    return f"""# Written by serving/front_door.py for each switch; edits are overwritten.
+{_worker_user()}worker_processes 1;
+pid {folder / "nginx.pid"};
+error_log {folder / "error.log"} warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_buffer_size 1m;
+    client_body_temp_path {temp / "body"};
+    proxy_temp_path {temp / "proxy"};
+    fastcgi_temp_path {temp / "fastcgi"};
+    uwsgi_temp_path {temp / "uwsgi"};
+    scgi_temp_path {temp / "scgi"};
+    map $http_x_request_id $mlops_request_id {{
+        "" $request_id;
+        default $http_x_request_id;
+    }}
+    upstream production {{
+        server {upstream};
+        keepalive 16;
+    }}
+    server {{
+        listen {listen};
+        client_max_body_size {max_body_bytes + 65536};
+        location / {{
+            proxy_pass http://production;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Request-ID $mlops_request_id;
+            proxy_read_timeout 300s;
+            add_header {UPSTREAM_HEADER} $upstream_addr always;
+        }}
+    }}
+}}
+"""
+
+
+def _worker_user() -> str:
+    """Run as root, nginx's master hands its workers to `nobody` (named here, with its group, so that the temp
+    folders can be given to it); run as anyone else, nginx keeps that user."""
+    if os.geteuid() != 0:
+        return ""
+    import grp
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    return f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};\n"
+
+
+def _prepare(folder: Path) -> None:
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (folder / "temp" / sub).mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            os.chown(folder / "temp" / sub, nobody.pw_uid, nobody.pw_gid)
+
+
+def _state(model_name: str) -> dict[str, Any] | None:
+    record = read_json(_folder(model_name) / "front_door.json")
+    return record if isinstance(record, dict) else None
+
+
+def _running_pid(folder: Path) -> int | None:
+    try:
+        pid = int((folder / "nginx.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if pid_alive(pid) and b"nginx" in command else None
+
+
+def _nginx(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    binary = nginx_binary()
+    if binary is None:
+        raise FrontDoorFailed(f"nginx is not installed. Fix: {INSTALL_HINT}")
+    return subprocess.run(
+        [binary, "-p", str(folder), "-c", str(folder / "nginx.conf"), *args], capture_output=True, text=True
+    )
+
+
+def _answering_upstream(url: str, health_path: str) -> str | None:
+    """The server that answered a health check through the front door healthily (nginx names the one it tried
+    even when that one failed, with a 502)."""
+    request = urllib.request.Request(url.rstrip("/") + health_path, method="GET")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.headers.get(UPSTREAM_HEADER)
+    except OSError:  # HTTPError included: not a healthy answer
+        return None
+
+
+def _address(url: str) -> str:
+    """host:port as nginx names the server it reached ($upstream_addr): localhost (MLflow's server) is 127.0.0.1."""
+    return url.split("://", 1)[-1].rstrip("/").replace("localhost", "127.0.0.1")
+
+
+def _workers(folder: Path) -> set[int]:
+    """The worker processes of the folder's running nginx."""
+    import psutil
+
+    master = _running_pid(folder)
+    try:
+        return {worker.pid for worker in psutil.Process(master).children()} if master else set()
+    except psutil.Error:
+        return set()
+
+
+def _wait_for(folder: Path, url: str, health_path: str, upstream: str, timeout: float, old_workers: set[int]) -> None:
+    """Until a health check through the front door is answered by `upstream`, and nginx's workers from before
+    the reload have finished the requests they were answering and exited (so that the server they sent to can
+    be stopped without cutting a request)."""
+    deadline = time.monotonic() + timeout
+    while _answering_upstream(url, health_path) != upstream:
+        if time.monotonic() > deadline:
+            raise FrontDoorFailed(f"{url} was not answered by {upstream} within {timeout:.0f} s")
+        time.sleep(0.05)
+    while old_workers & _workers(folder):
+        if time.monotonic() > deadline:
+            raise FrontDoorFailed(f"nginx's workers from before the switch did not finish within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def switch(
+    model_name: str,
+    config: DeploymentConfig,
+    upstream_url: str,
+    health_path: str,
+    model_version: str,
+    backend: str,
+    timeout: float = 30.0,
+) -> FrontDoor:
+    """Point the model's front door at `upstream_url` (starting it when it is not running) and return once a
+    request through it is answered by that server. On failure the previous configuration is put back."""
+    folder = _folder(model_name)
+    _prepare(folder)
+    upstream = _address(upstream_url)
+    conf = folder / "nginx.conf"
+    previous = conf.read_text() if conf.exists() else None
+    pid = _running_pid(folder)
+    port = assigned_port(model_name, config) if not pid else int(current_port(folder))
+    url = f"http://{config.host}:{port}"
+    try:
+        for attempt in range(3):  # a port another program took since it was assigned: the next free one
+            conf.write_text(render(f"{config.host}:{port}", upstream, folder, config.max_body_bytes))
+            checked = _nginx(folder, "-t", "-q")
+            if checked.returncode != 0:
+                raise FrontDoorFailed(f"nginx refused the front door's configuration: {checked.stderr.strip()}")
+            old_workers = _workers(folder)
+            applied = _nginx(folder, "-s", "reload") if pid else _nginx(folder)
+            if applied.returncode == 0:
+                break
+            if pid or "Address already in use" not in applied.stderr or attempt == 2:
+                raise FrontDoorFailed(f"nginx did not {'reload' if pid else 'start'}: {applied.stderr.strip()}")
+            port = assigned_port(model_name, config, give_up=port)
+        url = f"http://{config.host}:{port}"
+        _wait_for(folder, url, health_path, upstream, timeout, old_workers)
+    except BaseException:
+        if not pid:  # started for this switch: stopped again (nothing stood behind it before)
+            _quit(folder)
+        if previous is not None:
+            conf.write_text(previous)
+            if _running_pid(folder):
+                old_workers = _workers(folder)
+                _nginx(folder, "-s", "reload")
+                before = read_json(folder / "front_door.json") or {}
+                with contextlib.suppress(FrontDoorFailed):
+                    _wait_for(folder, url, health_path, _address(before.get("upstream", "")), timeout, old_workers)
+        raise
+    door = FrontDoor(model_name, url, upstream_url, model_version, backend, _running_pid(folder))
+    write_json(folder / "front_door.json", asdict(door))
+    return door
+
+
+def current_port(folder: Path) -> int:
+    """The port the running nginx of this folder listens on (from its configuration)."""
+    found = re.search(r"listen [^:;]+:(\d+);", (folder / "nginx.conf").read_text())
+    if not found:
+        raise FrontDoorFailed(f"{folder / 'nginx.conf'} names no port; stop its nginx and deploy again")
+    return int(found.group(1))
+
+
+def current(model_name: str) -> FrontDoor | None:
+    """The model's front door when its nginx runs (as last switched), else None."""
+    record = _state(model_name)
+    if not record or not _running_pid(_folder(model_name)):
+        return None
+    return FrontDoor(**{k: v for k, v in record.items() if k in FrontDoor.__dataclass_fields__})
+
+
+def close(model_name: str) -> FrontDoor | None:
+    """Stop the model's front door (nginx finishes the requests in flight); the port stays the model's."""
+    folder = _folder(model_name)
+    door = current(model_name)
+    _quit(folder)
+    (folder / "front_door.json").unlink(missing_ok=True)
+    return door
+
+
+def close_behind(stopped: list[Any]) -> list[FrontDoor]:
+    """Stop the front doors that stood in front of these stopped servers (Endpoints); the others stay."""
+    closed = []
+    for name in {endpoint.model_name for endpoint in stopped}:
+        door = current(name)
+        if door is not None and door.upstream in {endpoint.url for endpoint in stopped}:
+            closed.append(close(name) or door)
+    return closed
+
+
+def _quit(folder: Path) -> None:
+    pid = _running_pid(folder)
+    if pid:
+        os.kill(pid, signal.SIGQUIT)  # graceful: the requests in flight are answered first
+        deadline = time.monotonic() + 10
+        while still_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
