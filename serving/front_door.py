@@ -30,7 +30,7 @@ from lifecycle.project_state import read_json, write_json
 from serving.processes import pid_alive, port_is_free, still_running
 
 UPSTREAM_HEADER = "X-Upstream"
-INSTALL_HINT = "install nginx (Debian/Ubuntu: `apt-get install nginx`) for one stable address per model"
+INSTALL_HINT = "for one stable address per model, install nginx (Debian/Ubuntu: `apt-get install nginx`)"
 
 
 class FrontDoorFailed(LifecycleError):

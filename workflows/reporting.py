@@ -129,7 +129,7 @@ def deployment_summary(model_name: str, record: dict) -> str:
             f"Serving `{model_name}` version {record['model_version']} with {record['backend']} at {record['url']}",
             f"  front door: {door} (the model's stable address; each deploy switches what stands behind it)"
             if door
-            else f"  front door: none; this address changes with each deploy ({front_door_absence()})",
+            else f"  front door: none, so this address changes with each deploy; {front_door_absence()}",
             f"  ready in {record['seconds_to_ready']:.1f} s; smoke test: {record['smoke_test_rows']} held-out rows "
             f"over HTTP, max |difference| from in-process predictions {record['parity_max_abs_difference']:g}",
             *([f"  replaced: {', '.join(replaced)} (stopped after the new server passed)"] if replaced else []),
