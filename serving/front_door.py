@@ -132,26 +132,30 @@ http {{
 """
 
 
-def _worker_user() -> str:
-    """Run as root, nginx's master hands its workers to `nobody` (named here, with its group, so that the temp
-    folders can be given to it); run as anyone else, nginx keeps that user."""
+def _nobody() -> tuple[int, int, str] | None:
+    """(uid, gid, group) of `nobody`, to whom nginx run as root hands its workers; None when not run as root."""
     if os.geteuid() != 0:
-        return ""
+        return None
     import grp
     import pwd
 
     nobody = pwd.getpwnam("nobody")
-    return f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};\n"
+    return nobody.pw_uid, nobody.pw_gid, grp.getgrgid(nobody.pw_gid).gr_name
+
+
+def _worker_user() -> str:
+    """Run as root, nginx's master hands its workers to `nobody` (named here, with its group, so that the temp
+    folders can be given to it); run as anyone else, nginx keeps that user."""
+    nobody = _nobody()
+    return f"user nobody {nobody[2]};\n" if nobody else ""
 
 
 def _prepare(folder: Path) -> None:
+    nobody = _nobody()
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (folder / "temp" / sub).mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            import pwd
-
-            nobody = pwd.getpwnam("nobody")
-            os.chown(folder / "temp" / sub, nobody.pw_uid, nobody.pw_gid)
+        if nobody:
+            os.chown(folder / "temp" / sub, nobody[0], nobody[1])
 
 
 def _state(model_name: str) -> dict[str, Any] | None:

@@ -41,7 +41,7 @@ class Handler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self._send()
     def log_message(self, *args):
-        pass
+        return None  # no access log on stderr
 ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """
 
