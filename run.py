@@ -459,6 +459,19 @@ def serving_target(config_path: str, model_name: str | None, all_models: bool = 
 @model_name_option
 @click.option("--port", type=int, help="Preferred port (default: the deployment config's).")
 @click.option("--timeout", type=int, help="Seconds for the new server to become healthy (default: the config's).")
+@click.option(
+    "--canary",
+    metavar="VERSION|none",
+    help="Serve VERSION beside production behind the front door, with --weight % of the requests (none: end it).",
+)
+@click.option(
+    "--weight", type=float, default=10.0, show_default=True, help="With --canary: its share of requests, in %."
+)
+@click.option(
+    "--shadow",
+    metavar="VERSION|none",
+    help="Send VERSION a copy of every request; its answers are logged, never returned (none: end it).",
+)
 @on_stack
 def deploy(
     config_path: str,
@@ -466,14 +479,27 @@ def deploy(
     model_name: str | None,
     port: int | None,
     timeout: int | None,
+    canary: str | None,
+    weight: float,
+    shadow: str | None,
 ) -> None:
-    """Serve the production version with the active stack's deployer (zero-downtime replacement)."""
-    from workflows.reporting import deployment_summary
+    """Serve the production version with the active stack's deployer (zero-downtime replacement); with --canary
+    or --shadow, another version beside it behind the model's front door."""
+    from workflows.reporting import deployment_summary, trial_ended_summary
 
+    if canary and shadow:
+        raise click.UsageError("give --canary or --shadow, one at a time.")
     name = serving_target(config_path, model_name)
-    from workflows.runner import run_deployment
+    from workflows.runner import end_serving_trial, run_deployment
 
-    record = run_deployment(name, load_deployment_config(deployment_path), port=port, timeout=timeout)
+    settings = load_deployment_config(deployment_path)
+    role, version = ("canary", canary) if canary else ("shadow", shadow) if shadow else ("production", None)
+    if version is not None and version.lower() == "none":
+        click.echo(trial_ended_summary(name, role, end_serving_trial(name, role, settings)))
+        return
+    record = run_deployment(
+        name, settings, port=port, timeout=timeout, role=role, version=version, weight=weight if canary else None
+    )
     click.echo(deployment_summary(name, record))
 
 

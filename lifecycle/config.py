@@ -379,13 +379,15 @@ class PredictionLogConfig(_Strict):
         path = Path(folder)
         return path if path.is_absolute() else PROJECT_ROOT / path
 
-    def settings(self) -> dict[str, Any]:
-        """What a server is given (plain values: see `serving.prediction_log.LogSettings`)."""
+    def settings(self, role: str = "production") -> dict[str, Any]:
+        """What a server is given (plain values: see `serving.prediction_log.LogSettings`); `role`: its part
+        behind the model's front door (production, canary or shadow), written on each of its rows."""
         return {
             "root": str(self.root()),
             "enabled": self.enabled,
             "inputs": self.inputs,
             "retention_days": self.retention_days,
+            "role": role,
         }
 
 

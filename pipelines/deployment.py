@@ -10,14 +10,23 @@ from steps.deployment.deploy import deploy_model
 
 @pipeline(name=DEPLOYMENT_PIPELINE, enable_cache=False)
 def deployment_pipeline(
-    model_name: str, deployment: DeploymentConfig, port: int | None = None, timeout: int | None = None
+    model_name: str,
+    deployment: DeploymentConfig,
+    port: int | None = None,
+    timeout: int | None = None,
+    role: str = "production",
+    version: str | None = None,
+    weight: float | None = None,
 ) -> None:
-    production = production_artifacts(model_name)
+    """Serve the production version; or, as `role` canary or shadow, `version` beside it behind the front door."""
+    served = production_artifacts(model_name, stage=version or "production", command="deploy")
     deploy_model(
-        production["model"],
-        production["feature_schema"],
-        production["test_set"],
+        served["model"],
+        served["feature_schema"],
+        served["test_set"],
         deployment=deployment,
         port=port,
         timeout=timeout,
+        role=role,
+        weight=weight,
     )

@@ -7,6 +7,12 @@ server's health check and smoke test: the configuration is rewritten, checked wi
 `nginx -s reload`, which lets the old workers finish the requests they are answering. The switch counts as done
 when a request through the front door is answered by the new server (nginx names the server that answered in the
 `X-Upstream` header).
+
+Beside production, the door can hold two trials of another version: a canary, which answers a share of the
+requests (nginx's `split_clients` on the request id), and a shadow, which gets a copy of every request (nginx's
+`mirror`) whose answer is logged by the shadow's server and never returned. The copy goes through a second,
+internal nginx server that answers the mirror at once and sends the copy on, so a slow or dead shadow cannot hold
+up production's answers, even on a kept-alive connection.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.environment import file_lock, state_dir
@@ -38,13 +45,41 @@ class FrontDoorFailed(LifecycleError):
 
 
 @dataclass
+class Route:
+    """A trial server behind the front door."""
+
+    upstream: str  # the server's base URL
+    model_version: str
+    weight: float = 0.0  # a canary's share of the requests, in percent
+
+
+@dataclass
 class FrontDoor:
     model_name: str
     url: str
-    upstream: str  # the server's base URL behind it
+    upstream: str  # production's server (base URL)
     model_version: str
     backend: str
     pid: int | None = None
+    health_path: str = "/"
+    canary: dict[str, Any] | None = None  # a Route, as stored
+    shadow: dict[str, Any] | None = None
+
+    def route(self, role: str) -> Route | None:
+        stored = self.canary if role == "canary" else self.shadow if role == "shadow" else None
+        return Route(**stored) if stored else None
+
+    def upstreams(self) -> dict[str, str]:
+        """role -> server base URL, for every server behind the door."""
+        found = {"production": self.upstream}
+        for role in ("canary", "shadow"):
+            route = self.route(role)
+            if route:
+                found[role] = route.upstream
+        return found
+
+
+KEEP: Literal["keep"] = "keep"  # switch(): leave the door's canary or shadow as it is
 
 
 def nginx_binary() -> str | None:
@@ -90,10 +125,73 @@ def assigned_port(model_name: str, config: DeploymentConfig, give_up: int | None
         return port
 
 
-def render(listen: str, upstream: str, folder: Path, max_body_bytes: int) -> str:
+def _weight(percent: float) -> str:
+    return f"{percent:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def render(
+    listen: str,
+    upstream: str,
+    folder: Path,
+    max_body_bytes: int,
+    canary: Route | None = None,
+    shadow: Route | None = None,
+) -> str:
     """nginx's configuration: `listen` proxied to `upstream` (host:port), with the request id passed on (the
-    client's X-Request-ID, else one nginx makes) and the answering server named in the response."""
-    temp = folder / "temp"
+    client's X-Request-ID, else one nginx makes) and the answering server named in the response; a canary gets its
+    share of the requests, picked by the request id; a shadow gets a copy of each through the internal hop."""
+    temp = _runtime(folder)
+    body_limit = max_body_bytes + 65536
+    pool = "$mlops_pool" if canary else "production"
+    trials = ""
+    if canary:
+        trials += f"""    upstream canary {{
+        server {_address(canary.upstream)};
+        keepalive 16;
+    }}
+    split_clients "${{mlops_request_id}}" $mlops_pool {{
+        {_weight(canary.weight)} canary;
+        * production;
+    }}
+"""
+    mirror, shadow_locations, shadow_hop = "", "", ""
+    if shadow:
+        trials += f"""    upstream shadow {{
+        server {_address(shadow.upstream)};
+        keepalive 4;
+    }}
+"""
+        mirror = """            mirror /_mlops_shadow;
+            mirror_request_body on;
+"""
+        shadow_locations = f"""        location = /_mlops_shadow {{
+            internal;
+            proxy_pass http://unix:{temp / "shadow.sock"}:$request_uri;
+            proxy_http_version 1.0;
+            proxy_set_header Connection close;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Request-ID $mlops_request_id;
+        }}
+"""
+        shadow_hop = f"""    server {{
+        # The shadow's hop: answers the mirror at once (empty_gif), then sends the copy on to the shadow.
+        listen unix:{temp / "shadow.sock"};
+        client_max_body_size {body_limit};
+        location / {{
+            mirror /_mlops_copy;
+            mirror_request_body on;
+            empty_gif;
+        }}
+        location = /_mlops_copy {{
+            internal;
+            proxy_pass http://shadow$request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ignore_client_abort on;
+            proxy_read_timeout 60s;
+        }}
+    }}
+"""
     return f"""# Written by serving/front_door.py for each switch; edits are overwritten.
 {_worker_user()}worker_processes 1;
 pid {folder / "nginx.pid"};
@@ -115,11 +213,11 @@ http {{
         server {upstream};
         keepalive 16;
     }}
-    server {{
+{trials}    server {{
         listen {listen};
-        client_max_body_size {max_body_bytes + 65536};
+        client_max_body_size {body_limit};
         location / {{
-            proxy_pass http://production;
+{mirror}            proxy_pass http://{pool};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
@@ -127,8 +225,8 @@ http {{
             proxy_read_timeout 300s;
             add_header {UPSTREAM_HEADER} $upstream_addr always;
         }}
-    }}
-}}
+{shadow_locations}    }}
+{shadow_hop}}}
 """
 
 
@@ -150,12 +248,25 @@ def _worker_user() -> str:
     return f"user nobody {nobody[2]};\n" if nobody else ""
 
 
+def _runtime(folder: Path) -> Path:
+    """The door's temp folders and the shadow hop's socket, under the system's temp folder: nginx's workers (run
+    as `nobody` when nginx runs as root) must reach them, and a project under a private folder is out of reach."""
+    import hashlib
+
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mlops-front-door-{os.geteuid()}" / digest
+
+
 def _prepare(folder: Path) -> None:
     nobody = _nobody()
+    folder.mkdir(parents=True, exist_ok=True)
+    runtime = _runtime(folder)
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (folder / "temp" / sub).mkdir(parents=True, exist_ok=True)
+        (runtime / sub).mkdir(parents=True, exist_ok=True)
         if nobody:
-            os.chown(folder / "temp" / sub, nobody[0], nobody[1])
+            os.chown(runtime / sub, nobody[0], nobody[1])
+    for path in (runtime.parent, runtime):
+        path.chmod(0o755)
 
 
 def _state(model_name: str) -> dict[str, Any] | None:
@@ -211,14 +322,16 @@ def _workers(folder: Path) -> set[int]:
         return set()
 
 
-def _wait_for(folder: Path, url: str, health_path: str, upstream: str, timeout: float, old_workers: set[int]) -> None:
-    """Until a health check through the front door is answered by `upstream`, and nginx's workers from before
-    the reload have finished the requests they were answering and exited (so that the server they sent to can
-    be stopped without cutting a request)."""
+def _wait_for(
+    folder: Path, url: str, health_path: str, upstreams: set[str], timeout: float, old_workers: set[int]
+) -> None:
+    """Until a health check through the front door is answered by one of `upstreams` (the servers the new
+    configuration sends requests to), and nginx's workers from before the reload have finished the requests they
+    were answering and exited (so that the server they sent to can be stopped without cutting a request)."""
     deadline = time.monotonic() + timeout
-    while _answering_upstream(url, health_path) != upstream:
+    while _answering_upstream(url, health_path) not in upstreams:
         if time.monotonic() > deadline:
-            raise FrontDoorFailed(f"{url} was not answered by {upstream} within {timeout:.0f} s")
+            raise FrontDoorFailed(f"{url} was not answered by {' or '.join(sorted(upstreams))} within {timeout:.0f} s")
         time.sleep(0.05)
     while old_workers & _workers(folder):
         if time.monotonic() > deadline:
@@ -234,20 +347,30 @@ def switch(
     model_version: str,
     backend: str,
     timeout: float = 30.0,
+    canary: Route | None | Literal["keep"] = KEEP,
+    shadow: Route | None | Literal["keep"] = KEEP,
 ) -> FrontDoor:
-    """Point the model's front door at `upstream_url` (starting it when it is not running) and return once a
-    request through it is answered by that server. On failure the previous configuration is put back."""
+    """Point the model's front door at `upstream_url` (starting it when it is not running), with the canary and
+    shadow given (KEEP: the ones it has), and return once a request through it is answered by a server of the
+    new configuration and the workers of the old one are gone. On failure the previous configuration is put
+    back."""
     folder = _folder(model_name)
     _prepare(folder)
+    before = current(model_name)
+    canary = (before.route("canary") if before else None) if canary == KEEP else canary
+    shadow = (before.route("shadow") if before else None) if shadow == KEEP else shadow
     upstream = _address(upstream_url)
+    answering = {upstream} | ({_address(canary.upstream)} if canary else set())
     conf = folder / "nginx.conf"
     previous = conf.read_text() if conf.exists() else None
     pid = _running_pid(folder)
+    if not pid:
+        (_runtime(folder) / "shadow.sock").unlink(missing_ok=True)  # left by an nginx that did not end cleanly
     port = assigned_port(model_name, config) if not pid else int(current_port(folder))
     url = f"http://{config.host}:{port}"
     try:
         for attempt in range(3):  # a port another program took since it was assigned: the next free one
-            conf.write_text(render(f"{config.host}:{port}", upstream, folder, config.max_body_bytes))
+            conf.write_text(render(f"{config.host}:{port}", upstream, folder, config.max_body_bytes, canary, shadow))
             checked = _nginx(folder, "-t", "-q")
             if checked.returncode != 0:
                 raise FrontDoorFailed(f"nginx refused the front door's configuration: {checked.stderr.strip()}")
@@ -259,22 +382,52 @@ def switch(
                 raise FrontDoorFailed(f"nginx did not {'reload' if pid else 'start'}: {applied.stderr.strip()}")
             port = assigned_port(model_name, config, give_up=port)
         url = f"http://{config.host}:{port}"
-        _wait_for(folder, url, health_path, upstream, timeout, old_workers)
+        _wait_for(folder, url, health_path, answering, timeout, old_workers)
     except BaseException:
         if not pid:  # started for this switch: stopped again (nothing stood behind it before)
             _quit(folder)
         if previous is not None:
             conf.write_text(previous)
-            if _running_pid(folder):
+            if _running_pid(folder) and before is not None:
                 old_workers = _workers(folder)
                 _nginx(folder, "-s", "reload")
-                before = read_json(folder / "front_door.json") or {}
+                served_before = {_address(u) for role, u in before.upstreams().items() if role != "shadow"}
                 with contextlib.suppress(FrontDoorFailed):
-                    _wait_for(folder, url, health_path, _address(before.get("upstream", "")), timeout, old_workers)
+                    _wait_for(folder, url, before.health_path, served_before, timeout, old_workers)
         raise
-    door = FrontDoor(model_name, url, upstream_url, model_version, backend, _running_pid(folder))
+    door = FrontDoor(
+        model_name,
+        url,
+        upstream_url,
+        model_version,
+        backend,
+        _running_pid(folder),
+        health_path,
+        asdict(canary) if canary else None,
+        asdict(shadow) if shadow else None,
+    )
     write_json(folder / "front_door.json", asdict(door))
     return door
+
+
+def set_trial(model_name: str, config: DeploymentConfig, role: str, route: Route | None) -> FrontDoor:
+    """Give the model's front door a canary or shadow (None: take it away), production staying as it is."""
+    door = current(model_name)
+    if door is None:
+        raise FrontDoorFailed(
+            f"`{model_name}` has no front door, and a {role} needs one in front of production. Fix: "
+            + ("deploy production first (`python run.py deploy`)" if enabled(config) else INSTALL_HINT)
+        )
+    return switch(
+        model_name,
+        config,
+        door.upstream,
+        door.health_path,
+        door.model_version,
+        door.backend,
+        canary=route if role == "canary" else KEEP,
+        shadow=route if role == "shadow" else KEEP,
+    )
 
 
 def current_port(folder: Path) -> int:

@@ -13,7 +13,9 @@ written with one `write(2)` to a file opened with O_APPEND before the answer is 
 none of them. (A power loss can: nothing is fsync'd, which would cost a disk flush per request.)
 
 A row: `request_id`, `row` (its position in the request), `timestamp` (UTC, ISO 8601), `model_name`,
-`model_version`, `backend`, `server`, `latency_ms` (the request's, from its arrival to its prediction),
+`model_version`, `role` (`production`, `canary` or `shadow`: how the front door sent the request to that server;
+a shadow's answers never reached the client), `backend`, `server`, `latency_ms` (the request's, from its arrival
+to its prediction),
 `prediction`, `probability` (classifiers: the positive class's), `inputs` (the model inputs, or the subset that
 `log.inputs` allows), `keys` (a record's other fields, e.g. an order id, kept to join labels on).
 
@@ -47,6 +49,7 @@ META_COLUMNS = (
     "timestamp",
     "model_name",
     "model_version",
+    "role",
     "backend",
     "server",
     "latency_ms",
@@ -54,6 +57,7 @@ META_COLUMNS = (
     "probability",
 )
 LABEL_COLUMN = "label"
+ROLES = ("production", "canary", "shadow")  # a server's part behind the model's front door
 SMOKE_TEST_PREFIX = "smoke-"  # request ids of a deploy's smoke test: logged, but not traffic to monitor
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -98,6 +102,7 @@ class LogSettings:
     enabled: bool = True
     inputs: str | list[str] = "all"  # "all", "none", or the model inputs to keep (personal data stays out)
     retention_days: int = 30
+    role: str = "production"  # what the server is behind the front door (see ROLES)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +112,7 @@ class LogSettings:
         """The settings, with MLOPS_PREDICTION_LOG (if set) as the folder; None when logging is off."""
         if not values or not values.get("enabled", True):
             return None
-        settings = cls(**{k: values[k] for k in ("root", "enabled", "inputs", "retention_days") if k in values})
+        settings = cls(**{k: values[k] for k in ("root", "enabled", "inputs", "retention_days", "role") if k in values})
         settings.root = os.environ.get(LOG_ROOT_ENV) or settings.root
         return settings
 
@@ -178,6 +183,7 @@ class PredictionLog:
                 "timestamp": stamp,
                 "model_name": self.model_name,
                 "model_version": self.model_version,
+                "role": self.settings.role,
                 "backend": self.backend,
                 "server": self.server,
                 "latency_ms": round(latency_ms, 3),
@@ -210,6 +216,7 @@ class PredictionLog:
             {
                 "model_name": self.model_name,
                 "model_version": self.model_version,
+                "role": self.settings.role,
                 "backend": self.backend,
                 "server": self.server,
                 "timestamp": stamp,
@@ -250,6 +257,7 @@ class PredictionLog:
             "timestamp": _stamp(now),
             "model_name": self.model_name,
             "model_version": self.model_version,
+            "role": self.settings.role,
             "backend": self.backend,
             "status": status,
             "error": error[:500],
@@ -271,7 +279,7 @@ def process_log(
     parsed = LogSettings.from_dict(settings)
     if parsed is None:
         return None
-    key = (parsed.root, model_name, str(model_version), backend)
+    key = (parsed.root, model_name, str(model_version), backend, parsed.role)
     with _WRITERS_LOCK:
         if key not in _WRITERS:
             _WRITERS[key] = PredictionLog(parsed, model_name, model_version, backend, server)
@@ -365,6 +373,7 @@ def read_predictions(
         return LogTable(pd.DataFrame(columns=[*META_COLUMNS, LABEL_COLUMN]), broken_lines=broken)
     meta = pd.DataFrame([{k: line.get(k) for k in META_COLUMNS} for line in lines])
     meta["timestamp"] = pd.to_datetime(meta["timestamp"], utc=True, format="ISO8601")
+    meta["role"] = meta["role"].fillna("production")  # rows logged before servers had roles
     inputs = pd.DataFrame([line.get("inputs") or {} for line in lines])
     keys = pd.DataFrame([line.get("keys") or {} for line in lines])
     reserved = set(META_COLUMNS) | {LABEL_COLUMN}
@@ -394,7 +403,7 @@ def summary_line(table: LogTable, rejected: int = 0) -> str:
     frame = table.frame
     if frame.empty:
         return "0 rows logged" + (f"; {rejected} rejected request(s)" if rejected else "")
-    versions = ", ".join(f"v{v}" for v in sorted(frame["model_version"].astype(str).unique(), key=_version_key))
+    versions = ", ".join(f"v{v}" for v in sorted(frame["model_version"].astype(str).unique(), key=version_order))
     labelled = int(frame[LABEL_COLUMN].notna().sum()) if LABEL_COLUMN in frame else 0
     return (
         f"{len(frame)} rows from {frame['request_id'].nunique()} requests; versions {versions}; backends "
@@ -405,7 +414,7 @@ def summary_line(table: LogTable, rejected: int = 0) -> str:
     )
 
 
-def _version_key(version: str) -> tuple[int, str]:
+def version_order(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 30, version)
 
 

@@ -108,7 +108,10 @@ class Rollout:
     front_door: front_door.FrontDoor | None = None
 
     def metadata(self) -> dict[str, Any]:
+        trial = self.front_door.route(self.endpoint.role) if self.front_door else None
         return {
+            "role": self.endpoint.role,
+            "weight": trial.weight if trial and self.endpoint.role == "canary" else None,
             "backend": self.endpoint.backend,
             "url": self.endpoint.url,
             "predict_url": self.endpoint.predict_url,
@@ -122,11 +125,6 @@ class Rollout:
             "replaced": [e.name for e in self.replaced],
             "front_door_url": self.front_door.url if self.front_door else "",
         }
-
-
-def _health_path_of(running: list[Endpoint], door: front_door.FrontDoor) -> str:
-    """The health path of the server the front door stood in front of (found among the running ones)."""
-    return next((e.health_path for e in running if e.url == door.upstream), running[0].health_path if running else "/")
 
 
 def _raise_stopped(exc: BaseException, serving: str) -> None:
@@ -180,13 +178,94 @@ def rollout(
     timeout: int | None = None,
     progress: Callable[[str], None] = lambda _: None,
     notice: Callable[[str], None] | None = None,
+    weight: float | None = None,
 ) -> Rollout:
     """Start the release beside what serves now, smoke-test it, then retire the old servers (after a drain).
     One rollout of a model at a time on this machine: a second one (a CI job and a person, a promotion and a
-    monitor's redeploy) waits, then replaces what the first one left serving (and says so through `notice`)."""
-    waiting = f"another deploy of `{release.model_name}` is in progress; waiting for it to end"
-    with model_lock("deploy", release.model_name, on_wait=lambda: (notice or progress)(waiting)):
-        return _rollout(backend, release, holdout, config, port, timeout, progress)
+    monitor's redeploy) waits, then replaces what the first one left serving (and says so through `notice`).
+    A release whose role is `canary` or `shadow` joins production behind the front door instead (`weight`: a
+    canary's share of requests, in percent) and replaces only the previous server of its role."""
+    with _deploy_lock(release.model_name, progress, notice):
+        if release.role == "production":
+            return _rollout(backend, release, holdout, config, port, timeout, progress)
+        return _start_trial(backend, release, holdout, config, weight, port, timeout, progress)
+
+
+def _deploy_lock(model_name: str, progress: Callable[[str], None], notice: Callable[[str], None] | None):
+    waiting = f"another deploy of `{model_name}` is in progress; waiting for it to end"
+    return model_lock("deploy", model_name, on_wait=lambda: (notice or progress)(waiting))
+
+
+def _retire(backend: ServingBackend, old: list[Endpoint], progress: Callable[[str], None]) -> None:
+    for endpoint in old:
+        backend.stop(endpoint)
+        record_change(backend.stack_id, backend.stack_name, backend.name, removed=[endpoint])
+        progress(f"stopped the previous {endpoint.role} server {endpoint.name} ({endpoint.url})")
+
+
+def _start_trial(
+    backend: ServingBackend,
+    release: Release,
+    holdout: pd.DataFrame,
+    config: DeploymentConfig,
+    weight: float | None,
+    port: int | None,
+    timeout: int | None,
+    progress: Callable[[str], None],
+) -> Rollout:
+    """A canary or shadow beside production: started, health-checked and smoke-tested like production, then
+    given its share (or its copy) of the front door's requests; the previous server of that role goes after."""
+    role = release.role
+    if role == "canary" and not (weight is not None and 0 < weight < 100):
+        raise DeploymentFailed(f"a canary's weight is a share of requests above 0 and below 100 %, not {weight}")
+    door = front_door.current(release.model_name)
+    if door is None:
+        front_door.set_trial(release.model_name, config, role, None)  # raises: no front door, and how to get one
+    running = [e for e in backend.endpoints(release.model_name) if e.running]
+    previous = [e for e in running if e.role == role]
+    taken = {int(e.url.rsplit(":", 1)[1]) for e in running if e.url}
+    serving = f"{door.url} (version {door.model_version})"
+    started = time.monotonic()
+    endpoint = _start_answering(
+        backend, release, config, port or config.port, running, taken, timeout, serving, progress
+    )
+    try:
+        ready = time.monotonic() - started
+        smoke = smoke_test(backend, endpoint, release, holdout, config)
+        route = front_door.Route(endpoint.url, release.model_version, weight or 0.0)
+        door = front_door.set_trial(release.model_name, config, role, route)
+        share = f"{route.weight:g} % of the requests" if role == "canary" else "a copy of every request"
+        progress(f"front door {door.url}: version {release.model_version} as {role}, with {share} ({endpoint.url})")
+        if previous and role == "canary" and config.drain_seconds:
+            time.sleep(config.drain_seconds)  # requests the old canary is answering finish
+    except BaseException as exc:
+        backend.stop(endpoint)
+        _raise_stopped(exc, serving)
+    record_change(backend.stack_id, backend.stack_name, backend.name, added=[endpoint])
+    _retire(backend, previous, progress)
+    smoke.seconds_to_ready = ready
+    return Rollout(endpoint=endpoint, smoke=smoke, replaced=previous, seconds_to_ready=ready, front_door=door)
+
+
+def end_trial(
+    backend: ServingBackend,
+    model_name: str,
+    role: str,
+    config: DeploymentConfig,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[Endpoint]:
+    """Take the model's canary or shadow out of the front door (all traffic to production), then stop its
+    server(s); returns them (empty when there was none)."""
+    with _deploy_lock(model_name, progress, None):
+        trial = [e for e in backend.endpoints(model_name) if e.role == role]
+        door = front_door.current(model_name)
+        if door is not None and door.route(role) is not None:
+            front_door.set_trial(model_name, config, role, None)
+            progress(f"front door {door.url}: no {role} any more; production answers every request")
+            if role == "canary" and trial and config.drain_seconds:
+                time.sleep(config.drain_seconds)
+        _retire(backend, trial, progress)
+        return trial
 
 
 def _rollout(
@@ -201,12 +280,13 @@ def _rollout(
     known = backend.endpoints(release.model_name)
     for dead in [e for e in known if not e.running]:  # a crashed or undeployed server's record: cleared here
         backend.stop(dead)
-    running = [e for e in known if e.running]
-    taken = {int(e.url.rsplit(":", 1)[1]) for e in running if e.url}
+    everything = [e for e in known if e.running]
+    running = [e for e in everything if e.role == "production"]  # a canary and a shadow stay
+    taken = {int(e.url.rsplit(":", 1)[1]) for e in everything if e.url}
     serving = ", ".join(e.url for e in running) or "nothing (no server was running)"
     started = time.monotonic()
     endpoint = _start_answering(
-        backend, release, config, port or config.port, running, taken, timeout, serving, progress
+        backend, release, config, port or config.port, everything, taken, timeout, serving, progress
     )
     door, door_before = None, front_door.current(release.model_name)
     try:
@@ -225,24 +305,22 @@ def _rollout(
         if door is not None and door_before is not None:  # the front door goes back to what served before
             with contextlib.suppress(Exception):
                 front_door.switch(
-                    release.model_name, config, door_before.upstream, _health_path_of(running, door_before),
+                    release.model_name, config, door_before.upstream, door_before.health_path,
                     door_before.model_version, door_before.backend,
                 )  # fmt: skip
         backend.stop(endpoint)
         _raise_stopped(exc, serving)
     progress(f"{backend.name} server for version {release.model_version} healthy at {endpoint.url} in {ready:.1f} s")
     record_change(backend.stack_id, backend.stack_name, backend.name, added=[endpoint])
-    for old in running:
-        backend.stop(old)
-        record_change(backend.stack_id, backend.stack_name, backend.name, removed=[old])
-        progress(f"stopped the previous server {old.name} ({old.url})")
+    _retire(backend, running, progress)
     smoke.seconds_to_ready = ready
     return Rollout(endpoint=endpoint, smoke=smoke, replaced=running, seconds_to_ready=ready, front_door=door)
 
 
 def newest_healthy(endpoints: list[Endpoint]) -> Endpoint | None:
-    """The newest running, healthy server among these (during a rollout the new one, once it is healthy)."""
-    running = [e for e in endpoints if e.running and is_healthy(e.health_url)]
+    """The newest running, healthy production server among these (during a rollout the new one, once it is
+    healthy); a canary or shadow is reached through the front door only."""
+    running = [e for e in endpoints if e.running and e.role == "production" and is_healthy(e.health_url)]
     return max(running, key=lambda e: e.created, default=None)
 
 

@@ -436,6 +436,103 @@ def test_two_deploys_started_together_leave_one_server_that_answers_as_recorded(
     activate_stack(stack)
 
 
+def test_a_canary_and_a_shadow_of_version_1_beside_production_behind_the_front_door(served):
+    """Version 1 as a 25 % canary, then as a shadow, beside production's version 2: the log says which version
+    and role answered each request; the shadow's answers are logged under the same request ids and never reach
+    the client; a client holding the front door the whole time loses nothing."""
+    from serving.rollout import end_trial
+    from workflows.served import shadow_comparison
+
+    backend, config = served["backend"], served["config"]
+    door_url = served["record"]["front_door_url"]
+    if not door_url:
+        pytest.skip("nginx is not installed: no front door, so no canary or shadow")
+    rows = served["test_set"].head(2)
+    records = json_records(rows, served["schema"])
+    door = dataclasses.replace(live_endpoint(backend, MODEL_NAME), url=door_url)
+    held, failures, stop = [], [], threading.Event()
+
+    def hold() -> None:
+        for n in range(100_000):
+            if stop.is_set():
+                return
+            try:
+                backend.predict(door, records, timeout=30, request_id=f"hold-{backend.name}-{n}")
+                held.append(n)
+            except Exception as exc:  # a lost request
+                failures.append(repr(exc))
+            time.sleep(0.02)
+
+    def send(prefix: str, count: int) -> list[list]:
+        answers: list[list] = []
+        lock = threading.Lock()
+
+        def worker(start: int) -> None:
+            for n in range(start, count, 4):
+                predictions, _ = backend.predict(door, records, timeout=30, request_id=f"{prefix}-{n}")
+                with lock:
+                    answers.append(predictions)
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        return answers
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        canary = run_deployment(MODEL_NAME, config, role="canary", version="1", weight=25)
+        assert (canary["role"], canary["model_version"], canary["weight"]) == ("canary", "1", 25)
+        assert canary["front_door_url"] == door_url
+        assert live_endpoint(backend, MODEL_NAME).model_version == "2"  # production stays the live server
+        prefix = f"canary-{backend.name}"
+        assert len(send(prefix, 400)) == 400
+        logged = logged_rows({f"{prefix}-{n}" for n in range(400)})
+        per_request = logged.drop_duplicates("request_id")
+        assert len(per_request) == 400 and len(logged) == 800  # every request answered once, by one server
+        assert set(zip(per_request["role"], per_request["model_version"], strict=True)) == {
+            ("canary", "1"),
+            ("production", "2"),
+        }
+        share = (per_request["role"] == "canary").mean()
+        assert 0.17 <= share <= 0.33, share  # 25 % of 400, within three standard deviations
+        assert [e.role for e in end_trial(backend, MODEL_NAME, "canary", config)] == ["canary"]
+
+        shadow = run_deployment(MODEL_NAME, config, role="shadow", version="1")
+        assert shadow["role"] == "shadow" and front_door.current(MODEL_NAME).route("shadow").model_version == "1"
+        prefix = f"shadow-{backend.name}"
+        answers = send(prefix, 100)
+        expected, _ = predict_scores(served["models"][2], rows[served["schema"].model_inputs])
+        assert all(a == pytest.approx(list(expected), abs=1e-9, rel=0) for a in answers)  # production's only
+        ids = {f"{prefix}-{n}" for n in range(100)}
+        deadline = time.monotonic() + 30
+        while len(logged_rows(ids)) < 400 and time.monotonic() < deadline:  # the copies arrive on their own time
+            time.sleep(0.2)
+        logged = logged_rows(ids)
+        assert Counter(zip(logged["role"], logged["model_version"], strict=True)) == {
+            ("production", "2"): 200,
+            ("shadow", "1"): 200,
+        }
+        compared = shadow_comparison(logged, "regression")
+        assert compared["paired_rows"] == 200 and compared["unpaired_shadow_rows"] == 0
+        assert compared["mean_abs_difference"] > 0  # two different versions, judged on the same requests
+        assert [e.role for e in end_trial(backend, MODEL_NAME, "shadow", config)] == ["shadow"]
+    finally:
+        stop.set()
+        holder.join(timeout=60)
+        for role in ("canary", "shadow"):
+            end_trial(backend, MODEL_NAME, role, config)
+    assert failures == [] and len(held) > 20
+    assert front_door.current(MODEL_NAME).route("shadow") is None
+    assert [e.role for e in backend.endpoints(MODEL_NAME) if e.running] == ["production"]
+    note(
+        f"{backend.name}: canary share {share:.1%} of 400; "
+        f"{len(held)} front-door requests through canary and shadow, 0 failed"
+    )
+
+
 def test_a_killed_server_loses_no_answered_row(served):
     """Clients send requests while the server's whole process tree is SIGKILLed: every request that got its
     2xx is in the prediction log (runs last of the module's tests on this server)."""

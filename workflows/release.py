@@ -39,7 +39,7 @@ class ReleaseOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def _version(model_name: str, number: str | int):
+def version_named(model_name: str, number: str | int):
     try:
         return Client().get_model_version(model_name, int(number))
     except (KeyError, ValueError):
@@ -103,11 +103,26 @@ def _answering(model_name: str, deployment: DeploymentConfig) -> str | None:
 
 
 def _follow(outcome: ReleaseOutcome, deployment: DeploymentConfig, started: float) -> ReleaseOutcome:
-    """Replace the model's server with the new production version, if one serves it here, and time the switch."""
+    """Replace the model's server with the new production version, if one serves it here, and time the switch;
+    then end the trials the change settles: a canary always (production takes all traffic), a shadow when it
+    serves the version now in production."""
+    from serving import front_door
+    from serving.rollout import end_trial
+    from serving.stack_backend import active_backend
+
     outcome.redeployed = redeploy_if_serving(outcome.model_name, deployment)
     if outcome.redeployed is not None:
         outcome.answering_version = _answering(outcome.model_name, deployment)
         outcome.seconds_to_answer = time.perf_counter() - started
+    backend = active_backend()
+    door = front_door.current(outcome.model_name)
+    shadow = door.route("shadow") if door else None
+    settled = ["canary"] + (["shadow"] if shadow and shadow.model_version == str(outcome.version) else [])
+    for role in settled:
+        ended = end_trial(backend, outcome.model_name, role, deployment)
+        if ended:
+            versions = ", ".join(sorted({e.model_version for e in ended}))
+            outcome.notes.append(f"the {role} (version {versions}) ended: production answers every request")
     return outcome
 
 
@@ -132,7 +147,7 @@ def promote(
                 "candidate, or name one with `--version N`."
             )
     else:
-        candidate = _version(model_name, version)
+        candidate = version_named(model_name, version)
     production = _in_stage(model_name, promotion.stage)
     if production is not None and production.number == candidate.number:
         raise ReleaseError(f"version {candidate.number} of `{model_name}` is already in production; nothing to do.")
@@ -182,7 +197,7 @@ def rollback(
                 "no earlier one to roll back to. Fix: name one with `--to N` (`python run.py history` lists them)."
             )
     else:
-        target = _version(model_name, to).number
+        target = version_named(model_name, to).number
         if target == current.number:
             raise ReleaseError(f"version {target} of `{model_name}` is already in production; nothing to do.")
     why = f"rollback from version {current.number}" + (f": {reason}" if reason else "")

@@ -119,7 +119,42 @@ def shown_path(path: str) -> str:
         return str(path)
 
 
+def trial_summary(model_name: str, record: dict) -> str:
+    """A canary's or shadow's deploy: what it gets of the front door's traffic, and how to judge and end it."""
+    role, door = record["role"], record.get("front_door_url")
+    share = f"{record['weight']:g} % of the requests" if role == "canary" else "a copy of every request"
+    answers = "its answers go back to those clients" if role == "canary" else "its answers are logged, never returned"
+    replaced = record.get("replaced") or []
+    return "\n".join(
+        [
+            "",
+            f"`{model_name}` version {record['model_version']} as {role} at {record['url']} ({record['backend']}): "
+            f"{share} through the front door {door}; {answers}",
+            f"  ready in {record['seconds_to_ready']:.1f} s; smoke test: {record['smoke_test_rows']} held-out rows, "
+            f"max |difference| {record['parity_max_abs_difference']:g}",
+            *([f"  replaced: {', '.join(replaced)}"] if replaced else []),
+            f"  judge it: python run.py monitor --served --model-name {model_name}   (after labels arrive: "
+            "python run.py labels ...)",
+            f"  end it:   python run.py deploy --{role} none --model-name {model_name}"
+            + (
+                "   (or promote it: python run.py promote --version " + str(record["model_version"]) + ")"
+                if role == "canary"
+                else ""
+            ),
+        ]
+    )
+
+
+def trial_ended_summary(model_name: str, role: str, stopped: list) -> str:
+    if not stopped:
+        return f"`{model_name}` has no {role} on this stack; nothing to end."
+    versions = ", ".join(sorted({f"version {e.model_version}" for e in stopped}))
+    return f"`{model_name}`: the {role} ({versions}) is out of the front door and stopped; production answers all."
+
+
 def deployment_summary(model_name: str, record: dict) -> str:
+    if record.get("role", "production") != "production":
+        return trial_summary(model_name, record)
     replaced = record.get("replaced") or []
     example = shown_path(record["example_request"])
     door = record.get("front_door_url")
@@ -158,10 +193,21 @@ def front_door_lines(model_names: set[str]) -> list[str]:
     lines = []
     for name in sorted(model_names):
         door = current(name)
-        if door is not None:
+        if door is None:
+            continue
+        canary = door.route("canary")
+        production_share = f"{100 - canary.weight:g} %" if canary else "all requests"
+        lines.append(
+            f"  front door of `{name}`: {door.url} -> version {door.model_version} ({door.backend}, "
+            f"{door.upstream}): {production_share}"
+        )
+        if canary:
+            lines.append(f"    canary: version {canary.model_version} ({canary.upstream}): {canary.weight:g} %")
+        shadow = door.route("shadow")
+        if shadow:
             lines.append(
-                f"  front door of `{name}`: {door.url} -> version {door.model_version} ({door.backend}, "
-                f"{door.upstream})"
+                f"    shadow: version {shadow.model_version} ({shadow.upstream}): a copy of every request, "
+                "answers logged only"
             )
     return lines
 
@@ -174,9 +220,10 @@ def status_table(stack: str, backend: str, model_name: str | None, endpoints, he
         lines.append("  nothing deployed" + (f" for `{model_name}`" if model_name else "") + f": {deploy}")
     for endpoint in sorted(endpoints, key=lambda e: (e.model_name, e.created)):
         state = "healthy" if health.get(endpoint.name) else ("running, not answering" if endpoint.running else "DOWN")
+        role = "" if endpoint.role == "production" else f" ({endpoint.role})"
         lines.append(
-            f"  {endpoint.model_name:<20} version {endpoint.model_version:<4} {state:<22} {endpoint.predict_url or '-'}"
-            + (f"  pid {endpoint.pid}" if endpoint.pid else "")
+            f"  {endpoint.model_name:<20} version {endpoint.model_version + role:<13} {state:<22} "
+            f"{endpoint.predict_url or '-'}" + (f"  pid {endpoint.pid}" if endpoint.pid else "")
         )
         if not endpoint.running:
             lines.append(

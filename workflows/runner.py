@@ -241,9 +241,16 @@ def failed_step_reason(run: PipelineRunResponse) -> str:
 
 
 def run_deployment(
-    model_name: str, deployment: DeploymentConfig, port: int | None = None, timeout: int | None = None
+    model_name: str,
+    deployment: DeploymentConfig,
+    port: int | None = None,
+    timeout: int | None = None,
+    role: str = "production",
+    version: str | None = None,
+    weight: float | None = None,
 ) -> dict:
-    """Serve the model's production version on the active stack; returns what was recorded on the version."""
+    """Serve the model's production version on the active stack (or, as `role` canary or shadow, `version`
+    beside it); returns what was recorded on the version."""
     from zenml.enums import ModelStages
 
     from pipelines.deployment import deployment_pipeline
@@ -252,9 +259,19 @@ def run_deployment(
     from pipelines.monitoring import production_artifacts
 
     production_artifacts(model_name, command="deploy")  # no production version: an error before any run is recorded
-    pipeline = deployment_pipeline.with_options(model=Model(name=model_name, version=ModelStages.PRODUCTION))
+    if role != "production":
+        version = _trial_version(model_name, role, version)
+    pipeline = deployment_pipeline.with_options(model=Model(name=model_name, version=version or ModelStages.PRODUCTION))
     try:
-        started = pipeline(model_name=model_name, deployment=deployment, port=port, timeout=timeout)
+        started = pipeline(
+            model_name=model_name,
+            deployment=deployment,
+            port=port,
+            timeout=timeout,
+            role=role,
+            version=version,
+            weight=weight,
+        )
     except RuntimeError as exc:
         runs = Client().list_pipeline_runs(pipeline_name=DEPLOYMENT_PIPELINE, sort_by="desc:created", size=1)
         reason = failed_step_reason(runs.items[0]) if runs.items else ""
@@ -263,12 +280,36 @@ def run_deployment(
     return step_output(run, DEPLOY_STEP, DEPLOYMENT)
 
 
+def _trial_version(model_name: str, role: str, version: str | None) -> str:
+    """The version a canary or shadow serves: an existing version that is not production's."""
+    from workflows.release import ReleaseError, version_named
+
+    if version is None:
+        raise ReleaseError(f"a {role} serves a named version: `--{role} N`.")
+    number = version_named(model_name, version).number
+    if number == Client().get_model_version(model_name, "production").number:
+        raise ReleaseError(
+            f"version {number} of `{model_name}` is production already; a {role} serves another version beside "
+            "it. Fix: name a staging or earlier version (`python run.py history` lists them)."
+        )
+    return str(number)
+
+
+def end_serving_trial(model_name: str, role: str, deployment: DeploymentConfig) -> list:
+    """Take the model's canary or shadow on the active stack out of its front door and stop its server."""
+    from serving.rollout import end_trial
+    from serving.stack_backend import active_backend
+
+    ready_stack()
+    return end_trial(active_backend(), model_name, role, deployment)
+
+
 def redeploy_if_serving(model_name: str, deployment: DeploymentConfig) -> dict | None:
     """After a promotion: replace the model's running server on the active stack with the new production
     version (None when nothing serves the model here: nothing is started)."""
     from serving.stack_backend import active_backend
 
-    if not [e for e in active_backend().endpoints(model_name) if e.running]:
+    if not [e for e in active_backend().endpoints(model_name) if e.running and e.role == "production"]:
         return None
     return run_deployment(model_name, deployment)
 

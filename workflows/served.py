@@ -22,6 +22,7 @@ from serving.prediction_log import (
     find_request,
     read_predictions,
     summary_line,
+    version_order,
 )
 
 
@@ -81,13 +82,49 @@ class ServedBatch:
     rows: int
     labelled: int
     per_version: list[dict[str, Any]] = field(default_factory=list)
+    shadow: dict[str, Any] | None = None  # see `shadow_comparison`
 
     def table(self) -> str:
-        lines = ["| version | rows | labelled | live metrics (logged predictions vs labels) |", "|---:|---:|---:|---|"]
+        lines = [
+            "| version | role | rows | labelled | live metrics (logged predictions vs labels) |",
+            "|---:|---|---:|---:|---|",
+        ]
         for row in self.per_version:
-            metrics = ", ".join(f"{k} {v:.3f}" for k, v in row["metrics"].items()) or "—"
-            lines.append(f"| {row['version']} | {row['rows']} | {row['labelled']} | {metrics} |")
-        return "\n".join(lines)
+            metrics = _metric_text(row["metrics"])
+            lines.append(f"| {row['version']} | {row['role']} | {row['rows']} | {row['labelled']} | {metrics} |")
+        return "\n".join(lines + self.shadow_lines())
+
+    def shadow_lines(self) -> list[str]:
+        """The shadow judged against production on the same requests."""
+        found = self.shadow
+        if not found:
+            return []
+        versions = ", ".join(found["shadow_versions"])
+        lines = [
+            "",
+            f"Shadow (version {versions}) on the same requests as production "
+            f"(version {', '.join(found['production_versions']) or '-'}): {found['paired_rows']} paired rows"
+            + (
+                f", {found['unpaired_shadow_rows']} shadow rows without production's"
+                if found["unpaired_shadow_rows"]
+                else ""
+            ),
+        ]
+        if "agreement" in found:
+            lines.append(f"  same prediction on {found['agreement']:.1%} of them")
+        if "mean_abs_difference" in found:
+            mean, most = found["mean_abs_difference"], found["max_abs_difference"]
+            lines.append(f"  |production - shadow|: mean {mean:.3f}, max {most:.3f}")
+        if found.get("labelled_pairs"):
+            production, shadow = _metric_text(found["production_metrics"]), _metric_text(found["shadow_metrics"])
+            lines.append(f"  on the {found['labelled_pairs']} with labels: production {production}; shadow {shadow}")
+        elif found["paired_rows"]:
+            lines.append("  no labels yet on these rows: `python run.py labels` attaches them, then compare errors")
+        return lines
+
+
+def _metric_text(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) or "—"
 
 
 def _labels_as_target(labels: pd.Series, task: str) -> pd.Series:
@@ -125,26 +162,76 @@ def served_batch(
             "`log.inputs`), so drift cannot be judged on them. Fix: log all inputs, or monitor a batch file "
             "(`python run.py monitor --batch FILE`)."
         )
-    batch = frame[schema.model_inputs].copy()
-    batch[schema.target] = _labels_as_target(frame[LABEL_COLUMN], schema.task)
+    answered = frame[frame["role"] != "shadow"]  # what clients got: a shadow's copies are judged, not monitored
+    batch = answered[schema.model_inputs].copy()
+    batch[schema.target] = _labels_as_target(answered[LABEL_COLUMN], schema.task)
     per_version = []
-    for version, rows in frame.groupby(frame["model_version"].astype(str), sort=True):
+    groups = frame.groupby([frame["model_version"].astype(str), frame["role"]], sort=True)
+    for (version, role), rows in sorted(groups, key=lambda group: (version_order(group[0][0]), group[0][1])):
         labelled = rows[rows[LABEL_COLUMN].notna() & rows["prediction"].notna()]
-        metrics = {}
-        if len(labelled) > 1:
-            truth = _labels_as_target(labelled[LABEL_COLUMN], schema.task)
-            predicted = labelled["prediction"]
-            if schema.task != "regression":  # a CSV's labels and the logged predictions compared as text
-                truth, predicted = truth.astype(str), predicted.astype(str)
-            metrics = score(schema.task, truth, predicted.to_numpy())
-        per_version.append({"version": version, "rows": len(rows), "labelled": len(labelled), "metrics": metrics})
+        per_version.append(
+            {
+                "version": version,
+                "role": role,
+                "rows": len(rows),
+                "labelled": len(labelled),
+                "metrics": _labelled_metrics(labelled, schema.task),
+            }
+        )
     folder = state_dir() / "served"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}-served-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%fZ}.csv"
     batch.to_csv(path, index=False)
     return ServedBatch(
-        path=path, rows=len(batch), labelled=int(batch[schema.target].notna().sum()), per_version=per_version
+        path=path,
+        rows=len(batch),
+        labelled=int(batch[schema.target].notna().sum()),
+        per_version=per_version,
+        shadow=shadow_comparison(frame, schema.task),
     )
+
+
+def _labelled_metrics(labelled: pd.DataFrame, task: str) -> dict[str, float]:
+    """The logged predictions scored against their attached labels (two rows at least)."""
+    if len(labelled) < 2:
+        return {}
+    truth = _labels_as_target(labelled[LABEL_COLUMN], task)
+    predicted = labelled["prediction"]
+    if task != "regression":  # a CSV's labels and the logged predictions compared as text
+        truth, predicted = truth.astype(str), predicted.astype(str)
+    return score(task, truth, predicted.to_numpy())
+
+
+def shadow_comparison(frame: pd.DataFrame, task: str) -> dict[str, Any] | None:
+    """The shadow's answers beside production's to the same requests (paired on request id and row): how often
+    they agree (classification) or how far apart they are (regression), and each one's metrics on the paired rows
+    that have labels. None when nothing was shadowed."""
+    shadow = frame[frame["role"] == "shadow"]
+    if shadow.empty:
+        return None
+    keys = ["request_id", "row"]
+    production = frame[frame["role"] == "production"]
+    pairs = production.merge(shadow, on=keys, suffixes=("", "_shadow"))
+    result: dict[str, Any] = {
+        "shadow_versions": sorted(shadow["model_version"].astype(str).unique(), key=version_order),
+        "production_versions": sorted(pairs["model_version"].astype(str).unique(), key=version_order),
+        "shadow_rows": len(shadow),
+        "paired_rows": len(pairs),
+        "unpaired_shadow_rows": len(shadow) - len(pairs),
+    }
+    if pairs.empty:
+        return result
+    if task == "regression":
+        gap = (pd.to_numeric(pairs["prediction"]) - pd.to_numeric(pairs["prediction_shadow"])).abs()
+        result["mean_abs_difference"] = float(gap.mean())
+        result["max_abs_difference"] = float(gap.max())
+    else:
+        result["agreement"] = float((pairs["prediction"].astype(str) == pairs["prediction_shadow"].astype(str)).mean())
+    labelled = pairs[pairs[LABEL_COLUMN].notna()]
+    result["labelled_pairs"] = len(labelled)
+    result["production_metrics"] = _labelled_metrics(labelled, task)
+    result["shadow_metrics"] = _labelled_metrics(labelled.assign(prediction=labelled["prediction_shadow"]), task)
+    return result
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -30,10 +31,16 @@ class Release:
     schema: FeatureSchema
     mlflow_registered_version: str | None = None
     example: pd.DataFrame | None = None  # a few held-out rows (an MLflow signature, when one is registered)
+    role: str = "production"  # its part behind the model's front door: production, canary or shadow
 
     def server_name(self) -> str:
-        """A new server's name: model, version and a random suffix (servers of one version can overlap)."""
-        return f"{self.model_name}-v{self.model_version}-{uuid.uuid4().hex[:6]}"
+        """A new server's name: model, version, role (when not production) and a random suffix (servers of one
+        version can overlap). The role travels in the name, so every deployer's own records keep it."""
+        role = "" if self.role == "production" else f"-{self.role}"
+        return f"{self.model_name}-v{self.model_version}{role}-{uuid.uuid4().hex[:6]}"
+
+
+_ROLE_IN_NAME = re.compile(r"-(canary|shadow)-[0-9a-f]{6}$")
 
 
 @dataclass
@@ -51,6 +58,12 @@ class Endpoint:
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def role(self) -> str:
+        """production, canary or shadow (from the server's name: see `Release.server_name`)."""
+        found = _ROLE_IN_NAME.search(self.name)
+        return found.group(1) if found else "production"
+
+    @property
     def predict_url(self) -> str:
         return self.url.rstrip("/") + self.predict_path
 
@@ -59,7 +72,7 @@ class Endpoint:
         return self.url.rstrip("/") + self.health_path
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "predict_url": self.predict_url, "health_url": self.health_url}
+        return {**asdict(self), "role": self.role, "predict_url": self.predict_url, "health_url": self.health_url}
 
 
 @dataclass

@@ -58,7 +58,7 @@ class BentoMLBackend(ModelDeployerBackend):
             "model_version": release.model_version,
             "max_rows": config.max_rows_per_request,
             "max_body_bytes": config.max_body_bytes,
-            "log": config.log.settings(),
+            "log": config.log.settings(release.role),
         }
         # One bento per version and serving settings: a changed limit or log setting builds a new one.
         settings = hashlib.sha256(json.dumps(reference, sort_keys=True).encode()).hexdigest()[:8]

@@ -64,7 +64,7 @@ class MLflowBackend(ModelDeployerBackend):
         from serving.backends.mlflow_service import LOG_SETTINGS_ENV
 
         # The scoring server (a daemon this process starts) logs with this deploy's settings.
-        os.environ[LOG_SETTINGS_ENV] = json.dumps(config.log.settings())
+        os.environ[LOG_SETTINGS_ENV] = json.dumps(config.log.settings(release.role))
         # MLflow's server runs `uvicorn` by name: it must be found next to this interpreter.
         bin_dir = str(Path(sys.executable).parent)
         if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):

@@ -232,7 +232,11 @@ def deployable_inference_pipeline(release: Any, host: str, port: int, config: De
     deployment = DeploymentSettings(
         app_title=f"{release.model_name} version {release.model_version}",
         deployment_service_class=InProcessInferenceService,
-        deployment_service_kwargs={"record_every": config.record_every, "log": config.log.settings(), "server": server},
+        deployment_service_kwargs={
+            "record_every": config.record_every,
+            "log": config.log.settings(release.role),
+            "server": server,
+        },
         include_default_endpoints=DeploymentDefaultEndpoints.ALL & ~DeploymentDefaultEndpoints.SUBMIT,
         custom_endpoints=[
             EndpointSpec(
@@ -242,7 +246,7 @@ def deployable_inference_pipeline(release: Any, host: str, port: int, config: De
                 init_kwargs={
                     "model_name": release.model_name,
                     "model_version": release.model_version,
-                    "log": config.log.settings(),
+                    "log": config.log.settings(release.role),
                     **limits,
                 },
             )
@@ -253,7 +257,7 @@ def deployable_inference_pipeline(release: Any, host: str, port: int, config: De
                 native=True,
                 extra_kwargs={
                     "max_bytes": config.max_body_bytes,
-                    "log": config.log.settings(),
+                    "log": config.log.settings(release.role),
                     "model_name": release.model_name,
                     "model_version": str(release.model_version),
                 },

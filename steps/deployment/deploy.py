@@ -26,8 +26,10 @@ def write_example_request(release: Release, test_set: pd.DataFrame, rows: int = 
     return path
 
 
-def release_of(model: Pipeline, feature_schema: FeatureSchema, test_set: pd.DataFrame) -> Release:
-    """The pipeline's model version (production) as a Release: its MCP identity and MLflow registry twin."""
+def release_of(
+    model: Pipeline, feature_schema: FeatureSchema, test_set: pd.DataFrame, role: str = "production"
+) -> Release:
+    """The pipeline's model version as a Release in `role`: its MCP identity and MLflow registry twin."""
     mcp = get_step_context().model
     registered = (mcp.run_metadata.get("mlflow") or {}).get("mlflow_registered_version")
     return Release(
@@ -38,6 +40,7 @@ def release_of(model: Pipeline, feature_schema: FeatureSchema, test_set: pd.Data
         schema=feature_schema,
         mlflow_registered_version=str(registered) if registered else None,
         example=test_set.head(5),
+        role=role,
     )
 
 
@@ -49,14 +52,27 @@ def deploy_model(
     deployment: DeploymentConfig,
     port: int | None = None,
     timeout: int | None = None,
+    role: str = "production",
+    weight: float | None = None,
 ) -> Annotated[dict[str, Any], "deployment"]:
     """Serve the production version with the stack's deployer: start beside the old server, smoke-test on
-    held-out rows, then retire the old one. The endpoint, backend and parity are recorded on the version."""
-    release = release_of(model, feature_schema, test_set)
+    held-out rows, then retire the old one (a canary or shadow: beside production, behind its front door). The
+    endpoint, backend, role and parity are recorded on the version."""
+    release = release_of(model, feature_schema, test_set, role)
     backend = backend_for(active_capabilities())
     done = rollout(
-        backend, release, test_set, deployment, port=port, timeout=timeout, progress=logger.info, notice=logger.warning
+        backend,
+        release,
+        test_set,
+        deployment,
+        port=port,
+        timeout=timeout,
+        progress=logger.info,
+        notice=logger.warning,
+        weight=weight,
     )
-    record = {**done.metadata(), "example_request": str(write_example_request(release, test_set))}
+    record = done.metadata()
+    if role == "production":  # the `try it` request is production's
+        record["example_request"] = str(write_example_request(release, test_set))
     log_metadata(metadata={"deployment": record}, model_name=release.model_name, model_version=release.model_version)
     return record
