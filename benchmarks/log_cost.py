@@ -22,23 +22,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 from measurement.bench import BACKEND_STACKS, isolate, log, machine, train_bench_model  # noqa: E402
+from measurement.load import pooled  # noqa: E402
 
 MODEL_NAMES = {True: "bench_log_on", False: "bench_log_off"}
-
-
-def pooled(results: list) -> dict[str, float]:
-    """Latency percentiles over every request of every burst; throughput as all answers over all burst time."""
-    import numpy as np
-
-    latencies = [latency for result in results for latency in result.latencies_ms]
-    seconds = sum(result.seconds for result in results)
-    return {
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p95_ms": float(np.percentile(latencies, 95)),
-        "rps": len(latencies) / seconds,
-        "errors": sum(result.error_count for result in results),
-        "answered": sum(result.requests - result.error_count for result in results),
-    }
 
 
 def main() -> None:

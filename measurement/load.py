@@ -175,3 +175,16 @@ def bare_http_server(model: Any, folder: Path, host: str = "127.0.0.1", port: in
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def pooled(results: list) -> dict[str, float]:
+    """Latency percentiles over every request of every burst; throughput as all answers over all burst time."""
+    latencies = [latency for result in results for latency in result.latencies_ms]
+    seconds = sum(result.seconds for result in results)
+    return {
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p95_ms": float(np.percentile(latencies, 95)),
+        "rps": len(latencies) / seconds,
+        "errors": sum(result.error_count for result in results),
+        "answered": sum(result.requests - result.error_count for result in results),
+    }

@@ -79,6 +79,7 @@ class FrontDoor:
         return found
 
 
+SHADOW_COPIES_IN_FLIGHT = 128  # more copies waiting for a slow shadow are dropped (the log shows them unpaired)
 KEEP: Literal["keep"] = "keep"  # switch(): leave the door's canary or shadow as it is
 
 
@@ -173,10 +174,14 @@ def render(
             proxy_set_header X-Request-ID $mlops_request_id;
         }}
 """
-        shadow_hop = f"""    server {{
+        shadow_hop = f"""    # Copies in flight to the shadow are limited (one key for all: a constant);
+    # beyond, a copy is dropped: a lagging shadow never ties up production's connections.
+    limit_conn_zone $nginx_version zone=mlops_shadow_copies:1m;
+    server {{
         # The shadow's hop: answers the mirror at once (empty_gif), then sends the copy on to the shadow.
         listen unix:{temp / "shadow.sock"};
         client_max_body_size {body_limit};
+        limit_conn mlops_shadow_copies {SHADOW_COPIES_IN_FLIGHT};
         location / {{
             mirror /_mlops_copy;
             mirror_request_body on;
@@ -188,7 +193,8 @@ def render(
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_ignore_client_abort on;
-            proxy_read_timeout 60s;
+            proxy_connect_timeout 5s;
+            proxy_read_timeout 30s;
         }}
     }}
 """

@@ -110,6 +110,11 @@ class ServedBatch:
                 else ""
             ),
         ]
+        if found.get("production_rows_without_copy"):
+            lines.append(
+                f"  {found['production_rows_without_copy']} production rows meanwhile got no shadow answer (copies "
+                "dropped while the shadow lagged, or failed there)"
+            )
         if "agreement" in found:
             lines.append(f"  same prediction on {found['agreement']:.1%} of them")
         if "mean_abs_difference" in found:
@@ -212,12 +217,15 @@ def shadow_comparison(frame: pd.DataFrame, task: str) -> dict[str, Any] | None:
     keys = ["request_id", "row"]
     production = frame[frame["role"] == "production"]
     pairs = production.merge(shadow, on=keys, suffixes=("", "_shadow"))
+    # production's rows while the shadow was answering, whose copy it never answered (dropped when it lagged)
+    span = production[production["timestamp"].between(shadow["timestamp"].min(), shadow["timestamp"].max())]
     result: dict[str, Any] = {
         "shadow_versions": sorted(shadow["model_version"].astype(str).unique(), key=version_order),
         "production_versions": sorted(pairs["model_version"].astype(str).unique(), key=version_order),
         "shadow_rows": len(shadow),
         "paired_rows": len(pairs),
         "unpaired_shadow_rows": len(shadow) - len(pairs),
+        "production_rows_without_copy": len(span) - len(span.merge(shadow[keys], on=keys)),
     }
     if pairs.empty:
         return result

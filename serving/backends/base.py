@@ -40,7 +40,13 @@ class Release:
         return f"{self.model_name}-v{self.model_version}{role}-{uuid.uuid4().hex[:6]}"
 
 
-_ROLE_IN_NAME = re.compile(r"-(canary|shadow)-[0-9a-f]{6}$")
+_SERVER_NAME = re.compile(r"(.+)-v(\d+)(?:-(canary|shadow))?-[0-9a-f]{6}")
+
+
+def parse_server_name(name: str) -> tuple[str, str, str] | None:
+    """(model, version, role) from a server's name (see `Release.server_name`); None for another name."""
+    found = _SERVER_NAME.fullmatch(name)
+    return (found.group(1), found.group(2), found.group(3) or "production") if found else None
 
 
 @dataclass
@@ -60,8 +66,8 @@ class Endpoint:
     @property
     def role(self) -> str:
         """production, canary or shadow (from the server's name: see `Release.server_name`)."""
-        found = _ROLE_IN_NAME.search(self.name)
-        return found.group(1) if found else "production"
+        parsed = parse_server_name(self.name)
+        return parsed[2] if parsed else "production"
 
     @property
     def predict_url(self) -> str:

@@ -4,11 +4,10 @@ backend of stacks without a model deployer, the default stack among them)."""
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any
 
 from lifecycle.config import DeploymentConfig
-from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBackend
+from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBackend, parse_server_name
 from serving.processes import server_alive, stop_process
 
 
@@ -22,14 +21,9 @@ class ZenMLBackend(ServingBackend):
     def __init__(self, deployer_name: str):
         self.deployer_name = deployer_name
 
-    @staticmethod
-    def _parse_name(name: str) -> tuple[str, str] | None:
-        match = re.fullmatch(r"(.+)-v(\d+)-[0-9a-f]{6}", name)
-        return (match.group(1), match.group(2)) if match else None
-
     def _endpoint(self, deployment: Any) -> Endpoint:
         metadata = deployment.deployment_metadata or {}
-        parsed = self._parse_name(deployment.name) or ("?", "?")
+        parsed = parse_server_name(deployment.name) or ("?", "?", "")
         pid = metadata.get("pid")
         return Endpoint(
             backend=self.name,
