@@ -129,7 +129,7 @@ def on_stack(command: Callable[..., None]) -> Callable[..., None]:
 def cli(ctx: click.Context) -> None:
     """Train, evaluate, register and promote a tabular model, then serve production (the default: train + deploy)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(train)
+        ctx.invoke(train, redeploy=False)  # the deploy below serves production, whether or not it changed
         ctx.invoke(deploy)
 
 
@@ -154,6 +154,13 @@ def cli(ctx: click.Context) -> None:
     help="Where a candidate that passes goes: production (default), or staging to wait for `run.py promote`.",
 )
 @click.option("--require-promotion", is_flag=True, help=f"Exit {EXIT_NOT_PROMOTED} when the candidate is not promoted.")
+@click.option(
+    "--redeploy/--no-redeploy",
+    default=True,
+    show_default=True,
+    help="After a promotion to production, replace the model's server on the active stack (when one serves it).",
+)
+@deployment_config_option("Serving settings, for the redeploy after a promotion.")
 @summary_options
 @on_stack
 def train(
@@ -168,10 +175,13 @@ def train(
     no_cache: bool,
     stage: str | None,
     require_promotion: bool,
+    redeploy: bool,
+    deployment_path: str,
     summary_md: str | None,
     summary_json: str | None,
 ) -> None:
-    """Train, evaluate, register and (if it beats production) promote a model."""
+    """Train, evaluate, register and (if it beats production) promote a model; a promoted model that is served
+    on the active stack is redeployed (its front door keeps its address)."""
     config = apply_overrides(
         load_config(config_path),
         data=data,
@@ -196,6 +206,12 @@ def train(
     click.echo(training_summary(outcome))
     record = training_record(outcome)
     write_summaries(record, training_markdown(record), summary_md, summary_json)
+    if redeploy and outcome.decision.promoted and config.promotion.release_stage == "production":
+        from workflows.runner import redeploy_if_serving
+
+        redeployed = redeploy_if_serving(config.model.name, load_deployment_config(deployment_path))
+        if redeployed is not None:
+            click.echo(redeploy_note(True, redeployed))
     if require_promotion and not outcome.decision.promoted:
         click.secho("not promoted, and --require-promotion was given", fg="red", err=True)
         sys.exit(EXIT_NOT_PROMOTED)
@@ -416,9 +432,11 @@ def redeploy_note(promoted: bool, redeployed: dict | None) -> str:
             "A new version is in production; batch monitoring uses it from now on. Nothing serves this model on "
             "the active stack: `python run.py deploy` starts a server."
         )
+    door = redeployed.get("front_door_url")
     return (
         f"A new version is in production and now served: version {redeployed['model_version']} at "
-        f"{redeployed['predict_url']} replaced {', '.join(redeployed['replaced']) or 'nothing'}."
+        f"{redeployed['predict_url']} replaced {', '.join(redeployed['replaced']) or 'nothing'}"
+        + (f"; the front door {door} answers with it." if door else ".")
     )
 
 
@@ -779,7 +797,14 @@ def compare(
     config = apply_overrides(load_config(config_path), data=data, target=target)
     validate_file(config.dataset)
     from lifecycle.environment import state_dir
-    from measurement.comparison import compare as run_comparison
+
+    try:
+        from measurement.comparison import compare as run_comparison
+    except ModuleNotFoundError:
+        raise click.UsageError(
+            "this project was generated without the backend comparison (copier.yml `benchmarks_and_comparison`). "
+            "Fix: `copier update --trust --data benchmarks_and_comparison=true`."
+        ) from None
     from workflows.runner import reports_folder
 
     names = [n.strip() for n in stack_names.split(",") if n.strip()] if stack_names else comparison.stacks

@@ -21,6 +21,13 @@ import pandas as pd
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The demo's config, which the tests train with: configs/training.yaml here; in a project generated from the
+# template, configs/demo.yaml (its configs/training.yaml describes the user's data).
+DEMO_CONFIG = next(
+    path
+    for path in (PROJECT_ROOT / "configs" / "demo.yaml", PROJECT_ROOT / "configs" / "training.yaml")
+    if path.is_file()
+)
 _STATE = Path(tempfile.mkdtemp(prefix="mlops-lifecycle-tests-"))
 
 from lifecycle.environment import configure_environment, isolated_environment  # noqa: E402
@@ -97,6 +104,14 @@ def activate_stack(name: str):
     client = Client()
     client.activate_stack(client.get_stack(name, allow_name_prefix_match=False).id)
     return active_capabilities()
+
+
+def needs_stacks(*names: str) -> pytest.MarkDecorator:
+    """Skip where this project has no such stack file (a project generated from the template without them)."""
+    missing = [name for name in names if not (PROJECT_ROOT / "stacks" / f"{name}.yaml").is_file()]
+    return pytest.mark.skipif(
+        bool(missing), reason=f"this project was generated without the {', '.join(missing)} stack(s) (copier.yml)"
+    )
 
 
 def free_port_block() -> int:

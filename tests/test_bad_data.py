@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BIKE_DATA, PROJECT_ROOT, make_churn_table, note
+from conftest import BIKE_DATA, DEMO_CONFIG, PROJECT_ROOT, make_churn_table, note
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
@@ -47,7 +47,7 @@ TRAIN_ROWS, BATCH_ROWS = 240, 60
 _BIKE_ALL = pd.read_csv(BIKE_DATA, nrows=TRAIN_ROWS + BATCH_ROWS)
 BIKE = as_categories(_BIKE_ALL.head(TRAIN_ROWS).reset_index(drop=True))
 BIKE_BATCH = _BIKE_ALL.tail(BATCH_ROWS).reset_index(drop=True)
-BIKE_DATASET = load_config().dataset.model_copy(update={"path": "bike.csv"})
+BIKE_DATASET = load_config(DEMO_CONFIG).dataset.model_copy(update={"path": "bike.csv"})
 BIKE_REQUIRED = {
     BIKE_DATASET.target,
     *(t.column for t in BIKE_DATASET.time_columns),
@@ -720,7 +720,7 @@ GUARD_MODEL = "bad_data_guard"
 
 
 def guard_config(path: Path):
-    config = apply_overrides(load_config(), model_name=GUARD_MODEL, enable_cache=False)
+    config = apply_overrides(load_config(DEMO_CONFIG), model_name=GUARD_MODEL, enable_cache=False)
     dataset = config.dataset.model_copy(update={"path": str(path)})
     tree = EstimatorConfig(name="decision_tree", params={"max_depth": 8})
     training = config.training.model_copy(update={"estimator": tree})

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_stacks
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_stacks("mlflow", "full")]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Every deployer once: ZenML's (`local`), MLflow's (`mlflow`) and BentoML's beside the MLflow tracker (`full`).

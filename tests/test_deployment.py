@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import activate_stack, free_port_block, note, run_cli, run_zenml, start_cli
+from conftest import DEMO_CONFIG, activate_stack, free_port_block, needs_stacks, note, run_cli, run_zenml, start_cli
 from hypothesis import given
 from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
@@ -41,7 +41,7 @@ from serving.stack_backend import backend_for
 from stacks.manage import select, stack_specs, stacks_up
 from workflows.runner import run_deployment, run_training
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_stacks("mlflow", "bentoml", "full")]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "served_bikes"
 BACKEND_STACKS = {"zenml": "local", "mlflow": "mlflow", "bentoml": "bentoml"}
@@ -67,7 +67,7 @@ def two_versions(zenml_client, bike_slice, data_dir):
     table[pd.to_datetime(table["dteday"]) < "2011-06-01"].to_csv(early, index=False)
     try:
         for path in (early, bike_slice):
-            config = apply_overrides(load_config(), model_name=MODEL_NAME, enable_cache=False)
+            config = apply_overrides(load_config(DEMO_CONFIG), model_name=MODEL_NAME, enable_cache=False)
             dataset = config.dataset.model_copy(update={"path": str(path)})
             outcome = run_training(config.model_copy(update={"dataset": dataset}))
             assert outcome.decision.promoted, outcome.decision.reason
@@ -576,7 +576,7 @@ def test_a_killed_server_loses_no_answered_row(served):
 def test_mlflow_serves_a_version_trained_without_mlflow(two_versions, zenml_client, data_dir):
     """Trained on the plain stack (no MLflow twin): deploying on `mlflow` registers it there first."""
     zenml_client.activate_stack("default")
-    config = apply_overrides(load_config(), model_name="local_only", enable_cache=False)
+    config = apply_overrides(load_config(DEMO_CONFIG), model_name="local_only", enable_cache=False)
     dataset = config.dataset.model_copy(update={"path": str(data_dir / "bike_may.csv")})
     assert run_training(config.model_copy(update={"dataset": dataset})).decision.promoted
     backend = backend_for(activate_stack("mlflow"))

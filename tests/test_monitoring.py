@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import free_port_block, run_cli
+from conftest import DEMO_CONFIG, free_port_block, run_cli
 
 from lifecycle.config import (
     DatasetConfig,
@@ -36,7 +36,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def bike(bike_slice):
     """The bike slice validated with the demo config: (raw table, clean table, schema)."""
-    config = load_config()
+    config = load_config(DEMO_CONFIG)
     raw = pd.read_csv(bike_slice)
     clean, schema, _ = validate_table(raw, config.dataset.model_copy(update={"path": str(bike_slice)}))
     return raw, clean, schema
@@ -170,7 +170,7 @@ def test_time_index_and_windows():
 def production_bike(zenml_client, bike_slice):
     from workflows.runner import run_training
 
-    config = load_config()
+    config = load_config(DEMO_CONFIG)
     config = config.model_copy(
         update={
             "dataset": config.dataset.model_copy(update={"path": str(bike_slice)}),
@@ -234,7 +234,7 @@ def test_short_replay_retrains_when_drift_is_injected(zenml_client, bike_slice, 
     table.loc[late, "cnt"] = (table.loc[late, "cnt"] * 1.8).round()
     path = tmp_path / "drifting_bike.csv"
     table.to_csv(path, index=False)
-    config = load_config()
+    config = load_config(DEMO_CONFIG)
     config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"path": str(path)})})
     monitoring = MonitoringConfig(
         reports_dir=str(tmp_path / "reports"),

@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, run_cli
+from conftest import DEMO_CONFIG, run_cli
 
 from lifecycle.config import DeploymentConfig
 
@@ -24,7 +24,7 @@ def served_and_sent(zenml_client, bike_slice, tmp_path_factory):
     from serving.stack_backend import active_backend
 
     folder = tmp_path_factory.mktemp("loop")
-    config = yaml.safe_load((PROJECT_ROOT / "configs" / "training.yaml").read_text())
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
     config["dataset"]["path"], config["model"]["name"] = str(bike_slice), MODEL
     (folder / "training.yaml").write_text(yaml.safe_dump(config))
     trained = run_cli("train", "--config", str(folder / "training.yaml"))
@@ -83,7 +83,7 @@ def test_labels_join_by_key_and_by_request_id_then_monitor_served_retrains(serve
     assert monitored.returncode == 0, monitored.stderr[-3000:]
     out = monitored.stdout
     assert f"served rows of `{MODEL}` (all .. now): 300, of which 250 labelled" in out
-    assert re.search(r"\| 1 \| 300 \| 250 \| mae \d", out), out
+    assert re.search(r"\| 1 \| production \| 300 \| 250 \| mae \d", out), out
     assert "decision: RETRAIN" in out and "drift:" in out
     assert "Retraining on" in out and "Training run" in out
 

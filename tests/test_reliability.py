@@ -20,10 +20,10 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
-from conftest import activate_stack, run_cli, start_cli
+from conftest import DEMO_CONFIG, activate_stack, needs_stacks, run_cli, start_cli
 from zenml.client import Client
 
-from lifecycle.config import DEFAULT_CONFIG, DeploymentConfig
+from lifecycle.config import DeploymentConfig
 from lifecycle.modeling import predict_scores
 from lifecycle.names import FEATURE_SCHEMA, MODEL, PROMOTE_STEP, TEST_SET, TRAINING_PIPELINE
 from lifecycle.tracking import CHAMPION_ALIAS, register_version
@@ -38,7 +38,7 @@ from stacks.capabilities import active_capabilities
 from stacks.manage import select, stack_specs, stacks_up
 from workflows.runner import production_version, run_deployment
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_stacks("mlflow")]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "sturdy_bikes"
 STACK = "mlflow"
@@ -46,7 +46,7 @@ STACK = "mlflow"
 
 def training_config(path: Path, data: Path) -> Path:
     """The demo's training config (time columns, leaks dropped) on `data`, for MODEL_NAME."""
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
     config["model"]["name"] = MODEL_NAME
     config["dataset"]["path"] = str(data)
     path.write_text(yaml.safe_dump(config))

@@ -355,8 +355,9 @@ def test_nothing_deserializes_pickles_or_evaluates_code_except_own_measurement_f
                 for alias in node.names:
                     if (node.module, alias.name) in UNSAFE_LOADERS:
                         found.add((relative(path), f"from {node.module} import {alias.name}"))
-    assert found == set(ALLOWED_UNSAFE)
-    for writer, line in ALLOWED_UNSAFE.values():
+    allowed = {place: why for place, why in ALLOWED_UNSAFE.items() if (PROJECT_ROOT / place[0]).is_file()}
+    assert found == set(allowed)  # (a project generated without the comparison has no measurement/comparison.py)
+    for writer, line in allowed.values():
         assert line in (PROJECT_ROOT / writer).read_text(), f"{writer} no longer writes what is unpickled"
     assert '"BARE_MODEL_PATH": str(model_path)' in (PROJECT_ROOT / "measurement" / "load.py").read_text()
 

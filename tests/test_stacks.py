@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import mlflow
 import pytest
-from conftest import run_cli, run_zenml
+from conftest import DEMO_CONFIG, needs_stacks, run_cli, run_zenml
 
 from lifecycle.config import EstimatorConfig, apply_overrides, load_config
 from lifecycle.environment import state_dir
@@ -40,7 +40,7 @@ from stacks.manage import (
 )
 from workflows.runner import run_training
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_stacks("mlflow", "bentoml", "full")]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -71,7 +71,7 @@ def on_stack(zenml_client):
 
 
 def bike_config(path, model_name: str, **training):
-    config = apply_overrides(load_config(), model_name=model_name, enable_cache=False)
+    config = apply_overrides(load_config(DEMO_CONFIG), model_name=model_name, enable_cache=False)
     config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"path": str(path)})})
     if training:
         config = config.model_copy(update={"training": config.training.model_copy(update=training)})

@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import DEMO_CONFIG, run_cli
 
 from lifecycle.config import EstimatorConfig, apply_overrides, load_config
 from lifecycle.errors import DataError, PipelineFailed
@@ -18,7 +18,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def bike_config(path, model_name: str, **training):
-    config = apply_overrides(load_config(), model_name=model_name, enable_cache=False)
+    config = apply_overrides(load_config(DEMO_CONFIG), model_name=model_name, enable_cache=False)
     dataset = config.dataset.model_copy(update={"path": str(path)})
     config = config.model_copy(update={"dataset": dataset})
     if training:
@@ -83,7 +83,7 @@ def test_cache_follows_the_data_content(zenml_client, bike_slice, tmp_path):
 
 def test_classification_on_unseen_table_beats_baseline(zenml_client, churn_csv):
     config = apply_overrides(
-        load_config(),
+        load_config(DEMO_CONFIG),
         data=str(churn_csv),
         target="churned",
         task="classification",

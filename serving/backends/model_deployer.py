@@ -95,7 +95,15 @@ class ModelDeployerBackend(ServingBackend):
         """Always a new service beside the running ones. ZenML's `deploy_model` first looks for a service with
         "the same configuration" and hands that back — it matched the running server of another version — so
         its creation steps are taken here. A server that fails to start is stopped (ZenML would delete the
-        record and leave the daemon running) and the error carries the end of its log."""
+        record and leave the daemon running) and the error carries the end of its log. A daemon that dies while
+        starting up gets one more try: ZenML's daemons read its configuration files as another process rewrites
+        them, and then find them empty (`'NoneType' object has no attribute 'update'`)."""
+        try:
+            return self._deploy_once(config, timeout)
+        except DaemonDidNotStart:
+            return self._deploy_once(config, timeout)
+
+    def _deploy_once(self, config: Any, timeout: int) -> Any:
         from zenml.client import Client
         from zenml.model_deployers.base_model_deployer import get_model_version_id_if_exists
         from zenml.models import ServiceRequest
@@ -119,16 +127,19 @@ class ModelDeployerBackend(ServingBackend):
             service = self.deployer.perform_deploy_model(id=record.id, config=config, timeout=timeout)
         except Exception as exc:
             log = log_tail(runtime / "service.log")
+            pid_file = runtime / "service.pid"
+            started = pid_file.is_file()
             with contextlib.suppress(ValueError, OSError):
-                stop_process(int((runtime / "service.pid").read_text().strip()))
+                stop_process(int(pid_file.read_text().strip()))
             client.delete_service(record.id)
-            raise DeploymentFailed(f"{self.name} server did not start: {exc}{log}") from exc
+            failure = DeploymentFailed if started else DaemonDidNotStart
+            raise failure(f"{self.name} server did not start: {exc}{log}") from exc
         deadline = time.monotonic() + 15
         while service_pid(service) is None and time.monotonic() < deadline:
             time.sleep(0.1)  # the daemon writes its pid file just after it starts: needed to stop it cleanly
         if service_pid(service) is None:
             client.delete_service(record.id)
-            raise DeploymentFailed(
+            raise DaemonDidNotStart(
                 f"{self.name} server wrote no pid file within 15 s{log_tail(runtime / 'service.log')}"
             )
         client.update_service(
@@ -142,6 +153,10 @@ class ModelDeployerBackend(ServingBackend):
             health_check_url=service.get_healthcheck_url(),
         )
         return service
+
+
+class DaemonDidNotStart(DeploymentFailed):
+    """The service's daemon process ended before it wrote its pid file."""
 
 
 def log_tail(log: Path, lines: int = 5) -> str:
