@@ -214,3 +214,31 @@ def test_smoke_test_requests_are_logged_but_not_read_as_traffic(tmp_path):
     assert list(read_predictions(tmp_path, "bikes").frame["request_id"]) == ["real"]
     assert len(read_predictions(tmp_path, "bikes", smoke_tests=True).frame) == 3
     assert len(find_request(tmp_path, "smoke-bikes-v1-abc123")) == 2
+
+
+def test_each_row_carries_its_servers_role_and_the_shadow_is_judged_on_what_clients_got(tmp_path):
+    """Production, a canary and a shadow write one log; the shadow's answers pair with whichever answer the client
+    got (production's or the canary's) on request id and row, and labels score both sides."""
+    from workflows.served import shadow_comparison
+
+    def role_writer(version: str, role: str) -> PredictionLog:
+        return PredictionLog(LogSettings(root=str(tmp_path), role=role), "bikes", version, "zenml")
+
+    production, canary, shadow = role_writer("2", "production"), role_writer("3", "canary"), role_writer("3", "shadow")
+    for n in range(10):
+        answered_by = canary if n % 5 == 0 else production
+        answered_by.record(f"r{n}", records(2, n), INPUTS, [10.0, 20.0], None, 1.0)
+        if n < 8:  # the last two copies never answered by the shadow
+            shadow.record(f"r{n}", records(2, n), INPUTS, [13.0, 20.0], None, 1.0)
+    truth = pd.DataFrame({"request_id": ["r1", "r2"], "row": [0, 0], "truth": [12.0, 12.0]})
+    attach_labels(tmp_path, "bikes", truth, "truth")
+    frame = read_predictions(tmp_path, "bikes").frame
+    assert frame.groupby("role").size().to_dict() == {"canary": 4, "production": 16, "shadow": 16}
+    compared = shadow_comparison(frame, "regression")
+    assert compared["paired_rows"] == 16 and compared["unpaired_shadow_rows"] == 0
+    assert compared["answered_versions"] == ["2", "3"] and compared["shadow_versions"] == ["3"]
+    assert compared["mean_abs_difference"] == pytest.approx(1.5) and compared["max_abs_difference"] == 3.0
+    assert compared["labelled_pairs"] == 2
+    assert compared["production_metrics"]["mae"] == pytest.approx(2.0)  # 10 vs 12
+    assert compared["shadow_metrics"]["mae"] == pytest.approx(1.0)  # 13 vs 12
+    assert shadow_comparison(frame[frame["role"] != "shadow"], "regression") is None

@@ -133,8 +133,8 @@ def trial_summary(model_name: str, record: dict) -> str:
             f"  ready in {record['seconds_to_ready']:.1f} s; smoke test: {record['smoke_test_rows']} held-out rows, "
             f"max |difference| {record['parity_max_abs_difference']:g}",
             *([f"  replaced: {', '.join(replaced)}"] if replaced else []),
-            f"  judge it: python run.py monitor --served --model-name {model_name}   (after labels arrive: "
-            "python run.py labels ...)",
+            f"  judge it: python run.py monitor --served --model-name {model_name}   (per version and role; "
+            "with labels attached, their errors too)",
             f"  end it:   python run.py deploy --{role} none --model-name {model_name}"
             + (
                 "   (or promote it: python run.py promote --version " + str(record["model_version"]) + ")"

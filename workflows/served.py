@@ -102,17 +102,17 @@ class ServedBatch:
         versions = ", ".join(found["shadow_versions"])
         lines = [
             "",
-            f"Shadow (version {versions}) on the same requests as production "
-            f"(version {', '.join(found['production_versions']) or '-'}): {found['paired_rows']} paired rows"
+            f"Shadow (version {versions}) on the same requests as what clients got "
+            f"(version {', '.join(found['answered_versions']) or '-'}): {found['paired_rows']} paired rows"
             + (
-                f", {found['unpaired_shadow_rows']} shadow rows without production's"
+                f", {found['unpaired_shadow_rows']} shadow rows without an answered twin"
                 if found["unpaired_shadow_rows"]
                 else ""
             ),
         ]
-        if found.get("production_rows_without_copy"):
+        if found.get("answered_rows_without_copy"):
             lines.append(
-                f"  {found['production_rows_without_copy']} production rows meanwhile got no shadow answer (copies "
+                f"  {found['answered_rows_without_copy']} answered rows meanwhile got no shadow answer (copies "
                 "dropped while the shadow lagged, or failed there)"
             )
         if "agreement" in found:
@@ -208,24 +208,24 @@ def _labelled_metrics(labelled: pd.DataFrame, task: str) -> dict[str, float]:
 
 
 def shadow_comparison(frame: pd.DataFrame, task: str) -> dict[str, Any] | None:
-    """The shadow's answers beside production's to the same requests (paired on request id and row): how often
-    they agree (classification) or how far apart they are (regression), and each one's metrics on the paired rows
-    that have labels. None when nothing was shadowed."""
+    """The shadow's answers beside the ones clients got for the same requests (production's, or a canary's; paired
+    on request id and row): how often they agree (classification) or how far apart they are (regression), and
+    each one's metrics on the paired rows that have labels. None when nothing was shadowed."""
     shadow = frame[frame["role"] == "shadow"]
     if shadow.empty:
         return None
     keys = ["request_id", "row"]
-    production = frame[frame["role"] == "production"]
-    pairs = production.merge(shadow, on=keys, suffixes=("", "_shadow"))
-    # production's rows while the shadow was answering, whose copy it never answered (dropped when it lagged)
-    span = production[production["timestamp"].between(shadow["timestamp"].min(), shadow["timestamp"].max())]
+    answered = frame[frame["role"] != "shadow"]  # what clients got: production's answer, or a canary's
+    pairs = answered.merge(shadow, on=keys, suffixes=("", "_shadow"))
+    # answered rows while the shadow was answering, whose copy it never answered (dropped when it lagged)
+    span = answered[answered["timestamp"].between(shadow["timestamp"].min(), shadow["timestamp"].max())]
     result: dict[str, Any] = {
         "shadow_versions": sorted(shadow["model_version"].astype(str).unique(), key=version_order),
-        "production_versions": sorted(pairs["model_version"].astype(str).unique(), key=version_order),
+        "answered_versions": sorted(pairs["model_version"].astype(str).unique(), key=version_order),
         "shadow_rows": len(shadow),
         "paired_rows": len(pairs),
         "unpaired_shadow_rows": len(shadow) - len(pairs),
-        "production_rows_without_copy": len(span) - len(span.merge(shadow[keys], on=keys)),
+        "answered_rows_without_copy": len(span) - len(span.merge(shadow[keys], on=keys)),
     }
     if pairs.empty:
         return result
