@@ -62,7 +62,7 @@ def copier(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def project_env(project: Path) -> dict[str, str]:
     """The generated project's own ZenML store (beside it), repository and state folder (as on a machine of its
     own)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLOPS_", "BENTOML_HOME"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLOPS_", "BENTOML_HOME", "PYTEST_"))}
     env.update(
         ZENML_CONFIG_PATH=str(project.parent / f"{project.name}-zenml-config"),
         ZENML_REPOSITORY_PATH=str(project),
