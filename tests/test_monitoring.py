@@ -279,7 +279,9 @@ def test_cli_monitor_reports_and_retrains(production_bike, bike_slice, tmp_path)
 
     before = run_deployment("monitored_bike", DeploymentConfig(port=free_port_block()))
     try:
-        result = run_cli("monitor", "--batch", str(path), "--model-name", "monitored_bike")
+        result = run_cli(
+            "monitor", "--batch", str(path), "--model-name", "monitored_bike", "--config", str(DEMO_CONFIG)
+        )
         served = live_endpoint(active_backend(), "monitored_bike")
     finally:
         undeploy(active_backend(), "monitored_bike")
