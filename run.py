@@ -212,6 +212,7 @@ def train(
         redeployed = redeploy_if_serving(config.model.name, load_deployment_config(deployment_path))
         if redeployed is not None:
             click.echo(redeploy_note(True, redeployed))
+            update_model_cards(config.model.name, outcome.model_version, *replaced_versions(redeployed))
     if require_promotion and not outcome.decision.promoted:
         click.secho("not promoted, and --require-promotion was given", fg="red", err=True)
         sys.exit(EXIT_NOT_PROMOTED)
@@ -246,6 +247,7 @@ def promote(
     deployment = load_deployment_config(deployment_path)
     outcome = release.promote(config.model.name, version, config.promotion, deployment, force=force, reason=reason)
     click.echo(release_summary(outcome))
+    update_model_cards(config.model.name, outcome.version, outcome.previous, *replaced_versions(outcome.redeployed))
     record = release_record(outcome, "promote")
     write_summaries(record, release_markdown(record), summary_md, summary_json)
     if require_promotion and not outcome.changed:
@@ -269,6 +271,7 @@ def rollback(
     name = model_in_question(config_path, model_name).model.name
     outcome = release.rollback(name, to_version, load_deployment_config(deployment_path), reason=reason)
     click.echo(release_summary(outcome))
+    update_model_cards(name, outcome.version, outcome.previous, *replaced_versions(outcome.redeployed))
 
 
 @cli.command()
@@ -282,6 +285,56 @@ def history(config_path: str, model_name: str | None) -> None:
 
     name = model_in_question(config_path, model_name).model.name
     click.echo(history_table(name, release.history(name)))
+
+
+@cli.command()
+@config_option("Training config: names the model.")
+@model_name_option
+@click.option("--version", help="Version number (default: the production version, else the newest).")
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), help="Write the card as one HTML page here instead."
+)
+@reports_errors
+def card(config_path: str, model_name: str | None, version: str | None, html_path: str | None) -> None:
+    """A model version's card: what it predicts, its data and split, metrics (per segment, against the baseline
+    and production), the promotion decision, releases, where it is served and its monitoring. Prints Markdown;
+    also refreshes reports/models/<model>/v<N>.html and .md."""
+    from workflows.model_card import card_for, write_card_files
+    from workflows.release import version_named
+    from workflows.reporting import shown_path
+
+    name = model_in_question(config_path, model_name).model.name
+    number = version_named(name, version).number if version else default_card_version(name)
+    built = card_for(name, number)
+    written_html, written_md = write_card_files(built)
+    if html_path:
+        Path(html_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(html_path).write_text(written_html.read_text())
+        click.echo(f"model card of `{name}` version {number}: {shown_path(html_path)}")
+        return
+    click.echo(written_md.read_text())
+    click.echo(f"(also written to {shown_path(str(written_html))} and {shown_path(str(written_md))})", err=True)
+
+
+def default_card_version(model_name: str) -> int:
+    from zenml.client import Client
+
+    from lifecycle.errors import LifecycleError
+
+    try:
+        return Client().get_model_version(model_name, "production").number
+    except KeyError:
+        pass
+    try:
+        versions = Client().list_model_versions(model_name_or_id=model_name, sort_by="desc:number", size=1).items
+    except KeyError:
+        versions = []
+    if not versions:
+        raise LifecycleError(
+            f"model `{model_name}` has no versions. Fix: train it first (`python run.py train`), or pass "
+            "--model-name of a model that has some (`zenml model list` lists them)."
+        )
+    return versions[0].number
 
 
 @cli.command()
@@ -338,6 +391,7 @@ def monitor(
 
     outcome = run_monitoring(config.model.name, batch_path, monitoring, retrain_on_demand=retrain == "always")
     click.echo(monitoring_summary(outcome))
+    update_model_cards(config.model.name, outcome.summary.model_version)
     from workflows.reporting import monitoring_markdown, training_markdown, training_record
 
     record: dict[str, Any] = {"command": "monitor", **outcome.summary.model_dump(mode="json"), "retraining": None}
@@ -351,6 +405,8 @@ def monitor(
         click.echo(training_summary(retrained))
         redeployed = redeploy_if_serving(config.model.name, deployment) if retrained.decision.promoted else None
         click.echo(redeploy_note(retrained.decision.promoted, redeployed))
+        if redeployed is not None:
+            update_model_cards(config.model.name, retrained.model_version, *replaced_versions(redeployed))
         record["retraining"] = training_record(retrained)
         markdown += "\n" + training_markdown(record["retraining"])
     write_summaries(record, markdown, summary_md, summary_json)
@@ -466,6 +522,24 @@ def model_in_question(config_path: str, model_name: str | None) -> RunConfig:
     return remembered or apply_overrides(load_config(config_path), model_name=model_name)
 
 
+def replaced_versions(deployment_record: dict | None) -> list[str]:
+    """The versions whose servers a deployment stopped (their cards no longer list them as served)."""
+    from serving.backends.base import parse_server_name
+
+    names = (deployment_record or {}).get("replaced") or []
+    return [parsed[1] for parsed in map(parse_server_name, names) if parsed]
+
+
+def update_model_cards(model_name: str, *versions: Any) -> None:
+    """Rebuild the cards of the versions a command changed, and say where they are."""
+    from workflows.model_card import refresh_cards_quietly
+    from workflows.reporting import shown_path
+
+    written = refresh_cards_quietly(model_name, list(versions))
+    if written:
+        click.echo("model card: " + ", ".join(shown_path(str(path)) for path in written))
+
+
 def serving_target(config_path: str, model_name: str | None, all_models: bool = False) -> str | None:
     """For the serving commands: the model meant (None: every model)."""
     return None if all_models else model_in_question(config_path, model_name).model.name
@@ -513,12 +587,15 @@ def deploy(
     settings = load_deployment_config(deployment_path)
     role, version = ("canary", canary) if canary else ("shadow", shadow) if shadow else ("production", None)
     if version is not None and version.lower() == "none":
-        click.echo(trial_ended_summary(name, role, end_serving_trial(name, role, settings)))
+        stopped = end_serving_trial(name, role, settings)
+        click.echo(trial_ended_summary(name, role, stopped))
+        update_model_cards(name, *(e.model_version for e in stopped))
         return
     record = run_deployment(
         name, settings, port=port, timeout=timeout, role=role, version=version, weight=weight if canary else None
     )
     click.echo(deployment_summary(name, record))
+    update_model_cards(name, record.get("model_version"), *replaced_versions(record))
 
 
 @cli.command()

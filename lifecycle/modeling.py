@@ -386,3 +386,18 @@ def predict_scores(model: Pipeline, table: pd.DataFrame) -> tuple[np.ndarray, np
     if hasattr(model, "predict_proba") and len(getattr(model, "classes_", [])) == 2:
         probabilities = model.predict_proba(table)[:, 1]
     return predictions, probabilities
+
+
+def column_treatments(schema: FeatureSchema, training: TrainingConfig) -> dict[str, str]:
+    """What `build_model` does with each input column, in words (for the model card)."""
+    prep = training.preprocessing
+    needs_scaling = ESTIMATORS.get(training.estimator.name, (None, None, False))[2]
+    scaled = prep.scale_numeric == "always" or (prep.scale_numeric == "auto" and needs_scaling)
+    then_scaled = ", then standardized" if scaled else ""
+    calendar = f"time: orders the rows for the split; features {', '.join(CalendarFeatures.PARTS)}{then_scaled}"
+    treatments = {column: calendar for column in schema.time_columns}
+    numeric = f"numeric: missing values filled with the {prep.numeric_imputation}{then_scaled}"
+    treatments.update({column: numeric for column in schema.numeric_features})
+    categorical = f"categorical: one-hot, at most {prep.max_categories} categories (the rarest pooled), unseen ignored"
+    treatments.update({column: categorical for column in schema.categorical_features})
+    return treatments

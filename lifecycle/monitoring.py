@@ -6,6 +6,7 @@ made for the rows that allow it, with the reason stated.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -285,3 +286,22 @@ def decide_retraining(
         ),
     ]
     return RetrainDecision(retrain=False, reasons=["no trigger: " + "; ".join(why)])
+
+
+MONITORING_HISTORY = "monitoring_history"  # on the model version: one entry per monitoring run, oldest first
+HISTORY_KEPT = 100
+
+
+def history_entry(summary: MonitoringSummary, run_name: str, at: str) -> dict[str, Any]:
+    """A monitoring run in a few figures, for the version's history (its model card plots them)."""
+    return {
+        "at": at,
+        "run": run_name,
+        "batch": Path(summary.batch_source).name,
+        "rows": summary.batch.rows,
+        "drift_share": summary.drift.share if summary.drift.judged else None,
+        "drifted_columns": summary.drift.drifted_columns,
+        "metrics": summary.performance.metrics if summary.performance.judged else {},
+        "retrain": summary.decision.retrain,
+        "reasons": summary.decision.reasons,
+    }

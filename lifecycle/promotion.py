@@ -43,6 +43,9 @@ class PromotionDecision(BaseModel):
     gates: list[GateOutcome] = []
     # The stage a promoted version goes to: production, or staging (a candidate that waits for `promote`).
     stage: str = "production"
+    # The production model's metrics on the candidate's test rows, overall and per segment (for the model card).
+    production_metrics: dict[str, float] = {}
+    production_segments: list[SegmentMetrics] = []
 
 
 def training_size_flag(rows: int | None, production_rows: int | None, production_version: str | None, share: float):

@@ -61,6 +61,7 @@ class DataQualityReport(BaseModel):
     infinities_replaced: dict[str, int] = Field(default_factory=dict)
     dropped_columns: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    time_span: dict[str, list[str]] = Field(default_factory=dict)  # time column -> [first, last], ISO text
 
 
 def _short(value: Any, width: int = 40) -> str:
@@ -196,8 +197,10 @@ def validate_table(
     table, task, classes, rows_without_target = _resolve_target(table, dataset, source)
 
     time_columns = [t.column for t in dataset.time_columns]
+    time_span: dict[str, list[str]] = {}
     for time_column in dataset.time_columns:
-        parse_time_column(table[time_column.column], time_column.format, source)
+        parsed = parse_time_column(table[time_column.column], time_column.format, source)
+        time_span[time_column.column] = [parsed.min().isoformat(), parsed.max().isoformat()]
 
     excluded = {dataset.target, *time_columns, *dataset.drop_columns}
     candidates = dataset.features or [c for c in table.columns if c not in excluded]
@@ -285,6 +288,7 @@ def validate_table(
         infinities_replaced=infinities,
         dropped_columns=dropped,
         warnings=warnings,
+        time_span=time_span,
     )
     return clean, schema, report
 

@@ -1,4 +1,4 @@
-"""Training pipeline: ingest -> validate -> split -> train -> evaluate -> register -> promote."""
+"""Training pipeline: ingest -> validate -> split -> train -> evaluate -> register -> promote -> model card."""
 
 from zenml import pipeline
 
@@ -8,6 +8,7 @@ from lifecycle.names import TRAINING_PIPELINE
 from steps.data.ingest import ingest_data
 from steps.data.split import split_data
 from steps.data.validate import validate_data
+from steps.training.card import write_model_card
 from steps.training.evaluate import evaluate
 from steps.training.promote import promote_model
 from steps.training.register import register_model
@@ -32,4 +33,5 @@ def training_pipeline(
         model, train_set, test_set, feature_schema, evaluation=evaluation, primary_metric=promotion.metric
     )
     register_model(model, test_set, report, feature_schema, quality, training=training, data_fingerprint=fingerprint)
-    promote_model(model, test_set, feature_schema, report, promotion=promotion, after="register_model")
+    decision = promote_model(model, test_set, feature_schema, report, promotion=promotion, after="register_model")
+    write_model_card(report, feature_schema, quality, decision, training=training)

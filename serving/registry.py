@@ -73,6 +73,13 @@ def served(stack_id: str) -> dict[str, Any] | None:
     return {"stack": record.get("stack", ""), "backend": record.get("backend", ""), "endpoints": endpoints}
 
 
+def every_stack() -> list[dict[str, Any]]:
+    """`served` of every stack this project has recorded servers on."""
+    folder = _folder()
+    records = [served(path.stem) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return [record for record in records if record is not None]
+
+
 def record_all(stack_id: str, stack_name: str, backend: str, endpoints: list[Endpoint]) -> None:
     """Replace the stack's record with what its deployer lists now."""
     if not stack_id:

@@ -14,6 +14,8 @@ def _fmt(value: float | None) -> str:
 
 
 def training_summary(outcome: TrainingOutcome) -> str:
+    from workflows.model_card import cards_folder
+
     evaluation, decision, quality = outcome.evaluation, outcome.decision, outcome.data_quality
     metric = evaluation.primary_metric
     lines = [
@@ -72,7 +74,9 @@ def training_summary(outcome: TrainingOutcome) -> str:
         "Where to look:",
         f"  zenml model version list --model={outcome.model_name}",
         f"  zenml pipeline runs list --name={outcome.run.name}",
-        "  make dashboard   (ZenML dashboard: installs the `server` extra, then runs `zenml login --local`)",
+        f"  python run.py card --model-name {outcome.model_name} --version {outcome.model_version}   (model card; "
+        f"also {shown_path(str(cards_folder(outcome.model_name) / f'v{outcome.model_version}.html'))})",
+        "  make dashboard   (the ZenML dashboard on this project's runs; `make dashboard-stop` ends it)",
     ]
     if links:
         lines.append("  python run.py stacks list   (prints the MLflow UI command for this stack)")

@@ -1,15 +1,21 @@
+from datetime import datetime, timezone
 from typing import Annotated
 
 import pandas as pd
 from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
 
+from lifecycle.environment import model_lock
 from lifecycle.metrics import EvaluationReport
 from lifecycle.monitoring import (
+    HISTORY_KEPT,
+    MONITORING_HISTORY,
     BatchCheck,
     DriftSummary,
     MonitoringPolicy,
     MonitoringSummary,
     decide_retraining,
+    history_entry,
     performance_on_batch,
 )
 from lifecycle.names import MONITORING_SUMMARY
@@ -43,4 +49,19 @@ def summarize_monitoring(
         decision=decision,
     )
     log_metadata(metadata={"monitoring": summary.model_dump(mode="json")})
+    record_history(summary, get_step_context().pipeline_run.name)
     return summary
+
+
+def record_history(summary: MonitoringSummary, run_name: str) -> None:
+    """Append this run to the monitored version's history (one writer per model at a time)."""
+    with model_lock("monitoring-history", summary.model_name):
+        version = Client().get_model_version(summary.model_name, summary.model_version)
+        history = list(version.run_metadata.get(MONITORING_HISTORY) or [])
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        history = [*history, history_entry(summary, run_name, at)][-HISTORY_KEPT:]
+        log_metadata(
+            metadata={MONITORING_HISTORY: history},
+            model_name=summary.model_name,
+            model_version=summary.model_version,
+        )

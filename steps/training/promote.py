@@ -80,6 +80,7 @@ def judge_candidate(
     candidate's own test rows. Call it under `promotion_lock`: production may not move while it is read."""
     metric = evaluation_report.primary_metric
     production_version = production_score = problem = production_segments = None
+    production_metrics: dict[str, float] = {}
     try:
         production = Client().get_model_version(model_name, promotion.stage)
     except KeyError:
@@ -90,8 +91,10 @@ def judge_candidate(
         try:
             production_model = production.get_model_artifact(MODEL).load()
             task = production.run_metadata.get("task")
-            metrics, production_segments, problem = rescore_production(production_model, task, test_set, feature_schema)
-            production_score = metrics.get(metric)
+            production_metrics, production_segments, problem = rescore_production(
+                production_model, task, test_set, feature_schema
+            )
+            production_score = production_metrics.get(metric)
         except Exception as exc:  # a missing or unloadable artifact
             problem = f"its model could not be loaded: {exc}"
     decision = decide_promotion(
@@ -112,6 +115,8 @@ def judge_candidate(
             promotion.min_training_share,
         )
         decision.flags += [flag] if flag else []
+    decision.production_metrics = production_metrics
+    decision.production_segments = production_segments or []
     return decision
 
 

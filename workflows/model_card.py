@@ -1,0 +1,65 @@
+"""Model cards from the store: gathered from what the lifecycle recorded on a version (its training run's
+artifacts, the Model Control Plane metadata, the serving records), written to reports/models/<model>/v<N>.html
+and .md, and saved as an `HTMLString` artifact on the version so the dashboard shows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zenml.client import Client
+
+from lifecycle.model_card import ModelCard, write_card_files
+from lifecycle.names import DATA_QUALITY, EVALUATION, FEATURE_SCHEMA, MODEL_CARD
+from steps.training.card import compose_card, training_facts
+
+
+def card_for(model_name: str, number: int | str) -> ModelCard:
+    """A version's card from the store as it is now."""
+    version = Client().get_model_version(model_name, int(number))
+    evaluation = version.get_artifact(EVALUATION)
+    if evaluation is None:
+        from lifecycle.errors import LifecycleError
+
+        raise LifecycleError(
+            f"model `{model_name}` version {number} has no `{EVALUATION}` artifact: it was not made by this "
+            "project's training pipeline, so it has no card. Fix: pick a version `python run.py train` made."
+        )
+    training, split, run_name = training_facts(evaluation.producer_pipeline_run_id)
+    return compose_card(
+        version,
+        evaluation.load(),
+        version.get_artifact(DATA_QUALITY).load(),
+        version.get_artifact(FEATURE_SCHEMA).load(),
+        training,
+        split,
+        run_name,
+    )
+
+
+def refresh_card(model_name: str, number: int | str, save_artifact: bool = True) -> tuple[ModelCard, Path, Path]:
+    """Rebuild a version's card after a change (promotion, deployment, rollback, monitoring): the files, and
+    a new version of the `model_card` artifact on the model version."""
+    from zenml import Model, link_artifact_to_model
+    from zenml import save_artifact as save
+    from zenml.types import HTMLString
+
+    card = card_for(model_name, number)
+    html_path, md_path = write_card_files(card)
+    if save_artifact:
+        saved = save(HTMLString(html_path.read_text()), name=MODEL_CARD)
+        link_artifact_to_model(saved, model=Model(name=model_name, version=str(card.version)))
+    return card, html_path, md_path
+
+
+def refresh_cards_quietly(model_name: str, numbers: list[int | str | None]) -> list[Path]:
+    """`refresh_card` for the versions a command changed; a card that cannot be rebuilt never fails the command
+    that changed the version (it says why instead)."""
+    import click
+
+    written = []
+    for number in dict.fromkeys(n for n in numbers if n not in (None, "", "?")):
+        try:
+            written.append(refresh_card(model_name, number)[1])
+        except Exception as exc:  # the command's own work is done; the card is a report of it
+            click.secho(f"note: model card of `{model_name}` version {number} not updated: {exc}", err=True)
+    return written
