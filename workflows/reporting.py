@@ -14,7 +14,7 @@ def _fmt(value: float | None) -> str:
 
 
 def training_summary(outcome: TrainingOutcome) -> str:
-    from workflows.model_card import cards_folder
+    from lifecycle.model_card import cards_folder
 
     evaluation, decision, quality = outcome.evaluation, outcome.decision, outcome.data_quality
     metric = evaluation.primary_metric
