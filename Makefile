@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup run test test-fast lint dashboard clean
+.PHONY: setup run test test-fast lint dashboard dashboard-stop clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -43,9 +43,13 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# ZenML's dashboard on this project's runs (ZenML's local server on 127.0.0.1:8237; ARGS="--port N" moves it).
 dashboard: setup
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[server]'
-	$(VENV)/bin/zenml login --local
+	$(PY) run.py dashboard $(ARGS)
+
+dashboard-stop: setup
+	$(PY) run.py dashboard --stop
 
 clean:
 	rm -rf $(VENV) .zen *.egg-info .pytest_cache .ruff_cache

@@ -125,9 +125,14 @@ def on_stack(command: Callable[..., None]) -> Callable[..., None]:
 
 
 @click.group(invoke_without_command=True)
+@click.option("--verbose", is_flag=True, help="Show ZenML's whole log (by default: one line per finished step).")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, verbose: bool) -> None:
     """Train, evaluate, register and promote a tabular model, then serve production (the default: train + deploy)."""
+    if verbose:
+        import os
+
+        os.environ["MLOPS_VERBOSE"] = "1"
     if ctx.invoked_subcommand is None:
         ctx.invoke(train, redeploy=False)  # the deploy below serves production, whether or not it changed
         ctx.invoke(deploy)
@@ -314,6 +319,26 @@ def card(config_path: str, model_name: str | None, version: str | None, html_pat
         return
     click.echo(written_md.read_text())
     click.echo(f"(also written to {shown_path(str(written_html))} and {shown_path(str(written_md))})", err=True)
+
+
+@cli.command()
+@config_option("Training config: names the model whose runs are shown.")
+@model_name_option
+@click.option("--port", type=int, default=8237, show_default=True, help="Port of ZenML's local server (127.0.0.1).")
+@click.option("--stop", is_flag=True, help="Stop the local ZenML server (the commands go back to the local store).")
+@reports_errors
+def dashboard(config_path: str, model_name: str | None, port: int, stop: bool) -> None:
+    """Open ZenML's dashboard on this project: start ZenML's local server (first-run form answered) and print
+    the addresses of the model's latest training run, model card, data-quality and drift reports."""
+    from workflows import dashboard as zenml_dashboard
+    from workflows.runner import reports_folder
+
+    if stop:
+        click.echo(zenml_dashboard.stop())
+        return
+    name = model_in_question(config_path, model_name).model.name
+    reports = reports_folder(load_monitoring_config(str(DEFAULT_MONITORING_CONFIG)))
+    click.echo(zenml_dashboard.describe(zenml_dashboard.start(name, reports, port)))
 
 
 def default_card_version(model_name: str) -> int:

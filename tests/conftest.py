@@ -62,15 +62,19 @@ def pytest_terminal_summary(terminalreporter):
 ZENML_CLI = str(Path(sys.executable).parent / "zenml")
 
 
-def run_cli(*args: str, timeout: float = 900, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """`python run.py ARGS` as a user runs it (in this session's store), output captured."""
+def run_cli(
+    *args: str, timeout: float = 900, wrapper: tuple[str, ...] = (), unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` as a user runs it (in this session's store), output captured; `unset` names
+    variables of this session to leave out (e.g. ZENML_LOGGING_VERBOSITY, to see the user's default output)."""
+    env = {name: value for name, value in os.environ.items() if name not in unset}
     return subprocess.run(
         [*wrapper, sys.executable, "run.py", *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1"},
+        env={**env, "NO_COLOR": "1"},
     )
 
 

@@ -16,18 +16,18 @@ from steps.training.card import compose_card, training_facts
 def card_for(model_name: str, number: int | str) -> ModelCard:
     """A version's card from the store as it is now."""
     version = Client().get_model_version(model_name, int(number))
-    evaluation = version.get_artifact(EVALUATION)
-    if evaluation is None:
+    produced_by = version.get_artifact(EVALUATION)
+    if produced_by is None:
         from lifecycle.errors import LifecycleError
 
         raise LifecycleError(
             f"model `{model_name}` version {number} has no `{EVALUATION}` artifact: it was not made by this "
             "project's training pipeline, so it has no card. Fix: pick a version `python run.py train` made."
         )
-    training, split, run_name = training_facts(evaluation.producer_pipeline_run_id)
+    training, split, run_name = training_facts(produced_by.producer_pipeline_run_id)
     return compose_card(
         version,
-        evaluation.load(),
+        version.get_artifact(EVALUATION).load(),
         version.get_artifact(DATA_QUALITY).load(),
         version.get_artifact(FEATURE_SCHEMA).load(),
         training,

@@ -72,7 +72,14 @@ def production_version(model_name: str, stage: str = "production") -> str | None
 
 
 def ready_stack() -> StackCapabilities:
-    """Before any pipeline run: what the active stack offers, checked usable (integrations, servers)."""
+    """Before any pipeline run: what the active stack offers, checked usable (integrations, servers). The
+    console shows one line per finished step unless --verbose or ZENML_LOGGING_VERBOSITY asks for ZenML's log."""
+    import os
+
+    if not os.environ.get("MLOPS_VERBOSE") and "ZENML_LOGGING_VERBOSITY" not in os.environ:
+        from workflows.console import compact_zenml_console
+
+        compact_zenml_console()
     cache_package_lookups()
     capabilities = active_capabilities()
     check_usable(capabilities)
