@@ -891,9 +891,17 @@ def compare(
 
     started = time.monotonic()
 
+    from workflows.console import progress_bar
+
+    reached: list[str] = []
+
     def progress(where: str, what: str) -> None:
+        """`[mm:ss] [███░░░] k/n stack: stage`, k the stacks started so far (then the baselines)."""
         elapsed = int(time.monotonic() - started)
-        click.secho(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {where}: {what}", fg="cyan", err=True)
+        if where in names and where not in reached:
+            reached.append(where)
+        bar = progress_bar(len(reached), len(names))
+        click.secho(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {bar} {where}: {what}", fg="cyan", err=True)
 
     comparison = load_comparison_config(comparison_path)
     config = apply_overrides(load_config(config_path), data=data, target=target)

@@ -59,6 +59,7 @@ def comparison(state_dir: Path, zenml_client) -> dict:
         "report": json.loads((output / "comparison.json").read_text()),
         "markdown": (output / "comparison.md").read_text(),
         "html": (output / "comparison.html").read_text(),
+        "html_path": output / "comparison.html",
         "summary_md": (output / "job-summary.md").read_text(),
         "summary_json": json.loads((output / "summary.json").read_text()),
     }
@@ -85,7 +86,8 @@ def test_progress_names_stack_stage_and_elapsed_time(comparison):
     lines = comparison["stderr"].splitlines()
     for stack in MEASURED:
         for stage in ("set up the stack", "training", "monitoring", "serving"):
-            assert any(re.match(rf"\[\d\d:\d\d\] {stack}: {stage}", line) for line in lines), (stack, stage)
+            shown = rf"\[\d\d:\d\d\] \[[█░]+\] \d/{len(MEASURED) + 1} {stack}: {stage}"  # elapsed, bar, stacks
+            assert any(re.match(shown, line) for line in lines), (stack, stage)
 
 
 def test_same_seed_same_metrics_and_same_predictions_everywhere(comparison):
@@ -180,3 +182,17 @@ def test_html_is_self_contained_with_tables_and_plots(comparison):
     assert page.count("<table>") == 6 and page.count("<svg") == 2
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)  # nothing fetched when opened offline
     assert "unavailable" in page
+
+
+def test_the_html_report_renders_in_a_browser(comparison):
+    """Opened in a real headless Chromium: the stacks' columns, the figures and the plots are on the page."""
+    from browser import assert_not_blank, chromium, screenshot, wait_for_text
+    from selenium.webdriver.common.by import By
+
+    with chromium(width=1300) as driver:
+        driver.get(comparison["html_path"].resolve().as_uri())
+        text = wait_for_text(driver, *MEASURED, BROKEN, "unavailable")
+        assert "p50 / p95 / p99 ms" in text and re.search(r"\d+(\.\d+)? / \d+(\.\d+)? / \d+", text), text[:2000]
+        plots = driver.find_elements(By.TAG_NAME, "svg")
+        assert len(plots) == 2 and all(plot.size["height"] > 50 for plot in plots)
+        assert_not_blank(screenshot(driver, "comparison-report", full_page=True))

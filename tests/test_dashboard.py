@@ -10,9 +10,8 @@ import time
 
 import pandas as pd
 import pytest
-
-from tests.browser import assert_not_blank, browser_or_skip, chromium, screenshot, wait_for_text
-from tests.conftest import free_port_block, run_cli
+from browser import assert_not_blank, browser_or_skip, chromium, screenshot, wait_for_text
+from conftest import free_port_block, run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -54,3 +54,9 @@ def compact_zenml_console() -> None:
 
         init_logging._compact = True  # type: ignore[attr-defined]
         zenml_logger.init_logging = init_logging
+
+
+def progress_bar(done: int, total: int, width: int = 12) -> str:
+    """`[█████░░░░░░░] 5/12`: how far a long command (the replay, the comparison) has come."""
+    filled = round(width * min(done, total) / total) if total > 0 else width
+    return f"[{'█' * filled}{'░' * (width - filled)}] {done}/{total if total > 0 else '?'}"

@@ -123,6 +123,8 @@ def replay(
 
     end_of_data = times.max()
     period = pd.Timedelta(days=settings.period_days)
+    periods = int((end_of_data - cursor) // period) + 1 if cursor <= end_of_data else 0
+    total = min(periods, settings.max_periods) if settings.max_periods is not None else periods
     index = 0
     pending_labels: pd.DataFrame | None = None  # the previous period's labels, attached one period late
     monitored_since: str | None = None
@@ -190,7 +192,7 @@ def replay(
             rows_logged=traffic.logged if traffic else 0,
         )
         result.periods.append(row)
-        progress(format_period(row, metric, index, time.monotonic() - started))
+        progress(format_period(row, metric, index, time.monotonic() - started, total))
         cursor = period_end
     result.seconds = time.monotonic() - started
     return result
@@ -259,9 +261,12 @@ def _num(value: float | None, pattern: str = "{:.1f}") -> str:
     return "—" if value is None else pattern.format(value)
 
 
-def format_period(row: PeriodResult, metric: str, index: int, elapsed: float) -> str:
+def format_period(row: PeriodResult, metric: str, index: int, elapsed: float, total: int = 0) -> str:
+    from workflows.console import progress_bar
+
     return (
-        f"[{index:>2}] {row.period}  rows {row.rows:>4}  drift {_num(row.drift_share, '{:.0%}'):>4}  "
+        f"{progress_bar(index, total or index)} {row.period}  rows {row.rows:>4}  "
+        f"drift {_num(row.drift_share, '{:.0%}'):>4}  "
         f"{metric} {_num(row.error_in_production):>6} (never retrained {_num(row.error_never_retrained):>6})  "
         f"retrained {'yes' if row.retrained else 'no ':<3}  promoted {'yes' if row.promoted else 'no ':<3}  "
         f"production v{row.version_in_production}"
