@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup run test test-fast lint dashboard dashboard-stop clean
+.PHONY: setup run test test-fast test-team lint dashboard dashboard-stop team-up team-down clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -40,6 +40,10 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
+# The two-client promotion race through a live ZenML server, ten rounds (`make test` runs two).
+test-team: setup
+	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest tests/test_team.py $(PYTEST_ARGS)
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
@@ -50,6 +54,13 @@ dashboard: setup
 
 dashboard-stop: setup
 	$(PY) run.py dashboard --stop
+
+# A ZenML server and an MLflow server on 127.0.0.1 (ports 8238 and 5000), to try the shared set-up of a team.
+team-up: setup
+	$(PY) run.py team up $(ARGS)
+
+team-down: setup
+	$(PY) run.py team down
 
 clean:
 	rm -rf $(VENV) .zen *.egg-info .pytest_cache .ruff_cache

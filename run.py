@@ -341,6 +341,23 @@ def dashboard(config_path: str, model_name: str | None, port: int, stop: bool) -
     click.echo(zenml_dashboard.describe(zenml_dashboard.start(name, reports, port)))
 
 
+@cli.command()
+@click.argument("action", type=click.Choice(["up", "down"]))
+@click.option("--zenml-port", type=int, default=8238, show_default=True, help="Port of the ZenML server (up).")
+@click.option("--mlflow-port", type=int, default=5000, show_default=True, help="Port of the MLflow server (up).")
+@reports_errors
+def team(action: str, zenml_port: int, mlflow_port: int) -> None:
+    """Start (up) or stop (down) a ZenML server and an MLflow server on 127.0.0.1, to try the shared set-up
+    a team uses (their data stays in .state/team/); `up` prints what a client exports to use them."""
+    from workflows import team as team_servers
+
+    if action == "down":
+        stopped = team_servers.down()
+        click.echo("stopped: " + (", ".join(stopped) or "nothing was running"))
+        return
+    click.echo(team_servers.describe(team_servers.up(zenml_port=zenml_port, mlflow_port=mlflow_port)))
+
+
 def default_card_version(model_name: str) -> int:
     from zenml.client import Client
 

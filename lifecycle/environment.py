@@ -3,6 +3,7 @@
 import fcntl
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +68,9 @@ def configure_environment() -> None:
     """Apply the quiet, offline defaults without overriding what the user exported."""
     for name, value in QUIET_OFFLINE.items():
         os.environ.setdefault(name, value)
+    # Colour codes only on a terminal (a CI log or a captured output gets plain text), and never with NO_COLOR.
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        os.environ.setdefault("ZENML_LOGGING_COLORS_DISABLED", "true")
     # BentoML keeps models and bentos in the project's state folder, like MLflow's database.
     if "BENTOML_HOME" not in os.environ:
         os.environ["BENTOML_HOME"] = str(state_dir() / "bentoml")

@@ -195,4 +195,4 @@ def test_the_html_report_renders_in_a_browser(comparison):
         assert "p50 / p95 / p99 ms" in text and re.search(r"\d+(\.\d+)? / \d+(\.\d+)? / \d+", text), text[:2000]
         plots = driver.find_elements(By.TAG_NAME, "svg")
         assert len(plots) == 2 and all(plot.size["height"] > 50 for plot in plots)
-        assert_not_blank(screenshot(driver, "comparison-report", full_page=True))
+        assert_not_blank(screenshot(driver, "comparison-report"))

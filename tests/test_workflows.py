@@ -141,8 +141,11 @@ def test_the_workflows_commands_pass_here_in_order(zenml_client, bike_slice, tmp
     assert all((PROJECT_ROOT / "stacks" / f"{v['stack']}.yaml").is_file() for v in stacks[1:]), stacks
     if (PROJECT_ROOT / "stacks" / "bentoml.yaml").is_file() and (PROJECT_ROOT / "stacks" / "mlflow.yaml").is_file():
         assert stacks == [{"stack": "default"}, {"stack": "mlflow"}, {"stack": "bentoml"}]
-    last = len(stacks)  # one candidate version per stack
-    for values in stacks:
+    # The job on ZenML's default stack and on the matrix's last stack (each trains a candidate version; the jobs
+    # differ only by `--stack`).
+    chosen = [stacks[0], stacks[-1]] if len(stacks) > 1 else stacks
+    last = len(chosen)  # one candidate version per job
+    for values in chosen:
         summary = run_job("candidate.yml", "candidate", {**context, "matrix.stack": values["stack"]}, tmp_path)
         assert "**promoted to staging**" in summary and "| naive_baseline | enabled | passed |" in summary, summary
         record = json.loads((PROJECT_ROOT / f"candidate-{values['stack']}.json").read_text())

@@ -3,6 +3,7 @@ first-run account form answered for the local default user, and the addresses of
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -173,12 +174,48 @@ def start(model_name: str, reports: Path, port: int = DEFAULT_PORT) -> Dashboard
     return Dashboard(url=url, looks=looks, onboarding=onboarding + (f" {note}" if note else ""))
 
 
+def local_server_pids(config_dir: Path) -> list[int]:
+    """The daemon processes of the local ZenML server kept in `config_dir` (ZenML's configuration folder)."""
+    import psutil
+
+    marker = str(config_dir / "zen_server" / "daemon")
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(marker in part for part in process.info["cmdline"] or []):
+                found.append(process.info["pid"])
+    return found
+
+
+def wait_stopped(pids: list[int], timeout: float = 30) -> None:
+    """`zenml logout --local` asks the daemon to stop and returns: wait for it, and kill what outlives `timeout`."""
+    import psutil
+
+    processes = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            processes.append(psutil.Process(pid))
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def zenml_config_dir() -> Path:
+    from zenml.utils.io_utils import get_global_config_directory
+
+    return Path(get_global_config_directory())
+
+
 def stop() -> str:
     """Stop the local server; the client goes back to the local store it used before."""
+    daemons = local_server_pids(zenml_config_dir())
     done = _zenml("logout", "--local", timeout=120)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
         raise DashboardFailed(f"`zenml logout --local` failed:\n{tail}")
+    wait_stopped(daemons)
     return "the local ZenML server is stopped; the commands use the local store again"
 
 

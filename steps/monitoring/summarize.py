@@ -5,7 +5,6 @@ import pandas as pd
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 
-from lifecycle.environment import model_lock
 from lifecycle.metrics import EvaluationReport
 from lifecycle.monitoring import (
     HISTORY_KEPT,
@@ -20,6 +19,7 @@ from lifecycle.monitoring import (
 )
 from lifecycle.names import MONITORING_SUMMARY
 from lifecycle.validation import FeatureSchema
+from stacks.store_lock import store_lock
 
 
 @step(enable_cache=False)
@@ -55,7 +55,7 @@ def summarize_monitoring(
 
 def record_history(summary: MonitoringSummary, run_name: str) -> None:
     """Append this run to the monitored version's history (one writer per model at a time)."""
-    with model_lock("monitoring-history", summary.model_name):
+    with store_lock(f"monitoring-history-{summary.model_name}"):
         version = Client().get_model_version(summary.model_name, summary.model_version)
         history = list(version.run_metadata.get(MONITORING_HISTORY) or [])
         at = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -13,13 +13,13 @@ from zenml.client import Client
 from zenml.logger import get_logger
 
 from lifecycle.config import PromotionConfig
-from lifecycle.environment import model_lock
 from lifecycle.metrics import EvaluationReport, SegmentMetrics, score_model, score_segments
 from lifecycle.names import MODEL, PROMOTION
 from lifecycle.promotion import PromotionDecision, check_gates, decide_promotion, training_size_flag
 from lifecycle.tracking import CHAMPION_ALIAS
 from lifecycle.validation import FeatureSchema
 from stacks.capabilities import mlflow_registry
+from stacks.store_lock import store_lock
 
 logger = get_logger(__name__)
 TRAIN_ROWS = "train_rows_after_validation"  # recorded on each version by the register step
@@ -61,10 +61,11 @@ def mirror_promotion_to_mlflow(model_name: str, number: int) -> str | None:
 
 @contextlib.contextmanager
 def promotion_lock(model_name: str) -> Iterator[None]:
-    """One promotion of a model at a time (on this machine). Two runs finishing together would otherwise each
-    compare with the production version they read before the other promoted (both "first production model"),
-    and the last to write would win, better or not, with the MLflow alias possibly following the other one."""
-    with model_lock("promote", model_name):
+    """One promotion of a model at a time, across every machine that shares the ZenML store (a lock in the store
+    itself: `stacks.store_lock`). Two runs finishing together would otherwise each compare with the production
+    version they read before the other promoted (both "first production model"), and the last to write would
+    win, better or not, with the MLflow alias possibly following the other one."""
+    with store_lock(f"promote-{model_name}", on_wait=logger.info):
         yield
 
 

@@ -1,0 +1,170 @@
+"""Team scale: the lifecycle through a live ZenML server (its REST API) and a shared MLflow server, from two
+clients that share nothing but those servers: each has its own ZenML configuration folder, its own copy of the
+project and its own state folder, as two laptops or two CI runners would.
+
+The race: in each of ten rounds both clients train the same, better configuration at the same moment. Both
+candidates beat the production version of the round before and tie with each other, so without a lock shared
+through the store both would promote. With it, exactly one does; the other is told that it does not beat the
+version the first one promoted; MLflow's `champion` alias is on that version's twin."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from conftest import DEMO_CONFIG, PROJECT_ROOT, free_port_block, note
+
+pytestmark = [pytest.mark.integration]
+
+MODEL = "team_bike"
+# Ten rounds take about four minutes of both cores: `make test-team` (and CI) runs them; `make test` runs two.
+ROUNDS = int(os.environ.get("MLOPS_TEAM_RACE_ROUNDS", "2"))
+COPIED = ["run.py", "lifecycle", "steps", "pipelines", "serving", "stacks", "workflows", "configs", "data"]
+
+
+def iterations(round_number: int) -> int:
+    """A configuration that improves every round: more boosting iterations at a low learning rate (checked by
+    the first assertion of every round: the winner beat the production version of the round before)."""
+    return 20 * (round_number + 1)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    from workflows import team
+
+    root = tmp_path_factory.mktemp("team-servers")
+    started = team.up(root, zenml_port=free_port_block(), mlflow_port=free_port_block())
+    try:
+        yield started
+    finally:
+        team.down(root)
+
+
+def client(root: Path, name: str, servers) -> dict[str, str]:
+    """A client of its own: a copy of the project, a ZenML configuration folder and a state folder."""
+    home = root / name
+    project = home / "project"
+    project.mkdir(parents=True)
+    for entry in COPIED:
+        source = PROJECT_ROOT / entry
+        if source.is_dir():
+            shutil.copytree(source, project / entry, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, project / entry)
+    (project / ".zen").mkdir()
+    own = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "MLOPS_", "MLFLOW_", "BENTOML_"))}
+    return {
+        **own,
+        **servers.environment(),
+        "ZENML_CONFIG_PATH": str(home / "zenml"),
+        "ZENML_REPOSITORY_PATH": str(project),
+        "ZENML_CUSTOM_SOURCE_ROOT": str(project),
+        "ZENML_LOGGING_VERBOSITY": "WARN",
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "MLOPS_STATE_DIR": str(home / "state"),
+        "MLOPS_REPORTS_DIR": str(home / "reports"),
+        "BENTOML_HOME": str(home / "state" / "bentoml"),
+        "MLFLOW_TRACKING_USERNAME": "ci",
+        "MLFLOW_TRACKING_PASSWORD": "not-a-real-secret",
+        "NO_COLOR": "1",
+        "PWD": str(project),
+    }
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "run.py", *args],
+        cwd=env["PWD"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finished(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def production_versions(servers) -> list[int]:
+    """Asked of the ZenML server's REST API directly, as any other client would see it."""
+    api = f"{servers.zenml_url}/api/v1"
+    model = requests.get(f"{api}/models", params={"name": MODEL}, timeout=10).json()["items"][0]
+    versions = requests.get(
+        f"{api}/model_versions", params={"model": model["id"], "stage": "production", "size": 100}, timeout=10
+    ).json()["items"]
+    return sorted(int(v["body"]["number"]) for v in versions)
+
+
+def champion_twin(servers) -> str:
+    from mlflow import MlflowClient
+
+    twin = MlflowClient(servers.mlflow_url).get_model_version_by_alias(MODEL, "champion")
+    return twin.tags["zenml_model_version"]
+
+
+def test_two_clients_promote_at_the_same_moment_and_one_wins_each_time(servers, bike_slice, tmp_path):
+    clients = [client(tmp_path, name, servers) for name in ("laptop", "ci_runner")]
+    registered = subprocess.run(
+        [sys.executable, "run.py", "stacks", "up", "team"],
+        cwd=clients[0]["PWD"],
+        env=clients[0],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert registered.returncode == 0, registered.stdout[-2000:] + registered.stderr[-2000:]
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["model"]["name"] = MODEL
+    config["dataset"]["path"] = str(bike_slice)
+    config["dataset"]["segment_columns"] = []
+    config["promotion"]["gates"]["naive_baseline"]["mode"] = "dry_run"  # the first rounds' models are weak
+    previous = None
+    outcomes = []
+    for round_number in range(ROUNDS):
+        config["training"]["estimator"]["params"] = {"max_iter": iterations(round_number), "learning_rate": 0.03}
+        path = tmp_path / f"round-{round_number}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        summaries = [tmp_path / f"round-{round_number}-{n}.json" for n in range(2)]
+        both = [
+            start(env, "train", "--config", str(path), "--stack", "team", "--summary-json", str(summary))
+            for env, summary in zip(clients, summaries, strict=True)
+        ]
+        outputs = [finished(process) for process in both]
+        records = [json.loads(summary.read_text()) for summary in summaries]
+        winners = [r for r in records if r["promoted"]]
+        assert len(winners) == 1, (round_number, [r["reason"] for r in records], outputs)
+        winner, loser = winners[0], next(r for r in records if not r["promoted"])
+        assert winner["production_version_compared"] == previous, (round_number, winner)
+        assert loser["production_version_compared"] == winner["version"], (round_number, loser)
+        assert f"does not beat production version {winner['version']}" in loser["reason"], loser["reason"]
+        assert production_versions(servers) == [int(winner["version"])], round_number
+        assert champion_twin(servers) == str(winner["version"]), round_number
+        previous = winner["version"]
+        outcomes.append(f"v{winner['version']} over v{loser['version']}")
+    note(f"team race: {ROUNDS} rounds, one promotion each: " + ", ".join(outcomes))
+
+    # The release commands through the server, from the other client: back to the previous version, and the
+    # history both clients wrote.
+    assert ROUNDS >= 2, "the rollback needs two promoted versions"
+    rolled = subprocess.run(
+        [sys.executable, "run.py", "rollback", "--model-name", MODEL, "--stack", "team", "--reason", "team drill"],
+        cwd=clients[1]["PWD"], env=clients[1], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert rolled.returncode == 0, rolled.stdout[-2000:] + rolled.stderr[-2000:]
+    back = int(outcomes[-2].split()[0][1:])  # the winner of the round before the last
+    assert production_versions(servers) == [back] and champion_twin(servers) == str(back)
+    history = subprocess.run(
+        [sys.executable, "run.py", "history", "--model-name", MODEL],
+        cwd=clients[0]["PWD"], env=clients[0], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert history.returncode == 0 and "team drill" in history.stdout, history.stdout[-2000:]
