@@ -105,6 +105,12 @@ def test_your_own_model_end_to_end_with_the_printed_hints(zenml_client, data_dir
         if command.startswith("zenml"):
             ran = run_zenml(*shlex.split(command)[1:])
             assert ran.returncode == 0, f"{command}: {ran.stderr[-1500:]}"
+        elif command.startswith("python run.py card"):  # the model card of a model the project has never seen
+            card = run_cli(*shlex.split(command)[2:])
+            assert card.returncode == 0, card.stderr[-2000:]
+            assert card.stdout.startswith("# Model card: accounts version 1\n"), card.stdout[:500]
+            assert "Predicts `left_us` (classification), classes `no`, `yes`" in card.stdout, card.stdout[:800]
+            assert "| `account` | dropped | identifier-like" in card.stdout, card.stdout
         else:
             assert parses(command)[0], command
 

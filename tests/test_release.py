@@ -175,6 +175,16 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
     assert again.returncode == 4 and "NOT promoted" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
     assert run_cli("train", "--config", str(configs["early"]), "--stack", "no_such_stack").returncode == 3
     assert stages(zenml_client) == {1: "production", 2: "archived", 3: "None"}
+
+    # Every version's model card, as `python run.py card --version N` builds it: its stage and release history.
+    from lifecycle.model_card import render_markdown
+    from workflows.model_card import card_for
+
+    for number, stage in {1: "production", 2: "archived", 3: "none (not promoted)"}.items():
+        card = render_markdown(card_for(MODEL, number))
+        assert card.startswith(f"# Model card: {MODEL} version {number}\n") and f"Stage: **{stage}**" in card
+        assert ("rollback from version 2: complaints from the ops team" in card) == (number == 1), card
+        assert ("replaced in production by version 1" in card) == (number == 2), card
     note(
         f"rollback: {seconds:.1f} s from the command to version 1 answering; {len(answers)} requests, 0 lost"
         + (f"; {len(door_answers)} through the front door {door.url}, 0 lost" if door else "")
