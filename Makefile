@@ -23,7 +23,8 @@ $(INSTALLED): pyproject.toml constraints.txt
 	touch $@
 
 .zen: $(INSTALLED)
-	$(VENV)/bin/zenml init
+	$(VENV)/bin/zenml init > /dev/null
+	@echo "ZenML repository initialized here (.zen/); ZenML's store: \`$(VENV)/bin/zenml status\`"
 	touch $@
 
 setup: $(INSTALLED) .zen

@@ -127,9 +127,9 @@ def test_the_printed_files_render_the_model_card_and_the_drift_report(dashboard)
     output, _ = dashboard
     from selenium.webdriver.common.by import By
 
-    files = re.findall(r"the same page as a file: (file://\S+)", output)
-    card = next(f for f in files if "/models/" in f)
-    drift = next(f for f in files if "/monitoring/" in f)
+    card = next(f for f in re.findall(r"the same page as a file: (file://\S+)", output) if "/models/" in f)
+    drift = printed(output, "its drift report")
+    assert drift.startswith("file://") and "/monitoring/" in drift
     with chromium(width=1200) as driver:
         driver.get(card)
         text = wait_for_text(driver, f"Model card: {MODEL} version 1", "Data", "Split", "Metrics", "Monitoring")

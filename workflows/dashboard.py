@@ -138,9 +138,10 @@ def looks_for(url: str, model_name: str, reports: Path) -> list[Look]:
             Look(f"latest monitoring run of `{model_name}`", run_url, f"run {monitoring.name}"),
             Look(
                 "its drift report",
-                run_url,
-                "click the `drift_report` node, then Visualization, then Load Preview",
-                report.resolve().as_uri() if report else "",
+                report.resolve().as_uri() if report else run_url,
+                # The dashboard's preview frame runs no scripts, and Evidently's report is drawn by scripts.
+                "Evidently's report needs scripts, which the dashboard's preview does not run (it stays blank "
+                "there): open this file; the run's `drift_report` node is the same page",
             ),
         ]
     return looks
