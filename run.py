@@ -338,7 +338,10 @@ def dashboard(config_path: str, model_name: str | None, port: int, stop: bool) -
         return
     name = model_in_question(config_path, model_name).model.name
     reports = reports_folder(load_monitoring_config(str(DEFAULT_MONITORING_CONFIG)))
-    click.echo(zenml_dashboard.describe(zenml_dashboard.start(name, reports, port)))
+    started = zenml_dashboard.start(name, reports, port)
+    click.echo(zenml_dashboard.describe(started))
+    if zenml_dashboard.open_runs_page(started):
+        click.echo("(opened the project's runs in your browser)")
 
 
 @cli.command()

@@ -4,6 +4,7 @@ seen, without `--model-name` (the commands follow the model trained last)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 
@@ -45,7 +46,8 @@ def parses(command: str) -> tuple[bool, str]:
     if words[:2] == ["python", "run.py"]:
         from run import cli
 
-        result = CliRunner().invoke(cli, [*words[2:], "--help"])
+        # (`--verbose` sets MLOPS_VERBOSE in this process even for a `--help` parse: CliRunner's env restores it)
+        result = CliRunner(env={"MLOPS_VERBOSE": os.environ.get("MLOPS_VERBOSE")}).invoke(cli, [*words[2:], "--help"])
         return result.exit_code == 0, result.output[-500:]
     result = CliRunner().invoke(tool_cli(words[0]), [*words[1:], "--help"])
     return result.exit_code == 0, result.output[-500:]

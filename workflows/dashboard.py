@@ -220,6 +220,18 @@ def stop() -> str:
     return "the local ZenML server is stopped; the commands use the local store again"
 
 
+def open_runs_page(dashboard: Dashboard) -> bool:
+    """Open the project's runs in the desktop's browser, where there is a desktop (ZenML's own switch,
+    ZENML_AUTO_OPEN_DASHBOARD=false, turns it off); True when a browser was asked to."""
+    import webbrowser
+
+    desktop = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform == "darwin"
+    wanted = os.environ.get("ZENML_AUTO_OPEN_DASHBOARD", "true").lower() not in ("false", "0", "no")
+    if not (desktop and wanted and dashboard.looks):
+        return False
+    return webbrowser.open(dashboard.looks[0].url)
+
+
 def describe(dashboard: Dashboard) -> str:
     lines = [f"ZenML dashboard: {dashboard.url}  ({dashboard.onboarding})"]
     for look in dashboard.looks:
