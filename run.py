@@ -362,24 +362,16 @@ def team(action: str, zenml_port: int, mlflow_port: int) -> None:
 
 
 def default_card_version(model_name: str) -> int:
-    from zenml.client import Client
-
     from lifecycle.errors import LifecycleError
+    from workflows.model_card import card_version
 
-    try:
-        return Client().get_model_version(model_name, "production").number
-    except KeyError:
-        pass
-    try:
-        versions = Client().list_model_versions(model_name_or_id=model_name, sort_by="desc:number", size=1).items
-    except KeyError:
-        versions = []
-    if not versions:
+    version = card_version(model_name)
+    if version is None:
         raise LifecycleError(
             f"model `{model_name}` has no versions. Fix: train it first (`python run.py train`), or pass "
             "--model-name of a model that has some (`zenml model list` lists them)."
         )
-    return versions[0].number
+    return version.number
 
 
 @cli.command()

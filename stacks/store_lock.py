@@ -54,11 +54,9 @@ def store_lock(
     deadline = time.monotonic() + wait
     told = False
     while True:
-        try:
+        with contextlib.suppress(EntityExistsError):  # held by another client: see by whom and for how long
             held = client.create_tag(name=tag_name)
             break
-        except EntityExistsError:
-            pass
         try:
             other = client.get_tag(tag_name)
         except KeyError:

@@ -78,17 +78,11 @@ def _latest_runs(model_name: str) -> tuple[object | None, object | None, int | N
     from zenml.client import Client
 
     from lifecycle.names import EVALUATION
+    from workflows.model_card import card_version
 
     client = Client()
     training = version_number = None
-    try:
-        version = client.get_model_version(model_name, "production")
-    except KeyError:
-        try:
-            found = client.list_model_versions(model_name_or_id=model_name, sort_by="desc:number", size=1).items
-        except KeyError:
-            found = []
-        version = found[0] if found else None
+    version = card_version(model_name)
     if version is not None:
         version_number = version.number
         evaluation = version.get_artifact(EVALUATION)

@@ -13,6 +13,19 @@ from lifecycle.names import DATA_QUALITY, EVALUATION, FEATURE_SCHEMA, MODEL_CARD
 from steps.training.card import compose_card, training_facts
 
 
+def card_version(model_name: str):
+    """The version a card shows by default: production, else the newest; None when the model has none."""
+    client = Client()
+    try:
+        return client.get_model_version(model_name, "production")
+    except KeyError:
+        try:
+            newest = client.list_model_versions(model_name_or_id=model_name, sort_by="desc:number", size=1).items
+        except KeyError:
+            newest = []
+        return newest[0] if newest else None
+
+
 def card_for(model_name: str, number: int | str) -> ModelCard:
     """A version's card from the store as it is now."""
     version = Client().get_model_version(model_name, int(number))
