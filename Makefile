@@ -6,6 +6,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# The cluster environment: the project plus ZenML's kubernetes, kubeflow and s3 integrations (kfp needs protobuf<7,
+# which .venv cannot have), for registering the stacks in stacks/examples/.
+CLUSTER_VENV ?= .venv-cluster
+CLUSTER_INSTALLED := $(CLUSTER_VENV)/.installed
 
 export ZENML_ANALYTICS_OPT_IN ?= false
 export DO_NOT_TRACK ?= true
@@ -13,7 +17,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup run test test-fast test-team lint dashboard dashboard-stop team-up team-down clean
+.PHONY: setup cluster-env run test test-fast test-team test-cluster lint dashboard dashboard-stop team-up team-down clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -28,6 +32,14 @@ $(INSTALLED): pyproject.toml constraints.txt
 	touch $@
 
 setup: $(INSTALLED) .zen
+
+$(CLUSTER_INSTALLED): pyproject.toml constraints-cluster.txt
+	test -x $(CLUSTER_VENV)/bin/python || $(PYTHON) -m venv $(CLUSTER_VENV)
+	$(CLUSTER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CLUSTER_VENV)/bin/python -m pip install --quiet -c constraints-cluster.txt -e '.[cluster]'
+	touch $@
+
+cluster-env: $(CLUSTER_INSTALLED)
 
 run: setup
 	$(PY) run.py $(ARGS)
@@ -44,6 +56,10 @@ test-fast: setup
 # The two-client promotion race through a live ZenML server, ten rounds (`make test` runs two).
 test-team: setup
 	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest tests/test_team.py $(PYTEST_ARGS)
+
+# The cluster stacks (stacks/examples/) registered from the cluster environment through a live local ZenML server.
+test-cluster: setup cluster-env
+	MLOPS_CLUSTER_PYTHON=$(CLUSTER_VENV)/bin/python $(PY) -m pytest tests/test_cluster_stacks.py $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -64,4 +80,4 @@ team-down: setup
 	$(PY) run.py team down
 
 clean:
-	rm -rf $(VENV) .zen *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CLUSTER_VENV) .zen *.egg-info .pytest_cache .ruff_cache

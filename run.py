@@ -348,8 +348,15 @@ def dashboard(config_path: str, model_name: str | None, port: int, stop: bool) -
 @click.argument("action", type=click.Choice(["up", "down"]))
 @click.option("--zenml-port", type=int, default=8238, show_default=True, help="Port of the ZenML server (up).")
 @click.option("--mlflow-port", type=int, default=5000, show_default=True, help="Port of the MLflow server (up).")
+@click.option(
+    "--python",
+    "python",
+    default="",
+    help="The environment the servers run in (up), e.g. .venv-cluster/bin/python: a ZenML server that is to "
+    "register the cluster stacks needs their integrations (`make cluster-env`).",
+)
 @reports_errors
-def team(action: str, zenml_port: int, mlflow_port: int) -> None:
+def team(action: str, zenml_port: int, mlflow_port: int, python: str) -> None:
     """Start (up) or stop (down) a ZenML server and an MLflow server on 127.0.0.1, to try the shared set-up
     a team uses (their data stays in .state/team/); `up` prints what a client exports to use them."""
     from workflows import team as team_servers
@@ -358,7 +365,8 @@ def team(action: str, zenml_port: int, mlflow_port: int) -> None:
         stopped = team_servers.down()
         click.echo("stopped: " + (", ".join(stopped) or "nothing was running"))
         return
-    click.echo(team_servers.describe(team_servers.up(zenml_port=zenml_port, mlflow_port=mlflow_port)))
+    started = team_servers.up(zenml_port=zenml_port, mlflow_port=mlflow_port, python=python)
+    click.echo(team_servers.describe(started))
 
 
 def default_card_version(model_name: str) -> int:
@@ -990,7 +998,8 @@ def stacks_up_command(names: tuple[str, ...], files: tuple[str, ...]) -> None:
     from stacks.manage import load_stack_file, select, stack_specs, stacks_up
 
     extra = [load_stack_file(Path(f)) for f in files]
-    chosen = extra + (select(list(names), stack_specs(), for_registration=True) if names or not extra else [])
+    specs = stack_specs(include_examples=True)
+    chosen = extra + (select(list(names), specs, for_registration=True) if names or not extra else [])
     changes = stacks_up(chosen)
     for change in changes:
         click.echo(f"  {change}")
@@ -1009,7 +1018,7 @@ def stacks_list_command() -> None:
     from stacks.capabilities import StackCapabilities
     from stacks.manage import stack_specs, stack_statuses
 
-    statuses = stack_statuses(list(stack_specs().values()))
+    statuses = stack_statuses(list(stack_specs(include_examples=True).values()))
     from zenml.client import Client
 
     click.echo(f"active stack: {Client().active_stack_model.name}")
@@ -1017,7 +1026,8 @@ def stacks_list_command() -> None:
         spec = status.spec
         capabilities = StackCapabilities(spec.name, dict(spec.components))
         state = ("active" if status.active else "registered") if status.registered else "not registered"
-        click.echo(f"{'*' if status.active else ' '} {spec.name:<14} {state:<15} {spec.file.name}")
+        where = f"examples/{spec.file.name}" if spec.example else spec.file.name
+        click.echo(f"{'*' if status.active else ' '} {spec.name:<14} {state:<15} {where}")
         click.echo(f"    {spec.description}")
         for role, what in capabilities.offers().items():
             click.echo(f"    {role:<18} {what}")
@@ -1035,6 +1045,18 @@ def stacks_list_command() -> None:
             click.echo(f"    drift: {problem} (run `python run.py stacks up {spec.name}`)")
         if spec.unresolved:
             click.echo(f"    needs environment: {', '.join(spec.unresolved)}")
+        if spec.integrations:
+            from stacks.capabilities import integrations_installed
+
+            missing = [name for name in spec.integrations if not integrations_installed(name)]
+            click.echo(
+                f"    integrations:      {', '.join(spec.integrations)}"
+                + (f" (not installed here: {', '.join(missing)}; `make cluster-env`)" if missing else " (installed)")
+            )
+        for need in spec.needs:
+            click.echo(f"    to run it needs:   {need}")
+        if spec.example and not status.registered:
+            click.echo(f"    register:          python run.py stacks up {spec.name}")
 
 
 @stacks.command("down")
@@ -1044,7 +1066,7 @@ def stacks_down_command(names: tuple[str, ...]) -> None:
     """Stop the stacks' model servers, then remove the stacks and their own components."""
     from stacks.manage import select, stack_specs, stacks_down
 
-    chosen = select(list(names), stack_specs())
+    chosen = select(list(names), stack_specs(include_examples=True))
     chosen = [spec for spec in chosen if spec.name != "local" or names]
     changes = stacks_down(chosen)
     for change in changes:

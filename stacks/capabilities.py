@@ -64,7 +64,20 @@ class StackCapabilities:
             "deployer": "pipeline deployer",
             "data_validator": "validator",
         }
-        return {label: f"{c.flavor} ({c.name})" for kind, label in roles.items() if (c := self.get(kind))}
+        offered = {label: f"{c.flavor} ({c.name})" for kind, label in roles.items() if (c := self.get(kind))}
+        # Where a stack runs pipelines and keeps artifacts is worth saying only when it is not this machine.
+        remote_roles = {
+            "orchestrator": "orchestrator",
+            "artifact_store": "artifact store",
+            "container_registry": "container registry",
+            "image_builder": "image builder",
+        }
+        remote = self.get("orchestrator") is not None and self.get("orchestrator").flavor != "local"
+        if remote:
+            offered.update(
+                {label: f"{c.flavor} ({c.name})" for kind, label in remote_roles.items() if (c := self.get(kind))}
+            )
+        return offered
 
     def step_options(self) -> dict[str, dict[str, Any]]:
         """Per-step options for `pipeline.with_options(steps=...)`: the tracker where the stack has one."""
@@ -100,6 +113,16 @@ def integration_of(flavor: str, kind: str) -> str | None:
     return None
 
 
+# Installed in the cluster environment only (`make cluster-env`: kfp needs protobuf<7, which .venv cannot have).
+CLUSTER_INTEGRATIONS = ("kubernetes", "kubeflow", "s3")
+
+
+def integrations_installed(name: str) -> bool:
+    from zenml.integrations.registry import integration_registry
+
+    return integration_registry.is_installed(name)
+
+
 def missing_integration_error(stack_name: str, flavor: str, kind: str) -> StackError | None:
     """An actionable error when a flavor's integration is not installed, else None."""
     from zenml.integrations.registry import integration_registry
@@ -107,6 +130,12 @@ def missing_integration_error(stack_name: str, flavor: str, kind: str) -> StackE
     integration = integration_of(flavor, kind)
     if integration is None or integration_registry.is_installed(integration):
         return None
+    if integration in CLUSTER_INTEGRATIONS:
+        return StackError(
+            f"stack `{stack_name}` needs the `{flavor}` {kind}, whose ZenML integration `{integration}` is not "
+            "installed in this environment. Fix: `make cluster-env` makes .venv-cluster, an environment with the "
+            f"cluster integrations; run the command there (`.venv-cluster/bin/python run.py ...`)."
+        )
     return StackError(
         f"stack `{stack_name}` needs the `{flavor}` {kind}, whose ZenML integration `{integration}` is not "
         f"installed in this environment. Fix: `make setup` installs this project's integrations; for others run "

@@ -21,6 +21,7 @@ from lifecycle.errors import StackError
 from stacks.capabilities import Component, missing_integration_error
 
 STACKS_DIR = PROJECT_ROOT / "stacks"
+EXAMPLES_DIR = STACKS_DIR / "examples"
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -41,6 +42,16 @@ class StackSpec:
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     registered_by_default: bool = True
     unresolved: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # what running on the stack takes beyond registering it (cluster stacks)
+    example: bool = False  # a file in stacks/examples/: registered only when named
+
+    @property
+    def integrations(self) -> tuple[str, ...]:
+        """The ZenML integrations the stack's flavors come from (empty for ZenML's built-in flavors)."""
+        from stacks.capabilities import integration_of
+
+        found = (integration_of(c.flavor, c.type) for c in self.components.values() if not c.flavor_source)
+        return tuple(dict.fromkeys(name for name in found if name))
 
 
 def _resolve(value: Any, missing: list[str]) -> Any:
@@ -66,6 +77,11 @@ def _resolve(value: Any, missing: list[str]) -> Any:
     return _ENV_REFERENCE.sub(from_environment, value)
 
 
+def _unresolved(value: Any) -> bool:
+    """A value still holding `${VAR}` (not set here) cannot be compared with what is registered."""
+    return isinstance(value, str) and _ENV_REFERENCE.search(value) is not None
+
+
 def load_stack_file(path: Path) -> StackSpec:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -89,14 +105,20 @@ def load_stack_file(path: Path) -> StackSpec:
             secrets=secrets,
             registered_by_default=bool(raw.get("default", True)),
             unresolved=tuple(dict.fromkeys(missing)),
+            needs=tuple(str(item) for item in raw.get("needs") or ()),
+            example=path.parent.name == EXAMPLES_DIR.name,
         )
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
         raise StackError(f"stack file {path} is invalid ({exc!r}). Fix the file; see stacks/mlflow.yaml.") from exc
 
 
-def stack_specs(directory: Path = STACKS_DIR) -> dict[str, StackSpec]:
+def stack_specs(directory: Path = STACKS_DIR, include_examples: bool = False) -> dict[str, StackSpec]:
+    """The stacks defined in `directory`; with `include_examples`, the cluster examples in stacks/examples/ too."""
     specs: dict[str, StackSpec] = {}
-    for path in sorted(directory.glob("*.yaml")):
+    paths = sorted(directory.glob("*.yaml"))
+    if include_examples:
+        paths += sorted((directory / EXAMPLES_DIR.name).glob("*.yaml"))
+    for path in paths:
         spec = load_stack_file(path)
         if spec.name in specs:
             raise StackError(f"stack `{spec.name}` is defined twice: {specs[spec.name].file} and {path}.")
@@ -107,12 +129,16 @@ def stack_specs(directory: Path = STACKS_DIR) -> dict[str, StackSpec]:
 def select(names: list[str], specs: dict[str, StackSpec], for_registration: bool = False) -> list[StackSpec]:
     """The named stacks, or the default set; unknown names are an error listing what exists."""
     if not names:
-        return [spec for spec in specs.values() if spec.registered_by_default or not for_registration]
+        return [
+            spec
+            for spec in specs.values()
+            if not spec.example and (spec.registered_by_default or not for_registration)
+        ]
     unknown = [name for name in names if name not in specs]
     if unknown:
         raise StackError(
             f"no stack file defines {', '.join(unknown)}; defined: {', '.join(specs)} "
-            f"(files in {STACKS_DIR}). Fix: use one of those names, or pass --file PATH."
+            f"(files in {STACKS_DIR} and {EXAMPLES_DIR}). Fix: use one of those names, or pass --file PATH."
         )
     return [specs[name] for name in names]
 
@@ -303,7 +329,7 @@ def stack_statuses(specs: list[StackSpec]) -> list[StackStatus]:
                     drift += [
                         f"{component.name}.{key} differs from the file"
                         for key, value in component.configuration.items()
-                        if existing.configuration.get(key) != value
+                        if existing.configuration.get(key) != value and not _unresolved(value)
                     ]
         statuses.append(StackStatus(spec, stack is not None, spec.name == active_name, drift))
     return statuses

@@ -31,7 +31,6 @@ from stacks.capabilities import (
 )
 from stacks.manage import (
     STACKS_DIR,
-    load_stack_file,
     select,
     stack_specs,
     stack_statuses,
@@ -247,16 +246,22 @@ def test_unreachable_mlflow_server_is_an_actionable_error():
 
 
 def test_missing_integration_names_the_install_command():
-    error = missing_integration_error("k8s", "kubernetes", "orchestrator")
-    assert error is not None and "zenml integration install kubernetes" in str(error)
+    error = missing_integration_error("tracked", "wandb", "experiment_tracker")
+    assert error is not None and "zenml integration install wandb" in str(error)
+    cluster = missing_integration_error("k8s", "kubernetes", "orchestrator")  # never in .venv (protobuf<7)
+    assert cluster is not None and "make cluster-env" in str(cluster) and ".venv-cluster/bin/python" in str(cluster)
     assert missing_integration_error("mlflow", "mlflow", "experiment_tracker") is None  # installed here
     assert missing_integration_error("local", "local", "orchestrator") is None  # built into ZenML
 
 
-def test_cluster_example_is_documented_not_registered():
-    example = load_stack_file(STACKS_DIR / "examples" / "kubernetes.yaml")
-    assert example.components["orchestrator"].flavor == "kubernetes"
-    assert "k8s" not in stack_specs()
+def test_cluster_examples_are_named_not_registered_by_default():
+    specs = stack_specs(include_examples=True)
+    assert specs["k8s"].components["orchestrator"].flavor == "kubernetes"
+    assert specs["kubeflow"].components["orchestrator"].flavor == "kubeflow"
+    for name in ("k8s", "kubeflow"):
+        assert specs[name].example and specs[name].needs and name not in stack_specs()
+        assert name not in [spec.name for spec in select([], specs, for_registration=True)]
+    assert set(specs["kubeflow"].integrations) == {"kubeflow", "s3", "mlflow"}
 
 
 @pytest.mark.parametrize("path", sorted(STACKS_DIR.rglob("*.yaml")), ids=lambda p: p.name)

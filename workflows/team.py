@@ -33,6 +33,7 @@ class TeamServers:
     mlflow_url: str
     mlflow_pid: int
     root: str
+    python: str = ""  # the environment both servers run in ("" = the one running this code)
 
     def environment(self) -> dict[str, str]:
         """What a client exports to use these servers (no credentials: the local server needs none)."""
@@ -53,8 +54,11 @@ def _record(root: Path) -> Path:
     return root / "servers.json"
 
 
-def _zenml_server(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """ZenML's CLI with the server's own configuration folder (its database lives there)."""
+def _zenml_server(
+    root: Path, *args: str, timeout: float = 300, python: str = ""
+) -> subprocess.CompletedProcess:
+    """ZenML's CLI with the server's own configuration folder (its database lives there), from the environment
+    of `python` (default: this one)."""
     env = {
         **os.environ,
         "ZENML_CONFIG_PATH": str(root / "zenml-server"),
@@ -64,7 +68,7 @@ def _zenml_server(root: Path, *args: str, timeout: float = 300) -> subprocess.Co
     for client_only in ("ZENML_STORE_URL", "ZENML_STORE_API_KEY", "ZENML_STORE_USERNAME", "ZENML_STORE_PASSWORD"):
         env.pop(client_only, None)
     env.pop("ZENML_REPOSITORY_PATH", None)
-    command = [str(Path(sys.executable).parent / "zenml"), *args]
+    command = [str(Path(python or sys.executable).parent / "zenml"), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
 
 
@@ -81,11 +85,16 @@ def _wait_answering(url: str, process: subprocess.Popen | None, log: Path, timeo
             time.sleep(0.5)
 
 
-def up(root: Path | None = None, zenml_port: int = ZENML_PORT, mlflow_port: int = MLFLOW_PORT) -> TeamServers:
-    """Start both servers (or say where they already run)."""
+def up(
+    root: Path | None = None, zenml_port: int = ZENML_PORT, mlflow_port: int = MLFLOW_PORT, python: str = ""
+) -> TeamServers:
+    """Start both servers (or say where they already run). `python` picks the environment they run in: a ZenML
+    server checks each registered component with its flavor's integration, so registering the cluster stacks
+    needs one started from the cluster environment (.venv-cluster/bin/python)."""
     from workflows.dashboard import finish_onboarding
 
     root = root or team_root()
+    python = os.path.abspath(python) if python else ""  # the servers start in another folder
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
     if _record(root).is_file():
         known = TeamServers(**json.loads(_record(root).read_text()))
@@ -93,7 +102,9 @@ def up(root: Path | None = None, zenml_port: int = ZENML_PORT, mlflow_port: int 
 
         if pid_alive(known.mlflow_pid):
             return known
-    started = _zenml_server(root, "login", "--local", "--port", str(zenml_port), "--ip-address", "127.0.0.1")
+    started = _zenml_server(
+        root, "login", "--local", "--port", str(zenml_port), "--ip-address", "127.0.0.1", python=python
+    )
     if started.returncode != 0:
         tail = "\n".join((started.stdout + started.stderr).strip().splitlines()[-8:])
         raise TeamServersFailed(f"ZenML's server did not start on port {zenml_port}:\n{tail}")
@@ -103,7 +114,7 @@ def up(root: Path | None = None, zenml_port: int = ZENML_PORT, mlflow_port: int 
     log = root / "mlflow" / "server.log"
     with open(log, "a") as output:
         mlflow = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port)]
+            [python or sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port)]
             + ["--backend-store-uri", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"]
             + ["--artifacts-destination", str(root / "mlflow" / "artifacts"), "--workers", "1"],
             stdout=subprocess.DEVNULL,
@@ -112,7 +123,9 @@ def up(root: Path | None = None, zenml_port: int = ZENML_PORT, mlflow_port: int 
         )
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     _wait_answering(f"{mlflow_url}/health", mlflow, log)
-    servers = TeamServers(zenml_url=zenml_url, mlflow_url=mlflow_url, mlflow_pid=mlflow.pid, root=str(root))
+    servers = TeamServers(
+        zenml_url=zenml_url, mlflow_url=mlflow_url, mlflow_pid=mlflow.pid, root=str(root), python=python
+    )
     _record(root).write_text(json.dumps(asdict(servers)))
     return servers
 
@@ -121,8 +134,10 @@ def down(root: Path | None = None) -> list[str]:
     """Stop both servers; their data stays in the team folder for the next `up`."""
     root = root or team_root()
     stopped = []
+    python = ""
     if _record(root).is_file():
         known = TeamServers(**json.loads(_record(root).read_text()))
+        python = known.python
         _stop_group(known.mlflow_pid)
         stopped.append(f"MLflow server ({known.mlflow_url})")
         _record(root).unlink()
@@ -130,7 +145,7 @@ def down(root: Path | None = None) -> list[str]:
         from workflows.dashboard import local_server_pids, wait_stopped
 
         daemons = local_server_pids(root / "zenml-server")
-        done = _zenml_server(root, "logout", "--local", timeout=120)
+        done = _zenml_server(root, "logout", "--local", timeout=120, python=python)
         if done.returncode != 0:
             raise TeamServersFailed(f"ZenML's server did not stop: {(done.stdout + done.stderr).strip()[-800:]}")
         wait_stopped(daemons)
