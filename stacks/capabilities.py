@@ -125,10 +125,8 @@ def integrations_installed(name: str) -> bool:
 
 def missing_integration_error(stack_name: str, flavor: str, kind: str) -> StackError | None:
     """An actionable error when a flavor's integration is not installed, else None."""
-    from zenml.integrations.registry import integration_registry
-
     integration = integration_of(flavor, kind)
-    if integration is None or integration_registry.is_installed(integration):
+    if integration is None or integrations_installed(integration):
         return None
     if integration in CLUSTER_INTEGRATIONS:
         return StackError(
