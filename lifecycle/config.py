@@ -34,8 +34,28 @@ class TimeColumn(_Strict):
     format: str | None = None
 
 
+class CsvFormat(_Strict):
+    """How a CSV file is written. Each unset field is detected per file: the separator among `,` `;` tab `|`,
+    the decimal mark (`,` when a separator other than `,` leaves number-like text such as `12,25`), the encoding
+    from a byte-order mark (else UTF-8)."""
+
+    separator: str | None = Field(None, min_length=1, max_length=1)
+    decimal: Literal[".", ","] | None = None
+    thousands: Literal[".", ",", " ", "'"] | None = None
+    encoding: str | None = None
+
+    @model_validator(mode="after")
+    def _marks_differ(self) -> CsvFormat:
+        marks = [mark for mark in (self.separator, self.decimal, self.thousands) if mark]
+        if len(marks) != len(set(marks)):
+            raise ValueError("separator, decimal and thousands must be different characters")
+        return self
+
+
 class DatasetConfig(_Strict):
     path: str
+    # How the CSV is written (detected when unset); also used for batches and label files of this model.
+    csv: CsvFormat = Field(default_factory=CsvFormat)
     target: str
     # None: inferred from the target column (see lifecycle.validation.infer_task).
     task: Task | None = None

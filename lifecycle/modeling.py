@@ -25,7 +25,7 @@ from threadpoolctl import ThreadpoolController
 
 from lifecycle.config import TrainingConfig
 from lifecycle.errors import ConfigError
-from lifecycle.validation import FeatureSchema, by_unique
+from lifecycle.validation import FeatureSchema, by_unique, canonical_category, category_strings
 
 # family -> (regressor, classifier, needs scaled inputs)
 ESTIMATORS: dict[str, tuple[type[BaseEstimator], type[BaseEstimator], bool]] = {
@@ -34,7 +34,6 @@ ESTIMATORS: dict[str, tuple[type[BaseEstimator], type[BaseEstimator], bool]] = {
     "decision_tree": (DecisionTreeRegressor, DecisionTreeClassifier, False),
     "linear": (Ridge, LogisticRegression, True),
 }
-MISSING_CATEGORY = "__missing__"
 
 
 class CalendarFeatures(TransformerMixin, BaseEstimator):
@@ -144,10 +143,10 @@ def _calendar(values: np.ndarray, columns: list[str], calendar: CalendarFeatures
 
 
 def _category_strings(values: np.ndarray) -> np.ndarray:
-    """`as_category_strings` on an object array: missing cells as one category, the others as text."""
+    """`as_category_strings` on an object array."""
     out = np.empty(values.shape, dtype=object)
     for index, value in np.ndenumerate(values):
-        out[index] = MISSING_CATEGORY if pd.isna(value) else str(value)
+        out[index] = canonical_category(value)
     return out
 
 
@@ -291,8 +290,9 @@ class CompactPipeline(Pipeline):
 
 
 def as_category_strings(frame: pd.DataFrame) -> pd.DataFrame:
-    """Categories as strings (mixed ints/strings/bools cannot be one-hot encoded), gaps as one category."""
-    return frame.astype(object).where(frame.notna(), MISSING_CATEGORY).astype(str)
+    """Categories in their canonical text (`canonical_category`): one-hot encoding sees the same category
+    for the same value whichever path it came by (training file, batch file, JSON request)."""
+    return pd.DataFrame({column: category_strings(frame[column]) for column in frame.columns}, index=frame.index)
 
 
 def make_estimator(name: str, task: str, params: dict[str, Any], seed: int) -> tuple[BaseEstimator, bool]:

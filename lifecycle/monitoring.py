@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from lifecycle.config import MonitoringPolicy
 from lifecycle.metrics import LOWER_IS_BETTER, relative_gap, score
-from lifecycle.validation import FeatureSchema, non_numeric_cells
+from lifecycle.validation import FeatureSchema, category_strings, non_numeric_cells
 
 # A row with more than this share of its model inputs missing is not predicted.
 MAX_MISSING_INPUT_SHARE = 0.5
@@ -119,9 +119,10 @@ def check_batch(batch: pd.DataFrame, schema: FeatureSchema, reference: pd.DataFr
     for column in schema.categorical_features:
         if column not in prepared.columns or column not in reference.columns:
             continue
-        known = set(reference[column].dropna().astype(str))
-        seen = prepared[column].dropna().astype(str)
-        unseen = sorted(set(seen) - known)
+        # Compared as the model reads categories (1, 1.0 and "1" are one), listed as the batch writes them.
+        known = set(category_strings(reference[column].dropna()))
+        seen = prepared[column].dropna()
+        unseen = sorted(set(seen[~category_strings(seen).isin(known)].astype(str)))
         if unseen:
             check.unseen_categories[column] = unseen
     if schema.target in prepared.columns and schema.task == "regression":
@@ -221,7 +222,7 @@ def run_drift_report(
     def as_dataset(frame: pd.DataFrame) -> Dataset:
         typed = frame[columns].copy()
         for column in categorical:
-            typed[column] = typed[column].astype(object).where(typed[column].notna(), None).astype(str)
+            typed[column] = category_strings(typed[column])  # the model's own reading of a category
         return Dataset.from_pandas(typed, data_definition=definition)
 
     report = Report([DataDriftPreset(), DataSummaryPreset()], include_tests=True)

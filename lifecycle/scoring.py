@@ -9,7 +9,7 @@ import pandas as pd
 
 from lifecycle.modeling import predict_scores
 from lifecycle.monitoring import MAX_MISSING_INPUT_SHARE
-from lifecycle.validation import FeatureSchema, non_numeric_cells
+from lifecycle.validation import FeatureSchema, is_boolean_value, non_numeric_cells
 
 
 def row_problems(batch: pd.DataFrame, schema: FeatureSchema) -> pd.Series:
@@ -28,6 +28,9 @@ def row_problems(batch: pd.DataFrame, schema: FeatureSchema) -> pd.Series:
         _, bad = non_numeric_cells(batch[column])
         if len(bad):
             add(batch.index.isin(bad.index), f"`{column}` is not a number")
+    for column in schema.boolean_features:
+        cells = batch[column]
+        add(cells.notna() & ~cells.map(is_boolean_value).astype(bool), f"`{column}` is not true or false")
     for column in schema.time_columns:
         fmt = schema.time_formats.get(column)
         cells = batch[column]

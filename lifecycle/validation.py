@@ -7,7 +7,10 @@ infinities, empty or identifier-like columns) take a documented tolerant path an
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,8 @@ class FeatureSchema(BaseModel):
     task: Task
     numeric_features: list[str]
     categorical_features: list[str]
+    # Categorical features holding only true/false: requests must send true, false (or the words) or null.
+    boolean_features: list[str] = Field(default_factory=list)
     time_columns: list[str] = Field(default_factory=list)
     time_formats: dict[str, str] = Field(default_factory=dict)
     segment_columns: list[str] = Field(default_factory=list)
@@ -106,6 +111,82 @@ def non_numeric_cells(series: pd.Series) -> tuple[pd.Series, pd.Series]:
         text = by_unique(bad, lambda s: s.astype(str).str.strip().str.lower())
         bad = bad[(text != "") & ~text.isin(MISSING_MARKERS)]
     return converted, bad
+
+
+MISSING_CATEGORY = "__missing__"
+_NUMERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+_BOOLEAN_TEXT = {"true": "True", "false": "False"}
+
+
+def _number_text(number: Decimal) -> str:
+    """A number's one written form: no leading zeros, no trailing fraction zeros, no exponent, no `-0`."""
+    text = format(number.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def canonical_category(value: Any) -> str:
+    """The one text a categorical value stands for, however it arrives: missing (None, NaN, NaT, "") as one
+    category; booleans and the words true/false (any case) as `True`/`False`; numbers and numerals by their value
+    (1, 1.0, "1", "001", "1.0" are all `1`), so a code column read as integers, as floats (gaps make pandas read it
+    so) or sent as JSON text means the same category everywhere; other text as written, trimmed."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return MISSING_CATEGORY
+    if isinstance(value, bool | np.bool_):
+        return "True" if value else "False"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return MISSING_CATEGORY
+        return _number_text(Decimal(repr(float(value)))) if math.isfinite(value) else repr(float(value))
+    text = str(value).strip()
+    if not text:
+        return MISSING_CATEGORY
+    if text.lower() in _BOOLEAN_TEXT:
+        return _BOOLEAN_TEXT[text.lower()]
+    if _NUMERAL.fullmatch(text):
+        try:
+            return _number_text(Decimal(text))
+        except InvalidOperation:
+            return text
+    return text
+
+
+def category_strings(series: pd.Series) -> pd.Series:
+    """`canonical_category` of every cell, each distinct value converted once."""
+    values = series.astype(object) if isinstance(series.dtype, pd.CategoricalDtype) else series
+    seen: dict[tuple[type, Any], str] = {}
+    out = []
+    for value in values.to_numpy(dtype=object):
+        try:
+            key = (type(value), value)
+            text = seen.get(key)
+            if text is None:
+                text = seen[key] = canonical_category(value)
+        except TypeError:  # an unhashable cell
+            text = canonical_category(value)
+        out.append(text)
+    return pd.Series(out, index=series.index, dtype=object, name=series.name)
+
+
+BOOLEAN_WORDS = ("true", "false")
+
+
+def is_boolean_value(value: Any) -> bool:
+    """True/False, or the words true/false in any case (how CSV files and JSON clients write them)."""
+    if isinstance(value, bool | np.bool_):
+        return True
+    return isinstance(value, str) and value.strip().lower() in BOOLEAN_WORDS
+
+
+def is_boolean_column(series: pd.Series) -> bool:
+    """A column of booleans: pandas' bool dtype, or (with gaps) only True/False values and missing cells."""
+    if pd.api.types.is_bool_dtype(series):
+        return True
+    if pd.api.types.is_numeric_dtype(series):
+        return False
+    values = pd.unique(series.dropna().astype(object))
+    return bool(len(values)) and all(is_boolean_value(value) for value in values)
 
 
 def infer_task(target: pd.Series) -> Task:
@@ -206,6 +287,7 @@ def validate_table(
     candidates = dataset.features or [c for c in table.columns if c not in excluded]
     numeric: list[str] = []
     categorical: list[str] = []
+    booleans: list[str] = []
     dropped: dict[str, str] = {}
     infinities: dict[str, int] = {}
     warnings: list[str] = []
@@ -218,10 +300,13 @@ def validate_table(
             continue
         if column in dataset.categorical_columns:
             categorical.append(column)
+            if is_boolean_column(series):
+                booleans.append(column)
             continue
         declared_numeric = column in dataset.numeric_columns
-        if pd.api.types.is_bool_dtype(series):
+        if is_boolean_column(series):
             categorical.append(column)
+            booleans.append(column)
             continue
         if not pd.api.types.is_numeric_dtype(series):
             converted, bad = non_numeric_cells(series)
@@ -274,6 +359,7 @@ def validate_table(
         task=task,
         numeric_features=numeric,
         categorical_features=categorical,
+        boolean_features=booleans,
         time_columns=time_columns,
         time_formats={t.column: t.format for t in dataset.time_columns if t.format},
         segment_columns=list(dataset.segment_columns),

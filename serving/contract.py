@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lifecycle.errors import LifecycleError
-from lifecycle.validation import FeatureSchema
+from lifecycle.validation import FeatureSchema, is_boolean_value
 
 if TYPE_CHECKING:
     from serving.prediction_log import PredictionLog
@@ -65,6 +65,25 @@ def _finite(value: int | float) -> bool:
         return False
 
 
+def _numeric_column(column: str, values: list[Any]) -> np.ndarray:
+    """A numeric input's values as floats: JSON numbers, or numerals sent as text ("1.5"); null is missing."""
+    numbers = np.full(len(values), np.nan)
+    for index, value in enumerate(values):
+        if value is None:
+            continue
+        number: Any = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        ok = isinstance(number, int | float) and not isinstance(number, bool) and _finite(number)
+        if not ok:
+            raise RequestError(f"record {index}: `{column}` is {_describe(value)}; expected a finite number or null.")
+        numbers[index] = number
+    return numbers
+
+
 def records_frame(payload: Any, schema: FeatureSchema, max_rows: int = DEFAULT_MAX_ROWS) -> pd.DataFrame:
     """The rows of a request as a table the model accepts, or a RequestError naming what is wrong."""
     records = payload.get("records") if isinstance(payload, dict) else None
@@ -84,26 +103,32 @@ def records_frame(payload: Any, schema: FeatureSchema, max_rows: int = DEFAULT_M
             f"{', '.join(schema.model_inputs)} (null for an unknown value)."
         )
     columns: dict[str, np.ndarray] = {}  # built as arrays, then one DataFrame: a few rows cost little
+    booleans = set(schema.boolean_features)
     for column in schema.model_inputs:
         values = [record[column] for record in records]
-        numeric = column in schema.numeric_features
+        if column in schema.numeric_features:
+            columns[column] = _numeric_column(column, values)
+            continue
+        boolean, time = column in booleans, column in schema.time_columns
         for index, value in enumerate(values):
             if value is None:
                 continue
-            if numeric:
-                ok = isinstance(value, int | float) and not isinstance(value, bool) and _finite(value)
-                expected = "a finite number or null"
-            else:
+            if time:
                 ok = isinstance(value, str | int | float) and not isinstance(value, bool)
-                expected = "a string, a number or null"
+                expected = "a time as text (or a number), or null"
+            elif boolean:
+                ok = is_boolean_value(value) or (isinstance(value, float) and math.isnan(value))
+                expected = "true, false or null"
+            else:
+                ok = isinstance(value, str | int | float)  # bool is an int: True means the category `True`
+                expected = "a string, a number, true/false or null"
             if not ok:
                 raise RequestError(f"record {index}: `{column}` is {_describe(value)}; expected {expected}.")
-        if numeric:
-            columns[column] = np.array([np.nan if v is None else v for v in values], dtype=float)
-        else:
-            text = np.empty(len(values), dtype=object)
-            text[:] = [v if v is None else str(v) for v in values]
-            columns[column] = text
+        # The values as sent: the model's own `as_category_strings` turns them into categories, exactly as it
+        # does for a training or batch file (1, 1.0 and "1" are one category; true and "True" are one too).
+        cells = np.empty(len(values), dtype=object)
+        cells[:] = [str(v) if time and v is not None else v for v in values]  # times are parsed from text
+        columns[column] = cells
     for column in schema.time_columns:
         fmt = schema.time_formats.get(column)
         cells = columns[column]
