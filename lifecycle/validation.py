@@ -46,6 +46,8 @@ class FeatureSchema(BaseModel):
     time_formats: dict[str, str] = Field(default_factory=dict)
     segment_columns: list[str] = Field(default_factory=list)
     classes: list[Any] = Field(default_factory=list)
+    # How the training file's CSV is written, as configured (dataset.csv); batches of this model are read alike.
+    csv_format: dict[str, str] = Field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
@@ -364,6 +366,7 @@ def validate_table(
         time_formats={t.column: t.format for t in dataset.time_columns if t.format},
         segment_columns=list(dataset.segment_columns),
         classes=classes,
+        csv_format=dataset.csv.model_dump(exclude_none=True),
     )
     report = DataQualityReport(
         source=source,
@@ -403,4 +406,4 @@ def validate_file(dataset: DatasetConfig) -> DataQualityReport:
     """Read and validate the configured file without running anything: bad data fails here, fast."""
     from lifecycle.data import read_table
 
-    return validate_table(read_table(dataset.path), dataset)[2]
+    return validate_table(read_table(dataset.path, csv_format=dataset.csv), dataset)[2]

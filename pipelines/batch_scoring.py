@@ -14,5 +14,7 @@ from steps.monitoring.batch import load_batch
 @pipeline(name=BATCH_SCORING_PIPELINE, enable_cache=False)
 def batch_scoring_pipeline(model_name: str, version: str, input_path: str, log: dict[str, Any] | None = None) -> None:
     artifacts = production_artifacts(model_name, stage=version, command="score")
-    batch = load_batch(path=input_path, fingerprint=file_fingerprint(input_path))
+    batch = load_batch(
+        path=input_path, fingerprint=file_fingerprint(input_path), feature_schema=artifacts["feature_schema"]
+    )
     score_batch(artifacts["model"], batch, artifacts["feature_schema"], log=log)

@@ -42,7 +42,9 @@ def monitoring_pipeline(
     model_name: str, batch_path: str, policy: MonitoringPolicy, retrain_on_demand: bool = False
 ) -> None:
     production = production_artifacts(model_name)
-    batch = load_batch(path=batch_path, fingerprint=file_fingerprint(batch_path))
+    batch = load_batch(
+        path=batch_path, fingerprint=file_fingerprint(batch_path), feature_schema=production["feature_schema"]
+    )
     checked, check = check_batch_step(batch, production["feature_schema"], production["train_set"])
     predictions = predict_batch(production["model"], checked, production["feature_schema"])
     _, drift = drift_report(production["train_set"], checked, production["feature_schema"], policy=policy)

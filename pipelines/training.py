@@ -25,7 +25,9 @@ def training_pipeline(
 ) -> None:
     # Computed when the pipeline is composed: a changed file changes the ingest step's cache key.
     fingerprint = file_fingerprint(dataset.path)
-    raw_data = ingest_data(path=dataset.path, fingerprint=fingerprint)
+    raw_data = ingest_data(
+        path=dataset.path, fingerprint=fingerprint, csv_format=dataset.csv.model_dump(exclude_none=True)
+    )
     clean_data, feature_schema, quality = validate_data(raw_data, dataset=dataset)
     train_set, test_set = split_data(clean_data, feature_schema, split=split, seed=training.seed)
     model = train_model(train_set, feature_schema, training=training)

@@ -21,7 +21,7 @@ from lifecycle.config import CsvFormat, DatasetConfig, TrainingConfig
 from lifecycle.data import read_table
 from lifecycle.modeling import fit_model
 from lifecycle.scoring import score_rows
-from lifecycle.validation import MISSING_CATEGORY, FeatureSchema, canonical_category, validate_table
+from lifecycle.validation import MISSING_CATEGORY, FeatureSchema, canonical_category, validate_file, validate_table
 from serving.contract import RequestError, json_records, records_frame
 
 CITIES = ["Zürich", "São Paulo", "Kraków", "東京", "Αθήνα", "Paris"]
@@ -243,3 +243,13 @@ def test_numeric_inputs_accept_numerals_as_text():
     assert frame["x"].tolist()[:2] == [1.5, 2.0] and np.isnan(frame["x"].iloc[2])
     with pytest.raises(RequestError, match="finite number"):
         records_frame({"records": [{"x": "12,5"}]}, schema)
+
+
+def test_the_configured_csv_format_is_used_for_training_and_kept_for_batches(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("city;temp;y\nSão Paulo;12,5;1,5\nKöln;3,25;2,5\nSão Paulo;1;3\nKöln;2;4\n".encode("cp1252"))
+    dataset = DatasetConfig(path=str(path), target="y", task="regression", csv={"encoding": "cp1252"})
+    assert validate_file(dataset).rows_out == 4
+    _, schema, _ = validate_table(read_table(path, csv_format=dataset.csv), dataset)
+    assert schema.csv_format == {"encoding": "cp1252"} and schema.numeric_features == ["temp"]
+    assert read_table(path, csv_format=schema.csv_format)["city"].astype(str).tolist()[0] == "São Paulo"

@@ -194,3 +194,18 @@ def test_a_project_for_an_unseen_csv_trains_serves_passes_its_fast_tests_and_tak
     assert (project / "configs" / "monitoring.yaml").read_text().endswith("# a note from template v2\n")
     assert "seed: 7" in (project / "configs" / "training.yaml").read_text()
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v2"
+
+
+def test_a_data_file_name_with_yaml_characters_is_written_quoted(template, tmp_path):
+    """`: ` and ` #` in a file name would end a YAML value or start a comment if written unquoted."""
+    table = tmp_path / "churn: export #2.csv"
+    make_churn_table().to_csv(table, index=False)
+    ok(
+        copier(
+            "copy", "--trust", "--defaults", "--data", f"dataset_path={table}", "--data", "target=churned",
+            str(template), str(tmp_path / "quoted"), cwd=tmp_path,
+        )
+    )  # fmt: skip
+    config = yaml.safe_load((tmp_path / "quoted" / "configs" / "training.yaml").read_text())
+    assert Path(config["dataset"]["path"]).name == "churn: export #2.csv"
+    assert (tmp_path / "quoted" / config["dataset"]["path"]).is_file() or Path(config["dataset"]["path"]).is_file()

@@ -10,9 +10,12 @@ from lifecycle.validation import FeatureSchema
 
 
 @step
-def load_batch(path: str, fingerprint: str) -> Annotated[pd.DataFrame, BATCH]:
-    """Read a batch file; a file with a header but no rows is an empty batch, reported downstream."""
-    batch = read_table(path, allow_empty=True)
+def load_batch(
+    path: str, fingerprint: str, feature_schema: FeatureSchema | None = None
+) -> Annotated[pd.DataFrame, BATCH]:
+    """Read a batch file (as the model's training file was read: `FeatureSchema.csv_format`); a file with a header
+    but no rows is an empty batch, reported downstream."""
+    batch = read_table(path, allow_empty=True, csv_format=feature_schema.csv_format if feature_schema else None)
     log_metadata(metadata={"batch_path": path, "batch_fingerprint_sha256": fingerprint, "rows": len(batch)})
     return batch
 
