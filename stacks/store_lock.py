@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from typing import Any
 
 from lifecycle.errors import LifecycleError
 
@@ -35,6 +36,15 @@ def _age_seconds(created: datetime | None, now: datetime) -> float:
     if created.tzinfo is None:  # the store records UTC without a zone
         created = created.replace(tzinfo=timezone.utc)
     return (now - created).total_seconds()
+
+
+def lock_holder(client: Any, tag_name: str) -> Any | None:
+    """The tag holding the lock `tag_name`, by its exact name, or None. (ZenML's `get_tag` falls back to a name
+    prefix: the lock of model `a` would find, and might break as stale, the lock of model `a_b`.)"""
+    try:
+        return client.get_tag(tag_name, allow_name_prefix_match=False)
+    except KeyError:
+        return None
 
 
 @contextlib.contextmanager
@@ -57,9 +67,8 @@ def store_lock(
         with contextlib.suppress(EntityExistsError):  # held by another client: see by whom and for how long
             held = client.create_tag(name=tag_name)
             break
-        try:
-            other = client.get_tag(tag_name)
-        except KeyError:
+        other = lock_holder(client, tag_name)
+        if other is None:
             continue  # released in between: try again at once
         age = _age_seconds(other.created, datetime.now(timezone.utc))
         if age > stale_after:
