@@ -17,7 +17,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env run test test-fast test-team test-cluster lint dashboard dashboard-stop team-up team-down clean
+.PHONY: setup cluster-env run test test-fast test-team test-race test-cluster lint dashboard dashboard-stop team-up team-down clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -56,6 +56,10 @@ test-fast: setup
 # The two-client promotion race through a live ZenML server, ten rounds (`make test` runs two).
 test-team: setup
 	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest tests/test_team.py $(PYTEST_ARGS)
+
+# Promote, rollback and deploy started together, twenty rounds (`make test` runs three); about 15 minutes.
+test-race: setup
+	MLOPS_RACE_ROUNDS=20 $(PY) -m pytest tests/test_release_race.py $(PYTEST_ARGS)
 
 # The cluster stacks (stacks/examples/) registered from the cluster environment through a live local ZenML server.
 test-cluster: setup cluster-env

@@ -28,7 +28,8 @@ from lifecycle.config import (  # noqa: E402
     load_deployment_config,
     load_monitoring_config,
 )
-from lifecycle.errors import EXIT_INVALID, EXIT_NOT_PROMOTED, LifecycleError  # noqa: E402
+from lifecycle.errors import EXIT_INVALID, EXIT_NOT_PROMOTED, ConfigError, LifecycleError  # noqa: E402
+from lifecycle.names import check_model_name  # noqa: E402
 from lifecycle.validation import validate_file  # noqa: E402
 
 
@@ -70,7 +71,17 @@ def deployment_config_option(help_text: str = "Serving settings: host, port, tim
     )
 
 
-model_name_option = click.option("--model-name", help="Model Control Plane name (default: the training config's).")
+def checked_model_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """`--model-name` follows the model-name rule before any command uses it."""
+    try:
+        return None if value is None else check_model_name(value)
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+model_name_option = click.option(
+    "--model-name", callback=checked_model_name, help="Model Control Plane name (default: the training config's)."
+)
 
 stack_option = click.option(
     "--stack", "stack_name", help="Activate this registered ZenML stack first (like `zenml stack set`)."
@@ -150,7 +161,11 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     help="Column ordering rows in time (repeatable); the newest rows become the test set.",
 )
 @click.option("--segment", "segment_columns", multiple=True, help="Column to report metrics per value of (repeatable).")
-@click.option("--model-name", help="Model Control Plane name (default: from the config, or the data file name).")
+@click.option(
+    "--model-name",
+    callback=checked_model_name,
+    help="Model Control Plane name (default: from the config, or the data file name).",
+)
 @click.option("--seed", type=int, help="Random seed (default: from the config).")
 @click.option("--no-cache", is_flag=True, help="Re-run every step instead of reusing cached results.")
 @click.option(
@@ -263,13 +278,23 @@ def promote(
 @config_option("Training config: names the model.")
 @deployment_config_option()
 @model_name_option
-@click.option("--to", "to_version", help="Version to put back in production (default: the previous production one).")
+@click.option(
+    "--to",
+    "to_version",
+    metavar="VERSION",
+    help="Version to put back in production (default: the most recent earlier production version that was not "
+    "itself rolled back). May name a rolled-back version: the output and the history say so.",
+)
 @click.option("--reason", help="Why: recorded on both versions and shown by `run.py history`.")
 @on_stack
 def rollback(
     config_path: str, deployment_path: str, model_name: str | None, to_version: str | None, reason: str | None
 ) -> None:
-    """Put the previous production version (or --to N) back in production; the server follows without downtime."""
+    """Put an earlier production version back in production; the server follows without downtime.
+
+    By default: the most recent version that was in production before the current one and that no rollback took
+    out of production (rolling back twice goes further back, never to the version just rolled back). If there is
+    none, nothing changes and the error asks for --to VERSION."""
     from workflows import release
     from workflows.reporting import release_summary
 
@@ -393,7 +418,11 @@ def default_card_version(model_name: str) -> int:
 @click.option("--until", help="With --served: rows logged before this time (UTC).")
 @config_option("Training config: the model monitored and how it retrains.")
 @monitoring_config_option("Thresholds and reports folder.")
-@click.option("--model-name", help="Model whose production version is monitored (default: the config's).")
+@click.option(
+    "--model-name",
+    callback=checked_model_name,
+    help="Model whose production version is monitored (default: the config's).",
+)
 @click.option(
     "--retrain",
     type=click.Choice(["auto", "always", "never"]),

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lifecycle.errors import ConfigError
+from lifecycle.names import check_model_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "training.yaml"
@@ -197,9 +198,10 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
-            raise ValueError(f"model name `{value}` must be letters, digits, `_`, `-` or `.`")
-        return value
+        try:
+            return check_model_name(value)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None  # reported with its place in the file
 
 
 METRICS_BY_TASK = {"regression": ("mae", "rmse", "r2"), "classification": ("accuracy", "f1_macro", "roc_auc")}
@@ -232,7 +234,7 @@ def resolve_data_path(path: str | Path, base: Path = PROJECT_ROOT) -> str:
 def model_name_from_path(path: str | Path) -> str:
     """A model name derived from a data file name, e.g. `data/Churn 2024.csv.gz` -> `churn_2024`."""
     stem = Path(path).name.split(".")[0]
-    name = re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_").lower()
+    name = re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_").lower()[:64]
     return name or "model"
 
 
@@ -383,7 +385,8 @@ class PredictionLogConfig(_Strict):
     """The prediction log every server writes (serving/prediction_log.py)."""
 
     enabled: bool = True
-    # "all" model inputs, "none" (predictions and keys only), or a list of the input columns to keep
+    # Every field a client sends, model inputs and others (an order id to join labels on) alike: "all", "none"
+    # (predictions only), or a list of the fields to keep (personal data stays out unless it is listed)
     inputs: Literal["all", "none"] | list[str] = "all"
     retention_days: int = Field(30, ge=0)  # day folders older than this are removed by the writers (0: keep all)
     folder: str = ""  # default: <state folder>/predictions; MLOPS_PREDICTION_LOG overrides

@@ -1,4 +1,8 @@
-"""Names of artifacts and steps, shared by steps, pipelines, run.py and tests."""
+"""Names of artifacts and steps, shared by steps, pipelines, run.py and tests; the rule for model names."""
+
+import re
+
+from lifecycle.errors import ConfigError
 
 RAW_DATA = "raw_data"
 CLEAN_DATA = "clean_data"
@@ -39,3 +43,20 @@ BATCH_SCORING_PIPELINE = "batch_scoring_pipeline"
 SCORE_STEP = "score_batch"
 SCORED = "scored_rows"
 SKIPPED = "skipped_rows"
+
+# A model name becomes part of file paths (state, reports, locks), config files and command lines: one rule, checked
+# where a name comes in (a config file, `--model-name`, and copier.yml's question for a generated project).
+MODEL_NAME_RULE = "1 to 64 letters, digits, `_`, `-` or `.`, starting with a letter or digit"
+MODEL_NAME_PATTERN = "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it follows the model-name rule, else a ConfigError that names it, the rule and a fix."""
+    if isinstance(name, str) and _MODEL_NAME.fullmatch(name):
+        return name
+    suggestion = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).lstrip("_.-")[:64].rstrip("_") or "my_model"
+    raise ConfigError(
+        f"model name {name!r} is not allowed: a model name is {MODEL_NAME_RULE}. "
+        f"Fix: choose a name that follows this rule, e.g. `{suggestion}`."
+    )

@@ -3,14 +3,18 @@
 - The model most recently trained here, and the run configuration each model was last trained with, so that
   `deploy`, `predict`, `status`, `undeploy` and `monitor` follow the user's own model (and `monitor` retrains it
   on its own data) without `--model-name`.
+- How state files are written: whole or not at all (`atomic_write_text`), and folders at guessable names that
+  only this user can own (`private_folder`).
 
 The Model Control Plane stays the source of truth for versions and stages; this is a convenience record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,18 +22,61 @@ from typing import Any
 
 from lifecycle.config import RunConfig
 from lifecycle.environment import state_dir
+from lifecycle.errors import LifecycleError
 
 
 def _folder() -> Path:
     return state_dir() / "models"
 
 
-def write_json(path: Path, content: Any) -> None:
-    """Write a whole file or nothing (a reader never sees half of it): a temporary file, then a rename."""
+def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace `path` with `text` whole or not at all, even across a crash or power loss: a temporary file in
+    the same folder (created `mode`), flushed to disk, renamed over `path`, and the rename flushed too. A reader
+    sees the old file or the new one, never a part."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(content, handle, indent=2, default=str)
-    os.replace(handle.name, path)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def write_json(path: Path, content: Any) -> None:
+    """Write a whole file or nothing (a reader never sees half of it): see `atomic_write_text`."""
+    atomic_write_text(path, json.dumps(content, indent=2, default=str))
+
+
+def private_folder(path: Path, mode: int = 0o700) -> Path:
+    """A folder of this user's only, at a name others could guess (in the system's temp folder): created with
+    `mode`; an existing one is kept only when it is a real folder (not a link) owned by this user, and its
+    permissions are set to `mode`. Raises LifecycleError, naming the fix, for one another user made."""
+    path = Path(path)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode)
+    found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid():
+        kind = "a link" if stat.S_ISLNK(found.st_mode) else "not a folder" if not stat.S_ISDIR(found.st_mode) else ""
+        owner = f"owned by uid {found.st_uid}, not by this user (uid {os.geteuid()})"
+        raise LifecycleError(
+            f"{path} is {kind or owner}: another user may have made it to read or replace this project's files. "
+            f"Fix: remove it (`rm -rf '{path}'`) and run the command again."
+        )
+    if stat.S_IMODE(found.st_mode) != mode:
+        os.chmod(path, mode)
+    return path
 
 
 def read_json(path: Path) -> Any:

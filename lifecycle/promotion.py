@@ -1,11 +1,17 @@
 """The promotion rule: pass the validation gates (the strongest naive baseline first), then beat production
-re-scored on the same test set."""
+re-scored on the same test set. And the rollback rule: where `rollback` goes by default (`rollback_target`)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
 from lifecycle.config import MinimumMetricGate, NaiveBaselineGate, PromotionGates, SegmentGate
+from lifecycle.errors import LifecycleError
 from lifecycle.metrics import LOWER_IS_BETTER, EvaluationReport, SegmentMetrics, is_better, relative_gap
 
 
@@ -252,4 +258,80 @@ def decide_promotion(
             f"{_fmt(production_score)} on the same test set{margin} ({direction} is better); production kept"
         ),
         **decision,
+    )
+
+
+def promotion_lock_name(model_name: str) -> str:
+    """The store lock (`stacks.store_lock`) that orders every change of the model's stages, on every machine: the
+    promotion rule reading production, `rollback` choosing its target, and a deploy switching its front door."""
+    return f"promote-{model_name}"
+
+
+class RollbackRefused(LifecycleError):
+    """`rollback` has no version it may go back to on its own, or was named the version already in production."""
+
+
+@dataclass(frozen=True)
+class RollbackTarget:
+    version: int
+    note: str = ""  # said to the user and recorded: set when --to names a version that was itself rolled back
+
+
+def release_order(event: Mapping[str, Any]) -> tuple[int, bool]:
+    """Sort key of a release-history event, oldest first: its time in nanoseconds (`at_ns`; an event recorded
+    before it was kept: the start of its second, `at`), then, within one instant, a version's entry before the
+    other's exit."""
+    at_ns = event.get("at_ns")
+    if at_ns is None:
+        at_ns = int(datetime.fromisoformat(str(event["at"])).timestamp()) * 1_000_000_000
+    return int(at_ns), event.get("stage") == "archived"
+
+
+def rolled_back_versions(events: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """The versions a `rollback` took out of production, with when it last did (the event's `at`)."""
+    taken_out = [e for e in events if e["stage"] == "archived" and e["command"] == "rollback"]
+    return {int(e["version"]): str(e.get("at", "")) for e in taken_out}
+
+
+def rollback_target(
+    model_name: str, events: Sequence[Mapping[str, Any]], current: int, to: int | None = None
+) -> RollbackTarget:
+    """Where `rollback` takes production, from the model's release history (`events`, every version's stage
+    changes, oldest first) and the version in production now (`current`).
+
+    Default (`to` None): the most recent version that was in production before `current` entered it, skipping any
+    version that a rollback ever took out of production. A rollback never returns on its own to a version that was
+    itself rolled back, even one promoted again since: rolling back twice goes further back, and where nothing
+    earlier is left, it refuses and asks for `--to VERSION`.
+
+    `to`: that version, whatever its history (naming it is the explicit choice); a version that was rolled back is
+    allowed, and the returned note says so. `to` naming the current version is refused: nothing to do.
+    """
+    rolled_back = rolled_back_versions(events)
+    if to is not None:
+        if to == current:
+            raise RollbackRefused(f"version {to} of `{model_name}` is already in production; nothing to do.")
+        note = ""
+        if to in rolled_back:
+            note = (
+                f"version {to} was itself rolled back (taken out of production by `rollback` at {rolled_back[to]}); "
+                "it goes back to production because --to names it"
+            )
+        return RollbackTarget(to, note)
+    entered = [e for e in events if e["stage"] == "production"]
+    since = max((i for i, e in enumerate(entered) if int(e["version"]) == current), default=len(entered))
+    earlier = [int(e["version"]) for e in reversed(entered[:since]) if int(e["version"]) != current]
+    for version in earlier:
+        if version not in rolled_back:
+            return RollbackTarget(version)
+    if not earlier:
+        raise RollbackRefused(
+            f"version {current} of `{model_name}` is the first production version on record: there is no earlier one "
+            "to roll back to. Fix: name one with `--to VERSION` (`python run.py history` lists them)."
+        )
+    skipped = ", ".join(f"{v} (at {rolled_back[v]})" for v in dict.fromkeys(earlier))
+    raise RollbackRefused(
+        f"every version of `{model_name}` that was in production before version {current} was itself rolled back: "
+        f"{skipped}; `rollback` does not return to a rolled-back version on its own. Fix: name the version with "
+        f"`--to VERSION` (`python run.py history --model-name {model_name}` lists them)."
     )

@@ -33,7 +33,8 @@ from typing import Any, Literal
 from lifecycle.config import DeploymentConfig
 from lifecycle.environment import file_lock, state_dir
 from lifecycle.errors import LifecycleError
-from lifecycle.project_state import read_json, write_json
+from lifecycle.project_state import atomic_write_text, private_folder, read_json, write_json
+from serving.prediction_log import REQUEST_ID_PATTERN
 from serving.processes import pid_alive, port_is_free, still_running
 
 UPSTREAM_HEADER = "X-Upstream"
@@ -139,9 +140,12 @@ def render(
     shadow: Route | None = None,
 ) -> str:
     """nginx's configuration: `listen` proxied to `upstream` (host:port), with the request id passed on (the
-    client's X-Request-ID, else one nginx makes) and the answering server named in the response; a canary gets its
-    share of the requests, picked by the request id; a shadow gets a copy of each through the internal hop."""
+    client's X-Request-ID when the servers' rule accepts it, else one nginx makes: production, canary and shadow
+    all log the same id) and the answering server named in the response; a canary gets its share of the
+    requests, picked by the request id; a shadow gets a copy of each through the internal hop. Paths are quoted:
+    a project folder may hold spaces, quotes, `;`, `{`, `}`, `#`, `$` or non-ASCII letters."""
     temp = _runtime(folder)
+    socket = temp / "shadow.sock"
     body_limit = max_body_bytes + 65536
     pool = "$mlops_pool" if canary else "production"
     trials = ""
@@ -167,7 +171,7 @@ def render(
 """
         shadow_locations = f"""        location = /_mlops_shadow {{
             internal;
-            proxy_pass http://unix:{temp / "shadow.sock"}:$request_uri;
+            proxy_pass http://unix:{socket}:$request_uri;
             proxy_http_version 1.0;
             proxy_set_header Connection close;
             proxy_set_header Host $http_host;
@@ -179,7 +183,7 @@ def render(
     limit_conn_zone $nginx_version zone=mlops_shadow_copies:1m;
     server {{
         # The shadow's hop: answers the mirror at once (empty_gif), then sends the copy on to the shadow.
-        listen unix:{temp / "shadow.sock"};
+        listen {_quoted(f"unix:{socket}")};
         client_max_body_size {body_limit};
         limit_conn mlops_shadow_copies {SHADOW_COPIES_IN_FLIGHT};
         location / {{
@@ -200,20 +204,22 @@ def render(
 """
     return f"""# Written by serving/front_door.py for each switch; edits are overwritten.
 {_worker_user()}worker_processes 1;
-pid {folder / "nginx.pid"};
-error_log {folder / "error.log"} warn;
+pid {_quoted(folder / "nginx.pid")};
+error_log {_quoted(folder / "error.log")} warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
     client_body_buffer_size 1m;
-    client_body_temp_path {temp / "body"};
-    proxy_temp_path {temp / "proxy"};
-    fastcgi_temp_path {temp / "fastcgi"};
-    uwsgi_temp_path {temp / "uwsgi"};
-    scgi_temp_path {temp / "scgi"};
+    client_body_temp_path {_quoted(temp / "body")};
+    proxy_temp_path {_quoted(temp / "proxy")};
+    fastcgi_temp_path {_quoted(temp / "fastcgi")};
+    uwsgi_temp_path {_quoted(temp / "uwsgi")};
+    scgi_temp_path {_quoted(temp / "scgi")};
+    # The servers' request-id rule (serving/prediction_log.py): an id they would replace is replaced here,
+    # once, so that production, canary and shadow all log the id the client gets back.
     map $http_x_request_id $mlops_request_id {{
-        "" $request_id;
-        default $http_x_request_id;
+        "~^{REQUEST_ID_PATTERN}$" $http_x_request_id;
+        default $request_id;
     }}
     upstream production {{
         server {upstream};
@@ -236,6 +242,11 @@ http {{
 """
 
 
+def _quoted(value: Path | str) -> str:
+    """A path as one nginx string, whatever it holds (in these directives nginx expands no variables)."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _nobody() -> tuple[int, int, str] | None:
     """(uid, gid, group) of `nobody`, to whom nginx run as root hands its workers; None when not run as root."""
     if os.geteuid() != 0:
@@ -254,25 +265,37 @@ def _worker_user() -> str:
     return f"user nobody {nobody[2]};\n" if nobody else ""
 
 
+# A folder name nginx can take in a URL (the shadow hop's socket, `http://unix:PATH:`) and in every directive.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._-]+")
+
+
 def _runtime(folder: Path) -> Path:
     """The door's temp folders and the shadow hop's socket, under the system's temp folder: nginx's workers (run
-    as `nobody` when nginx runs as root) must reach them, and a project under a private folder is out of reach."""
+    as `nobody` when nginx runs as root) must reach them, and a project under a private folder is out of reach.
+    (A temp folder whose path nginx cannot take in a URL is passed over for /tmp.)"""
     import hashlib
 
+    temp = tempfile.gettempdir()
+    base = Path(temp if _PLAIN_PATH.fullmatch(temp) else "/tmp")
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"mlops-front-door-{os.geteuid()}" / digest
+    return base / f"mlops-front-door-{os.geteuid()}" / digest
 
 
 def _prepare(folder: Path) -> None:
+    """The door's folder and its temp folders. The temp folders' parent has a name anyone can guess, so it must
+    be this user's own (see `private_folder`); nginx's workers, when they run as `nobody`, may pass through it
+    but not list it, and own the folders they write request bodies to."""
     nobody = _nobody()
     folder.mkdir(parents=True, exist_ok=True)
     runtime = _runtime(folder)
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (runtime / sub).mkdir(parents=True, exist_ok=True)
+    passable = 0o711 if nobody else 0o700
+    private_folder(runtime.parent, passable)
+    private_folder(runtime, passable)
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):  # inside a folder only this user writes to
+        (runtime / sub).mkdir(mode=0o700, exist_ok=True)
         if nobody:
             os.chown(runtime / sub, nobody[0], nobody[1])
-    for path in (runtime.parent, runtime):
-        path.chmod(0o755)
+        (runtime / sub).chmod(0o700)
 
 
 def _state(model_name: str) -> dict[str, Any] | None:
@@ -376,7 +399,8 @@ def switch(
     url = f"http://{config.host}:{port}"
     try:
         for attempt in range(3):  # a port another program took since it was assigned: the next free one
-            conf.write_text(render(f"{config.host}:{port}", upstream, folder, config.max_body_bytes, canary, shadow))
+            text = render(f"{config.host}:{port}", upstream, folder, config.max_body_bytes, canary, shadow)
+            atomic_write_text(conf, text)
             checked = _nginx(folder, "-t", "-q")
             if checked.returncode != 0:
                 raise FrontDoorFailed(f"nginx refused the front door's configuration: {checked.stderr.strip()}")
@@ -393,7 +417,7 @@ def switch(
         if not pid:  # started for this switch: stopped again (nothing stood behind it before)
             _quit(folder)
         if previous is not None:
-            conf.write_text(previous)
+            atomic_write_text(conf, previous)
             if _running_pid(folder) and before is not None:
                 old_workers = _workers(folder)
                 _nginx(folder, "-s", "reload")

@@ -4,26 +4,33 @@ Layout, under the log's root (`<state folder>/predictions` unless `log.folder` o
 otherwise):
 
     <model>/<YYYY-MM-DD>/predictions-<backend>-<pid>-<start>.jsonl   one JSON object per answered row
-    <model>/<YYYY-MM-DD>/rejected-<backend>-<pid>-<start>.jsonl      one per rejected request (status, error)
+    <model>/<YYYY-MM-DD>/rejected-<backend>-<pid>-<start>.jsonl      one per rejected request (status, problem)
+    <model>/<YYYY-MM-DD>/smoke-tests-<pid>.jsonl                      request ids of deploys' smoke tests
     <model>/labels/labels-<time>-<pid>.jsonl                          ground truth attached later
 
 One writer per process and file (servers with several workers write one file each). Each request's rows are
 written with one `write(2)` to a file opened with O_APPEND before the answer is returned: once a client has its
 2xx, the rows are in the operating system's page cache, and a crash of the server process (even SIGKILL) loses
-none of them. (A power loss can: nothing is fsync'd, which would cost a disk flush per request.)
+none of them. (A power loss can: nothing is fsync'd, which would cost a disk flush per request.) A write that
+fails or is cut short (a full disk) is taken back and raises `LogWriteError`: the server answers 503 instead of
+answering a request it could not record, and the next row never shares a line with a torn one. Files are 0600,
+folders 0700.
 
 A row: `request_id`, `row` (its position in the request), `timestamp` (UTC, ISO 8601), `model_name`,
 `model_version`, `role` (`production`, `canary` or `shadow`: how the front door sent the request to that server;
 a shadow's answers never reached the client), `backend`, `server`, `latency_ms` (the request's, from its arrival
 to its prediction),
 `prediction`, `probability` (classifiers: the positive class's), `inputs` (the model inputs, or the subset that
-`log.inputs` allows), `keys` (a record's other fields, e.g. an order id, kept to join labels on).
+`log.inputs` allows), `keys` (a record's other fields, e.g. an order id, kept to join labels on: all of them with
+`log.inputs: all`, the listed ones with a list, none with `none`).
 
 This module is shipped inside bentos and MLflow models: it needs the standard library, numpy and pandas only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -32,7 +39,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -58,9 +65,16 @@ META_COLUMNS = (
 )
 LABEL_COLUMN = "label"
 ROLES = ("production", "canary", "shadow")  # a server's part behind the model's front door
-SMOKE_TEST_PREFIX = "smoke-"  # request ids of a deploy's smoke test: logged, but not traffic to monitor
+# How a deploy's smoke-test request ids begin, for a reader of the raw files. Readers leave a smoke test's rows
+# out by the ids the deploy registered (`register_smoke_test`), never by this prefix: a client may send it too.
+SMOKE_TEST_PREFIX = "smoke-"
+SMOKE_TESTS = "smoke-tests"  # the kind of file a deploy registers its smoke-test request ids in
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# The request-id rule of every server and of the front door's nginx map (serving/front_door.py): keep in step.
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+FILE_MODE, FOLDER_MODE = 0o600, 0o700  # the log holds client data: this user's only
+_WRITE_LOCK = threading.Lock()
 
 
 def new_request_id(sent: str | None = None) -> str:
@@ -73,6 +87,28 @@ def new_request_id(sent: str | None = None) -> str:
 
 def model_folder_name(model_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name) or "model"
+
+
+class LogWriteError(OSError):
+    """An answered request's rows could not be written (a full disk, a lost mount): the server answers 503
+    rather than answer a request it could not record."""
+
+    CLIENT_MESSAGE = "the prediction log could not record this request, so it was not answered; retry later"
+
+
+def _private_folders(root: Path, *parts: str) -> Path:
+    """`root/part/...`, each folder this creates 0700 (an existing one is left as its owner set it)."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    folder = root
+    for folder in (root, *(root.joinpath(*parts[: n + 1]) for n in range(len(parts)))):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, FOLDER_MODE)
+    return folder
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
 
 
 def _stamp(moment: datetime) -> str:
@@ -100,7 +136,7 @@ class LogSettings:
 
     root: str
     enabled: bool = True
-    inputs: str | list[str] = "all"  # "all", "none", or the model inputs to keep (personal data stays out)
+    inputs: str | list[str] = "all"  # "all", "none", or the fields to keep, inputs and keys alike (see `keeps`)
     retention_days: int = 30
     role: str = "production"  # what the server is behind the front door (see ROLES)
 
@@ -128,12 +164,16 @@ class PredictionLog:
         self.backend = backend
         self.server = server
         self.rejected = 0
-        self._lock = threading.Lock()
         self._files: dict[str, tuple[str, int, int]] = {}  # kind -> (day, pid, fd)
+        self._torn: set[str] = set()  # kinds whose file may end in a torn line (its next write starts a new line)
         self._started = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         inputs = settings.inputs
         self._keep_all = inputs == "all"
         self._keep: set[str] = set() if inputs in ("none", None) or self._keep_all else set(inputs)
+
+    def keeps(self, field_name: str) -> bool:
+        """Whether a field a client sent is written (`log.inputs` governs model inputs and other fields alike)."""
+        return self._keep_all or field_name in self._keep
 
     def _fd(self, kind: str, day: str) -> int:
         """The open file of this kind for today and this process (a new day or a forked worker opens its own)."""
@@ -143,22 +183,51 @@ class PredictionLog:
             return current[2]
         if current and current[1] == pid:
             os.close(current[2])
-        folder = self.root / model_folder_name(self.model_name) / day
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{kind}-{self.backend}-{pid}-{self._started}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._files.pop(kind, None)
+        folder = _private_folders(self.root, model_folder_name(self.model_name), day)
+        fd = _open_append(folder / f"{kind}-{self.backend}-{pid}-{self._started}.jsonl")
         self._files[kind] = (day, pid, fd)
         if current is None or current[0] != day:
             prune(self.root, self.model_name, self.settings.retention_days)
         return fd
 
     def _append(self, kind: str, lines: list[str], day: str) -> None:
+        """The lines, whole, with one write; raises LogWriteError (having taken back any part written) when the
+        write fails or is cut short."""
         data = ("\n".join(lines) + "\n").encode()
-        with self._lock:
-            fd = self._fd(kind, day)
-            view = memoryview(data)
-            while view:  # a regular file takes it all at once; loop in case a write is ever partial
-                view = view[os.write(fd, view) :]
+        with _WRITE_LOCK:  # one lock for every writer of the process: two writers may share a file name
+            written = 0
+            try:
+                fd = self._fd(kind, day)
+                if kind in self._torn:
+                    data = b"\n" + data
+                written = os.write(fd, data)
+                if written == len(data):
+                    self._torn.discard(kind)
+                    return
+                error = OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes written")
+            except OSError as exc:
+                error = exc
+            self._take_back(kind, written)
+            where = self.root / model_folder_name(self.model_name) / day
+            raise LogWriteError(
+                error.errno or errno.EIO,
+                f"the prediction log could not be written in {where} ({error.strerror or error}). Fix: free space "
+                f"on that disk or make it writable (or move the log: `log.folder` in configs/deployment.yaml, or "
+                f"{LOG_ROOT_ENV})",
+            ) from error
+
+    def _take_back(self, kind: str, written: int) -> None:
+        """Cut off what a failed write left (the file is this process's alone); when even that fails, the next
+        write starts on a new line, so no row is ever glued to a torn one."""
+        current = self._files.get(kind)
+        if current is None:
+            return
+        try:
+            if written:
+                os.ftruncate(current[2], os.fstat(current[2]).st_size - written)
+        except OSError:
+            self._torn.add(kind)
 
     def record(
         self,
@@ -175,8 +244,8 @@ class PredictionLog:
         inputs_wanted = set(model_inputs)
         lines = []
         for row, (record, prediction) in enumerate(zip(records, predictions, strict=True)):
-            inputs = {k: _plain(record.get(k)) for k in model_inputs if self._keep_all or k in self._keep}
-            keys = {k: _plain(v) for k, v in record.items() if k not in inputs_wanted and _scalar(v)}
+            inputs = {k: _plain(record.get(k)) for k in model_inputs if self.keeps(k)}
+            keys = {k: _plain(v) for k, v in record.items() if k not in inputs_wanted and self.keeps(k) and _scalar(v)}
             line = {
                 "request_id": request_id,
                 "row": row,
@@ -210,8 +279,8 @@ class PredictionLog:
         pandas' JSON writer a chunk at a time (a million rows in seconds, not minutes)."""
         now = datetime.now(timezone.utc)
         stamp = _stamp(now)
-        inputs = [c for c in model_inputs if self._keep_all or c in self._keep]
-        keys = [c for c in table.columns if c not in set(model_inputs)]
+        inputs = [c for c in model_inputs if self.keeps(c)]
+        keys = [c for c in table.columns if c not in set(model_inputs) and self.keeps(c)]
         head = json.dumps(
             {
                 "model_name": self.model_name,
@@ -251,7 +320,8 @@ class PredictionLog:
             self._append("predictions", lines, now.strftime("%Y-%m-%d"))
 
     def reject(self, status: int, error: str) -> None:
-        """Count a rejected request (4xx): its status and error, not its rows (they were never predicted)."""
+        """Count a rejected request (4xx): its status and the kind of problem (`problem`, and the `column` or
+        `record` it concerns), never the values it sent (an error message quotes them)."""
         now = datetime.now(timezone.utc)
         line = {
             "timestamp": _stamp(now),
@@ -260,11 +330,38 @@ class PredictionLog:
             "role": self.settings.role,
             "backend": self.backend,
             "status": status,
-            "error": error[:500],
+            **rejection_problem(error),
         }
-        with self._lock:
-            self.rejected += 1
         self._append("rejected", [json.dumps(line, default=_plain)], now.strftime("%Y-%m-%d"))
+        with _WRITE_LOCK:
+            self.rejected += 1
+
+
+# The request contract's messages (serving/contract.py), by kind; the groups name schema columns and row numbers,
+# never a value the client sent.
+_PROBLEMS = (
+    (re.compile(r"request body (is \d+ bytes|exceeds)"), "body too large"),
+    (re.compile(r"empty request body"), "empty body"),
+    (re.compile(r"request body is not valid JSON"), "not JSON"),
+    (re.compile(r'expected a JSON object \{"records"'), "not a records object"),
+    (re.compile(r'"records" is empty'), "no records"),
+    (re.compile(r'"records" has \d+ rows'), "too many rows"),
+    (re.compile(r"record (?P<record>\d+) is \w+, expected an object"), "record not an object"),
+    (re.compile(r"records miss the model input\(s\) (?P<column>[^;]+); every record needs"), "missing inputs"),
+    (re.compile(r"record (?P<record>\d+): `(?P<column>[^`]+)` is .*; expected a time"), "not a time"),
+    (re.compile(r"record (?P<record>\d+): `(?P<column>[^`]+)` is .*; expected"), "wrong type"),
+)
+
+
+def rejection_problem(error: str) -> dict[str, Any]:
+    """What a rejection's message says is wrong, without what the client sent: `problem`, and `column` and
+    `record` where the message names them."""
+    for pattern, problem in _PROBLEMS:
+        found = pattern.match(error)
+        if found:
+            named = {k: int(v) if k == "record" else v for k, v in found.groupdict().items() if v is not None}
+            return {"problem": problem, **named}
+    return {"problem": "invalid request"}
 
 
 _WRITERS: dict[tuple[str, ...], PredictionLog] = {}
@@ -330,18 +427,36 @@ def _files(root: Path, model_name: str | None, kind: str, since: Any = None, unt
     return found
 
 
+def _lines_of(path: Path) -> Iterator[str]:
+    """The file's lines; none when it is gone (retention may remove a day folder while it is read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            yield from handle
+    except FileNotFoundError:
+        return
+
+
+def _parsed(line: str) -> dict[str, Any] | None:
+    """A whole line's record; None for a torn one (a write cut short by a crash or a full disk)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def _read_lines(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], int]:
-    """Every parsable line; a line cut short by a crash in the middle of a write is skipped and counted."""
+    """Every whole line's record, and how many torn lines were skipped."""
     rows, broken = [], 0
     for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    broken += 1
+        for line in _lines_of(path):
+            if not line.strip():
+                continue
+            record = _parsed(line)
+            if record is None:
+                broken += 1
+            else:
+                rows.append(record)
     return rows, broken
 
 
@@ -368,14 +483,16 @@ def read_predictions(
     with `smoke_tests`."""
     lines, broken = _read_lines(_files(root, model_name, "predictions", since, until))
     if not smoke_tests:
-        lines = [line for line in lines if not str(line.get("request_id", "")).startswith(SMOKE_TEST_PREFIX)]
+        smoke = smoke_test_ids(root, model_name)
+        lines = [line for line in lines if line.get("request_id") not in smoke]
     if not lines:
         return LogTable(pd.DataFrame(columns=[*META_COLUMNS, LABEL_COLUMN]), broken_lines=broken)
     meta = pd.DataFrame([{k: line.get(k) for k in META_COLUMNS} for line in lines])
     meta["timestamp"] = pd.to_datetime(meta["timestamp"], utc=True, format="ISO8601")
     meta["role"] = meta["role"].fillna("production")  # rows logged before servers had roles
     inputs = pd.DataFrame([line.get("inputs") or {} for line in lines])
-    keys = pd.DataFrame([line.get("keys") or {} for line in lines])
+    # Keys as the client sent them (a code "001042" stays text, 1042 an integer): labels join on their text.
+    keys = pd.DataFrame([line.get("keys") or {} for line in lines], dtype=object)
     reserved = set(META_COLUMNS) | {LABEL_COLUMN}
     inputs.columns = [f"input.{c}" if c in reserved else c for c in inputs.columns]
     keys.columns = [f"key.{c}" if c in reserved or c in inputs.columns else c for c in keys.columns]
@@ -419,17 +536,46 @@ def version_order(version: str) -> tuple[int, str]:
 
 
 def find_request(root: Path, request_id: str, model_name: str | None = None) -> pd.DataFrame:
-    """The logged rows of one request (every model's log unless `model_name`), labels attached."""
+    """The logged rows of one request (every model's log unless `model_name`), labels attached; torn lines
+    that mention it are skipped and counted in `.attrs["broken_lines"]`."""
     needle = f'"request_id":{json.dumps(request_id)}'
-    found = []
+    found, broken = [], 0
     for path in _files(root, model_name, "predictions"):
-        with open(path, encoding="utf-8") as handle:
-            found.extend(json.loads(line) for line in handle if needle in line)
+        for line in _lines_of(path):
+            if needle in line:
+                record = _parsed(line)
+                if record is None:
+                    broken += 1
+                elif record.get("request_id") == request_id:
+                    found.append(record)
     if not found:
-        return pd.DataFrame()
+        frame = pd.DataFrame()
+        frame.attrs["broken_lines"] = broken
+        return frame
     frame = pd.DataFrame(found)
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-    return _with_labels(root, str(frame["model_name"].iloc[0]), frame)
+    frame = _with_labels(root, str(frame["model_name"].iloc[0]), frame)
+    frame.attrs["broken_lines"] = broken
+    return frame
+
+
+def register_smoke_test(root: Path | str, model_name: str, request_id: str) -> None:
+    """Before a deploy's smoke test sends `request_id`: readers then leave its rows out of traffic. Written by
+    the deploy, not by a server, so nothing a client sends can mark its own rows as a smoke test's."""
+    now = datetime.now(timezone.utc)
+    folder = _private_folders(Path(root), model_folder_name(model_name), now.strftime("%Y-%m-%d"))
+    line = json.dumps({"request_id": request_id, "timestamp": _stamp(now)}) + "\n"
+    fd = _open_append(folder / f"{SMOKE_TESTS}-{os.getpid()}.jsonl")
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def smoke_test_ids(root: Path, model_name: str | None = None) -> set[str]:
+    """The request ids deploys registered for their smoke tests (of one model, or all)."""
+    lines, _ = _read_lines(_files(root, model_name, SMOKE_TESTS))
+    return {str(line["request_id"]) for line in lines if "request_id" in line}
 
 
 # --- labels --------------------------------------------------------------------------------------------------
@@ -474,10 +620,13 @@ def _with_labels(root: Path, model_name: str | None, frame: pd.DataFrame) -> pd.
 
 
 def _text(value: Any) -> str:
+    """A join key as text: text as it was written ("001042" stays "001042"), a number as a CSV writes it (1042
+    and 1042.0 are "1042")."""
+    value = _plain(value)
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     if isinstance(value, float) and value.is_integer():
-        value = int(value)  # a CSV column with a gap reads 1042 as 1042.0
+        value = int(value)
     return str(value)
 
 
@@ -489,9 +638,10 @@ def attach_labels(
     root: Path, model_name: str, truth: pd.DataFrame, label_column: str, keys: Sequence[str] = (), source: str = ""
 ) -> LabelReport:
     """Attach ground truth to logged rows: by `request_id` (and `row`, default 0) when `keys` is empty, else by
-    equality of the key columns kept in the log (compared as text: a CSV's 1042 matches a logged "1042"). A key
-    that several logged rows share (the same order predicted twice) labels them all. Appends the matches to the
-    model's labels folder; nothing in the log is rewritten."""
+    equality of the key columns kept in the log, compared as text (`_text`: a logged "001042" matches only the
+    text 001042, so read label files' key columns as text, see `workflows.served.read_labels`; a number sent
+    as 1042 or 1042.0 matches "1042"). A key that several logged rows share (the same order predicted twice)
+    labels them all. Appends the matches to the model's labels folder; nothing in the log is rewritten."""
     from lifecycle.errors import LifecycleError
 
     joins = list(keys) or ["request_id"]
@@ -539,11 +689,10 @@ def attach_labels(
     ]
     path = None
     if lines:
-        folder = _labels_folder(root, model_name)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _private_folders(Path(root), model_folder_name(model_name), "labels")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")  # file names sort in attachment order
         path = folder / f"labels-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:6]}.jsonl"
-        with open(path, "a", encoding="utf-8") as handle:
+        with os.fdopen(_open_append(path), "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
     found = {logged_keys[i] for i in hits}
     return LabelReport(

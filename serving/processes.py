@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from lifecycle.errors import LifecycleError
 
@@ -71,33 +71,66 @@ def process_tree(pid: int | None) -> list[int]:
     return tree
 
 
-def freeze_tree(pid: int | None) -> list[int]:
-    """SIGSTOP `pid` and its descendants until no new one appears: a stopped process spawns nothing more, so the
-    list is complete (a server still starting up would otherwise start a worker that outlives it)."""
-    frozen: list[int] = []
-    while True:
-        new = [p for p in process_tree(pid) if p not in frozen]
-        if not new:
-            return frozen
-        for p in new:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(p, signal.SIGSTOP)
-        frozen += new
-        time.sleep(0.05)
+STOP_GRACE_SECONDS = 30.0  # a stopped server's processes get this long to finish the requests they answer
 
 
-def stop_process(pid: int | None) -> None:
-    """Stop a server and every process it started, at once (SIGKILL of the frozen tree). Model servers hold no
-    state to flush, and traffic was drained before this is called. A pid that is not our server is left alone."""
+def _family(processes: list[Any]) -> list[Any]:
+    """These processes and every descendant of theirs still there (psutil.Process objects)."""
+    import psutil
+
+    found: dict[int, Any] = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            for member in (process, *process.children(recursive=True)):
+                found.setdefault(member.pid, member)
+    return list(found.values())
+
+
+def _running(process: Any) -> bool:
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stop_process(pid: int | None, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop a server and every process it started. SIGTERM first, to each of them: a server stops taking
+    connections and finishes the requests it is answering (a client still talking to the old server after the
+    drain gets its answer); what is still there after `grace` seconds is frozen and SIGKILLed. Processes are
+    followed as psutil objects, so a pid reused meanwhile is never signalled. A pid that is not our server is
+    left alone."""
+    import psutil
+
     if not server_alive(pid):
         return
-    frozen = freeze_tree(pid)
-    for p in frozen:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(p, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(still_running(p) for p in frozen):
-        time.sleep(0.02)
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        return
+    known: dict[int, Any] = {}
+    deadline = time.monotonic() + grace
+    while True:
+        for member in _family([root, *known.values()]):  # a worker started meanwhile is asked to stop too
+            if member.pid not in known:
+                known[member.pid] = member
+                with contextlib.suppress(psutil.Error):
+                    member.terminate()
+                    member.resume()  # a stopped process acts on SIGTERM once it runs again
+        alive = [process for process in known.values() if _running(process)]
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for process in alive:  # frozen first: a stopped process starts nothing more
+        with contextlib.suppress(psutil.Error):
+            process.suspend()
+    for process in _family(alive):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def listening_pids(port: int) -> set[int]:

@@ -1,11 +1,13 @@
 """The rollout: start the new server beside the running ones, health-check and smoke-test it, drain, and only
-then stop the old ones (a failed deploy leaves the old server serving). Also: the model's live server, undeploy."""
+then stop the old ones (a failed deploy leaves the old server serving). A production rollout serves the version
+the Model Control Plane names production when it switches, whichever version it was started for (`rollout`).
+Also: the model's live server, undeploy."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -14,6 +16,7 @@ import pandas as pd
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.environment import model_lock
+from lifecycle.promotion import promotion_lock_name
 from serving import front_door
 from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBackend
 from serving.client import is_healthy
@@ -21,6 +24,9 @@ from serving.contract import json_records, prediction_difference
 from serving.prediction_log import SMOKE_TEST_PREFIX
 from serving.processes import choose_port, listening_pids, process_tree
 from serving.registry import record_change
+from stacks.store_lock import store_lock
+
+PRODUCTION = "production"  # the Model Control Plane stage a production rollout serves
 
 
 def _now() -> str:
@@ -77,12 +83,18 @@ def smoke_test(
 ) -> SmokeTest:
     """Health endpoint up, then HTTP predictions on held-out rows equal the same artifact's in-process ones."""
     from lifecycle.modeling import predict_scores
+    from serving.prediction_log import new_request_id, register_smoke_test
 
     if not is_healthy(endpoint.health_url, timeout=10):
         raise DeploymentFailed(f"{endpoint.health_url} is not healthy")
     rows = holdout.head(config.smoke_rows)
     records = json_records(rows, release.schema)
-    served, body = backend.predict(endpoint, records, request_id=f"{SMOKE_TEST_PREFIX}{endpoint.name}")
+    # A random id, registered before it is sent: readers leave its rows out of traffic, and no client can mark
+    # its own rows that way (the prefix only helps a person reading the files).
+    request_id = f"{SMOKE_TEST_PREFIX}{new_request_id()}"
+    if config.log.enabled:
+        register_smoke_test(config.log.root(), release.model_name, request_id)
+    served, body = backend.predict(endpoint, records, request_id=request_id)
     expected, _ = predict_scores(release.model, rows[release.schema.model_inputs])
     if len(served) != len(expected):
         raise DeploymentFailed(f"smoke test: {len(served)} predictions for {len(expected)} rows")
@@ -102,10 +114,14 @@ def smoke_test(
 @dataclass
 class Rollout:
     endpoint: Endpoint
-    smoke: SmokeTest
+    smoke: SmokeTest | None  # None: nothing was started (`already_serving`)
     replaced: list[Endpoint]
     seconds_to_ready: float
     front_door: front_door.FrontDoor | None = None
+    release: Release | None = None  # what now serves (production: the version production named at the switch)
+    holdout: pd.DataFrame | None = None  # that version's held-out rows
+    requested_version: str | None = None  # the version the deploy was started for, when production moved since
+    already_serving: bool = False  # `only_if_stale`: production's version was serving already; nothing changed
 
     def metadata(self) -> dict[str, Any]:
         trial = self.front_door.route(self.endpoint.role) if self.front_door else None
@@ -118,10 +134,12 @@ class Rollout:
             "health_url": self.endpoint.health_url,
             "name": self.endpoint.name,
             "model_version": self.endpoint.model_version,
-            "deployed_at": _now(),
+            "requested_version": self.requested_version or self.endpoint.model_version,
+            "already_serving": self.already_serving,
+            "deployed_at": self.endpoint.created if self.already_serving else _now(),
             "seconds_to_ready": round(self.seconds_to_ready, 2),
-            "smoke_test_rows": self.smoke.rows,
-            "parity_max_abs_difference": self.smoke.max_abs_difference,
+            "smoke_test_rows": self.smoke.rows if self.smoke else 0,
+            "parity_max_abs_difference": self.smoke.max_abs_difference if self.smoke else None,
             "replaced": [e.name for e in self.replaced],
             "front_door_url": self.front_door.url if self.front_door else "",
         }
@@ -169,6 +187,15 @@ def _start_answering(
     raise AssertionError("unreachable")
 
 
+class ProductionMoved(DeploymentFailed):
+    """Production changed between the choice of the version to start and the front door's switch."""
+
+
+# A production rollout whose version stops being production before its switch starts again with the new one, at
+# most this many times (each is a real change of production by another command) before it gives up.
+PRODUCTION_MOVES = 3
+
+
 def rollout(
     backend: ServingBackend,
     release: Release,
@@ -179,16 +206,146 @@ def rollout(
     progress: Callable[[str], None] = lambda _: None,
     notice: Callable[[str], None] | None = None,
     weight: float | None = None,
+    only_if_stale: bool = False,
 ) -> Rollout:
     """Start the release beside what serves now, smoke-test it, then retire the old servers (after a drain).
     One rollout of a model at a time on this machine: a second one (a CI job and a person, a promotion and a
     monitor's redeploy) waits, then replaces what the first one left serving (and says so through `notice`).
-    A release whose role is `canary` or `shadow` joins production behind the front door instead (`weight`: a
-    canary's share of requests, in percent) and replaces only the previous server of its role."""
+
+    A production rollout serves the version production is when it switches, not the one it was started for:
+    - once it holds the deploy lock, it reads production from the Model Control Plane; when production moved
+      while it waited (a promote and a rollback queued behind another deploy), it deploys the version production
+      is now, with that version's model and held-out rows, and says so through `notice`;
+    - it switches the front door holding the promotion lock (which every stage change takes), after reading
+      production again: when production moved while its server started, that server is stopped and it starts
+      over with the new production version (at most PRODUCTION_MOVES times), so no switch serves a version that
+      is not production at that moment.
+    Why this order guarantees served == production after any interleaving: every change of production is
+    followed by a deploy (the command's redeploy), which takes the deploy lock after the change; whatever it was
+    started for, it serves production as read under that lock, and so does every deploy after it. So the last
+    deploy to take the lock serves the current production. Stopping instead ("production moved, not deploying")
+    would leave the old version serving whenever no redeploy follows the change (a change made on another
+    machine sharing the store, or with `train --no-redeploy`) until someone deploys again.
+
+    `only_if_stale` (the redeploy that follows a stage change): when production's version already serves, healthy
+    (behind the front door, when the config has one), nothing is started and the Rollout says `already_serving`.
+
+    A release whose role is `canary` or `shadow` is an explicit version and never replaces production: it joins
+    production behind the front door (`weight`: a canary's share of requests, in percent) and replaces only the
+    previous server of its role."""
     with _deploy_lock(release.model_name, progress, notice):
-        if release.role == "production":
-            return _rollout(backend, release, holdout, config, port, timeout, progress)
+        if release.role == PRODUCTION:
+            return _serve_production(backend, release, holdout, config, port, timeout, progress, notice, only_if_stale)
         return _start_trial(backend, release, holdout, config, weight, port, timeout, progress)
+
+
+def production_now(model_name: str) -> str | None:
+    """The version the Model Control Plane names production now (None: no version is)."""
+    from zenml.client import Client
+
+    try:
+        return str(Client().get_model_version(model_name, PRODUCTION).number)
+    except KeyError:
+        return None
+
+
+def registry_release(model_name: str, number: str, role: str = PRODUCTION) -> tuple[Release, pd.DataFrame]:
+    """Version `number` of the model as the Model Control Plane holds it, as a Release in `role` (its model,
+    feature schema and MLflow registry twin), and its held-out rows (the smoke test's)."""
+    from zenml.client import Client
+
+    from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
+
+    version = Client().get_model_version(model_name, int(number))
+    test_set = version.get_artifact(TEST_SET).load()
+    registered = (version.run_metadata.get("mlflow") or {}).get("mlflow_registered_version")
+    release = Release(
+        model_name=model_name,
+        model_version=str(version.number),
+        model_version_id=str(version.id),
+        model=version.get_model_artifact(MODEL).load(),
+        schema=version.get_artifact(FEATURE_SCHEMA).load(),
+        mlflow_registered_version=str(registered) if registered else None,
+        example=test_set.head(5),
+        role=role,
+    )
+    return release, test_set
+
+
+def serving_version(backend: ServingBackend, model_name: str, version: str, config: DeploymentConfig):
+    """The backend's healthy production server of the model when it serves `version` and answers the model's
+    requests (through the front door, when the config has one: the door must stand in front of it); else None."""
+    production = [e for e in backend.endpoints(model_name) if e.running and e.role == PRODUCTION]
+    if front_door.enabled(config):
+        door = front_door.current(model_name)
+        if door is None or door.backend != backend.name or door.model_version != version:
+            return None
+        production = [e for e in production if e.url == door.upstream]
+    live = newest_healthy(production)
+    return live if live is not None and live.model_version == version else None
+
+
+@contextlib.contextmanager
+def _production_held(release: Release, progress: Callable[[str], None]) -> Iterator[None]:
+    """Inside: `release`'s version is production and stays so (the promotion lock, which every stage change
+    holds); else ProductionMoved."""
+    with store_lock(promotion_lock_name(release.model_name), on_wait=progress):
+        now = production_now(release.model_name)
+        if now != release.model_version:
+            became = f"version {now}" if now else "no version"
+            raise ProductionMoved(
+                f"production of `{release.model_name}` became {became} while the server of version "
+                f"{release.model_version} started"
+            )
+        yield
+
+
+def _serve_production(
+    backend: ServingBackend,
+    release: Release,
+    holdout: pd.DataFrame,
+    config: DeploymentConfig,
+    port: int | None,
+    timeout: int | None,
+    progress: Callable[[str], None],
+    notice: Callable[[str], None] | None,
+    only_if_stale: bool,
+) -> Rollout:
+    """`rollout` of production, under the deploy lock: see there."""
+    name, requested, tell = release.model_name, release.model_version, notice or progress
+    for _ in range(PRODUCTION_MOVES + 1):
+        now = production_now(name)
+        if now is None:
+            raise DeploymentFailed(
+                f"no version of `{name}` is in production now (version {requested} was when this deploy started); "
+                "nothing was deployed. Fix: put one in production (`python run.py promote` or "
+                "`python run.py rollback --to VERSION`), then deploy"
+            )
+        if now != release.model_version:
+            tell(
+                f"production of `{name}` is version {now} now, not version {release.model_version} as when this "
+                f"deploy started: deploying version {now}"
+            )
+            release, holdout = registry_release(name, now)
+        if only_if_stale:
+            serving = serving_version(backend, name, now, config)
+            if serving is not None:
+                progress(f"version {now} of `{name}` already serves ({serving.url}): nothing to replace")
+                door = front_door.current(name) if front_door.enabled(config) else None
+                return Rollout(
+                    serving, None, [], 0.0, door, release, holdout, requested_version=requested, already_serving=True
+                )
+        try:
+            done = _rollout(backend, release, holdout, config, port, timeout, progress)
+        except ProductionMoved as moved:
+            tell(f"{moved}; that server was stopped, starting again")
+            continue
+        done.release, done.holdout, done.requested_version = release, holdout, requested
+        return done
+    raise DeploymentFailed(
+        f"production of `{name}` changed {PRODUCTION_MOVES + 1} times while this deploy ran, so it switched nothing "
+        f"(what served before still serves). Fix: deploy again once the release commands on `{name}` are done"
+    )
 
 
 def _deploy_lock(model_name: str, progress: Callable[[str], None], notice: Callable[[str], None] | None):
@@ -292,11 +449,12 @@ def _rollout(
     try:
         ready = time.monotonic() - started
         smoke = smoke_test(backend, endpoint, release, holdout, config)
-        if front_door.enabled(config):
-            door = front_door.switch(
-                release.model_name, config, endpoint.url, endpoint.health_path, release.model_version, backend.name
-            )
-            progress(f"front door {door.url} now answered by version {release.model_version} ({endpoint.url})")
+        with _production_held(release, progress):  # production cannot move between this read and the switch
+            if front_door.enabled(config):
+                door = front_door.switch(
+                    release.model_name, config, endpoint.url, endpoint.health_path, release.model_version, backend.name
+                )
+                progress(f"front door {door.url} now answered by version {release.model_version} ({endpoint.url})")
         if running and config.drain_seconds:
             time.sleep(config.drain_seconds)  # clients that looked up the old address finish against it
             if not is_healthy(endpoint.health_url, timeout=10):
@@ -309,6 +467,8 @@ def _rollout(
                     door_before.model_version, door_before.backend,
                 )  # fmt: skip
         backend.stop(endpoint)
+        if isinstance(exc, ProductionMoved):  # `_serve_production` starts again with the new production version
+            raise
         _raise_stopped(exc, serving)
     progress(f"{backend.name} server for version {release.model_version} healthy at {endpoint.url} in {ready:.1f} s")
     record_change(backend.stack_id, backend.stack_name, backend.name, added=[endpoint])

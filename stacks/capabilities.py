@@ -165,13 +165,19 @@ def prepare_local_mlflow(capabilities: StackCapabilities) -> None:
     """For an embedded (SQLite) MLflow: create the database folder, and the experiment with its artifacts
     beside the database — MLflow would otherwise write artifacts to ./mlruns in whatever folder you ran from."""
     uri = capabilities.tracking_uri
+    if uri:
+        ensure_local_experiment(uri, capabilities.experiment_tracker.configuration.get("experiment_name"))
+
+
+def ensure_local_experiment(uri: str | None, experiment: str | None) -> None:
+    """For an embedded (SQLite) MLflow: the database folder, and the experiment `experiment` with its artifacts
+    beside the database (created by `mlflow.set_experiment`, it would keep them in ./mlruns of the current folder)."""
     if not uri or not uri.startswith("sqlite:///"):
         return
     import mlflow
 
     database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
-    experiment = capabilities.experiment_tracker.configuration.get("experiment_name")
     if experiment:
         client = mlflow.MlflowClient(tracking_uri=uri)
         if client.get_experiment_by_name(experiment) is None:

@@ -132,6 +132,7 @@ def free_port_block() -> int:
 # The longest test files first (about 2-3.5 minutes each, measured): `make test`'s two workers take whole files in
 # collection order, so starting the long ones early keeps one worker from finishing alone with the last of them.
 LONGEST_FIRST = [
+    "test_release_race.py",
     "test_release.py",
     "test_compare.py",
     "test_deployment.py",
@@ -144,6 +145,8 @@ LONGEST_FIRST = [
     "test_dashboard.py",
     "test_team.py",
     "test_reliability.py",
+    "test_served_record.py",
+    "test_data_contract_served.py",
 ]
 
 

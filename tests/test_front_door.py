@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import free_port_block
 
 from lifecycle.config import DeploymentConfig
+from lifecycle.errors import LifecycleError
 from serving import front_door
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(
     front_door.nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)"
@@ -53,9 +58,9 @@ ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """
 
 
-def start_server(name: str, *extra: str) -> tuple[str, subprocess.Popen]:
+def start_server(name: str, *extra: str, script: str = SERVER) -> tuple[str, subprocess.Popen]:
     port = free_port_block()
-    process = subprocess.Popen([sys.executable, "-c", SERVER, name, str(port), *extra])
+    process = subprocess.Popen([sys.executable, "-c", script, name, str(port), *extra])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
     while True:
@@ -250,3 +255,143 @@ def test_a_slow_or_dead_shadow_does_not_hold_up_production(servers, config):
     finally:
         front_door.close("door_slow")
         slow.kill()
+
+
+LOGGING_SERVER = """
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+sys.path.insert(0, sys.argv[4])
+from serving.prediction_log import REQUEST_ID_HEADER, LogSettings, PredictionLog, new_request_id
+name, port, role, _, root = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+log = PredictionLog(LogSettings(root=root, role=role), "door_model", "2" if role == "shadow" else "1", "test")
+class Handler(BaseHTTPRequestHandler):
+    def _send(self, request_id):
+        body = json.dumps({"server": name, "request_id": request_id}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        self._send(None)
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        request_id = new_request_id(self.headers.get(REQUEST_ID_HEADER))  # the rule of this project's servers
+        log.record(request_id, [{"x": 1}], ["x"], [1.0 if role == "production" else 2.0], None, 0.1)
+        self._send(request_id)
+    def log_message(self, *args):
+        return None
+ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def start_logging_server(role: str, root: Path) -> tuple[str, subprocess.Popen]:
+    return start_server(role, role, str(PROJECT_ROOT), str(root), script=LOGGING_SERVER)
+
+
+def test_an_id_the_servers_would_replace_is_replaced_once_at_the_door_so_production_and_shadow_pair(config, tmp_path):
+    """Ids the servers' rule refuses (spaces, too long, other characters) are replaced by nginx's own id before
+    they reach production and the shadow: both log the id the client got back, and every row pairs."""
+    from serving.prediction_log import read_predictions
+    from workflows.served import shadow_comparison
+
+    root = tmp_path / "log"
+    production_url, production = start_logging_server("production", root)
+    shadow_url, shadow = start_logging_server("shadow", root)
+    door = front_door.switch("door_ids_rule", config, production_url, "/health", "1", "test")
+    try:
+        front_door.set_trial("door_ids_rule", config, "shadow", front_door.Route(shadow_url, "2"))
+        sent = ["bad id with spaces", "x" * 129, "semi;colon", "quote'd", "ok-id:7.a_b", None]
+        answered = [ask(door.url, request_id)["request_id"] for request_id in sent]
+        assert answered[4] == "ok-id:7.a_b"
+        assert all(len(made) == 32 and int(made, 16) >= 0 for made in answered[:4] + answered[5:])  # nginx's ids
+        deadline = time.monotonic() + 10
+        while (frame := read_predictions(root, "door_model").frame)["role"].eq("shadow").sum() < len(sent):
+            assert time.monotonic() < deadline, frame
+            time.sleep(0.05)
+        assert sorted(frame.loc[frame["role"] == "production", "request_id"]) == sorted(answered)
+        compared = shadow_comparison(frame, "regression")
+        assert compared["paired_rows"] == len(sent) and compared["unpaired_shadow_rows"] == 0
+    finally:
+        front_door.close("door_ids_rule")
+        production.kill()
+        shadow.kill()
+
+
+def test_a_front_door_serves_from_a_state_folder_whose_path_nginx_treats_specially(servers, config, tmp_path):
+    """Spaces, quotes, `;`, `{`, `}`, `$`, `#` and non-ASCII letters in the project's path: the configuration
+    quotes them, nginx starts, and requests go through."""
+    state = tmp_path / "my projects; {x} $HOME #1 'quoted' \"double\" \\ Zürich 東京"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_STATE_DIR", str(state))
+        door = front_door.switch("door_odd_path", config, servers["a"], "/health", "1", "test")
+        try:
+            assert front_door.current("door_odd_path").url == door.url
+            assert ask(door.url)["server"] == "a"
+            assert front_door.switch("door_odd_path", config, servers["b"], "/health", "2", "test").url == door.url
+            assert ask(door.url)["server"] == "b"
+            assert (state / "front_door" / "door_odd_path" / "nginx.pid").is_file()
+        finally:
+            front_door.close("door_odd_path")
+    assert front_door.current("door_odd_path") is None
+
+
+def test_a_configuration_that_cannot_be_written_whole_leaves_the_old_one(servers, config):
+    """A file-size limit makes the write of nginx.conf fail part-way (as a full disk would): the switch fails,
+    the file on disk is still the configuration nginx runs, and the door still answers from it."""
+    import resource
+
+    door = front_door.switch("door_atomic", config, servers["a"], "/health", "1", "test")
+    conf = front_door._folder("door_atomic") / "nginx.conf"
+    try:
+        before = conf.read_text()
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, hard))
+        try:
+            with pytest.raises(OSError):
+                front_door.switch("door_atomic", config, servers["b"], "/health", "2", "test")
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        assert conf.read_text() == before
+        assert [p.name for p in conf.parent.iterdir() if p.suffix == ".tmp"] == []
+        assert front_door._nginx(conf.parent, "-t", "-q").returncode == 0
+        assert ask(door.url)["server"] == "a"
+        assert oct(conf.stat().st_mode & 0o777) == "0o600"
+    finally:
+        front_door.close("door_atomic")
+
+
+@pytest.mark.parametrize("planted", ["link", "other user", "loose"])
+def test_the_temp_folder_at_a_guessable_name_must_be_this_users_own(servers, config, tmp_path, planted):
+    """Another user who made `mlops-front-door-<uid>` first (or a link there) could read request bodies or
+    replace the shadow's socket: the door refuses to start and says how to fix it. A folder of this user's
+    with loose permissions is narrowed instead."""
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    guessable = temp / f"mlops-front-door-{os.geteuid()}"
+    if planted == "link":
+        (tmp_path / "elsewhere").mkdir()
+        guessable.symlink_to(tmp_path / "elsewhere")
+    elif planted == "other user":
+        if os.geteuid() != 0:
+            pytest.skip("only root can make a folder another user owns")
+        guessable.mkdir()
+        os.chown(guessable, 65534, 65534)
+    else:
+        guessable.mkdir(mode=0o777)
+        guessable.chmod(0o777)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(temp))
+        if planted == "loose":
+            door = front_door.switch("door_temp", config, servers["a"], "/health", "1", "test")
+            try:
+                assert ask(door.url)["server"] == "a"
+                assert guessable.stat().st_mode & 0o777 == (0o711 if os.geteuid() == 0 else 0o700)
+            finally:
+                front_door.close("door_temp")
+        else:
+            with pytest.raises(LifecycleError, match="another user may have made it.*Fix: remove it"):
+                front_door.switch("door_temp", config, servers["a"], "/health", "1", "test")
+            assert front_door.current("door_temp") is None
+            assert list((tmp_path / "elsewhere").iterdir() if planted == "link" else []) == []

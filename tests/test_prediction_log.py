@@ -59,13 +59,26 @@ def test_a_request_becomes_one_row_per_record_with_its_id_version_and_keys(tmp_p
     assert "4 rows from 2 requests; versions v1; backends bentoml" in summary_line(table)
 
 
-def test_input_logging_can_be_restricted_or_turned_off_and_keys_stay(tmp_path):
-    writer(tmp_path / "some", inputs=["temp"]).record("r", records(2), INPUTS, [1, 2], None, 1.0)
-    writer(tmp_path / "none", inputs="none").record("r", records(2), INPUTS, [1, 2], None, 1.0)
-    some = read_predictions(tmp_path / "some", "bikes")
-    none = read_predictions(tmp_path / "none", "bikes")
-    assert some.input_columns == ["temp"] and "dteday" not in some.frame
-    assert none.input_columns == [] and list(none.frame["order_id"]) == [1000, 1001]
+def test_log_inputs_governs_every_field_a_client_sends(tmp_path):
+    """`all` keeps the inputs and every other field; a list keeps exactly the fields it names (inputs and keys);
+    `none` keeps none: an email sent beside the inputs never reaches the log unless it is asked for."""
+    sent = [{**record, "email": f"person{i}@example.com"} for i, record in enumerate(records(2))]
+    for name, inputs in (("all", "all"), ("some", ["temp", "order_id"]), ("none", "none")):
+        writer(tmp_path / name, inputs=inputs).record("r", sent, INPUTS, [1, 2], None, 1.0)
+        table = pd.DataFrame(sent)
+        writer(tmp_path / f"{name}-batch", inputs=inputs, backend="batch").record_table(
+            ["b0", "b1"], table, INPUTS, [1, 2], None, 1.0
+        )
+    for suffix in ("", "-batch"):
+        every = read_predictions(tmp_path / f"all{suffix}", "bikes")
+        some = read_predictions(tmp_path / f"some{suffix}", "bikes")
+        none = read_predictions(tmp_path / f"none{suffix}", "bikes")
+        assert every.input_columns == INPUTS and every.key_columns == ["order_id", "email"]
+        assert some.input_columns == ["temp"] and some.key_columns == ["order_id"]
+        assert list(some.frame["order_id"]) == [1000, 1001]
+        assert none.input_columns == [] and none.key_columns == [] and list(none.frame["prediction"]) == [1, 2]
+        for name in ("some", "none"):
+            assert "example.com" not in "".join(p.read_text() for p in (tmp_path / f"{name}{suffix}").rglob("*.jsonl"))
 
 
 def test_classifier_probabilities_and_numpy_values_are_logged_as_plain_json(tmp_path):
@@ -82,6 +95,49 @@ def test_rejections_are_counted_not_logged_as_predictions(tmp_path):
     log.reject(413, "too big")
     assert log.rejected == 2 and count_rejected(tmp_path, "bikes") == 2
     assert read_predictions(tmp_path, "bikes").frame.empty
+
+
+PERSONAL_DATA = "Jane Doe, 4111 1111 1111 1111"
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem", "named"),
+    [
+        (
+            {"records": [{"dteday": "2012-01-01", "temp": PERSONAL_DATA, "season": "winter"}]},
+            "wrong type",
+            {"column": "temp"},
+        ),
+        ({"records": [{"dteday": PERSONAL_DATA, "temp": 0.5, "season": "winter"}]}, "not a time", {"column": "dteday"}),
+        ({"records": [{"dteday": "2012-01-01", "temp": 0.5, "season": {"name": PERSONAL_DATA}}]}, "wrong type", {}),
+        ({"records": [PERSONAL_DATA]}, "record not an object", {"record": 0}),
+        ({"records": [{"name": PERSONAL_DATA}]}, "missing inputs", {}),
+        ({"rows": [PERSONAL_DATA]}, "not a records object", {}),
+        ({"records": []}, "no records", {}),
+        ({"records": [{"temp": 1}] * 3}, "too many rows", {}),
+    ],
+)
+def test_a_rejection_logs_its_status_and_kind_of_problem_never_the_value_sent(tmp_path, payload, problem, named):
+    """The contract's own error messages quote what the client sent; the log keeps the kind of problem only."""
+    from lifecycle.validation import FeatureSchema
+    from serving.contract import RequestError, records_frame
+
+    schema = FeatureSchema(
+        target="cnt",
+        task="regression",
+        numeric_features=["temp"],
+        categorical_features=["season"],
+        time_columns=["dteday"],
+        time_formats={"dteday": "%Y-%m-%d"},
+    )
+    with pytest.raises(RequestError) as raised:
+        records_frame(payload, schema, max_rows=2)
+    writer(tmp_path).reject(raised.value.status, str(raised.value))
+    text = "".join(path.read_text() for path in tmp_path.rglob("rejected-*.jsonl"))
+    assert "Jane" not in text and "4111" not in text
+    line = json.loads(text)
+    assert line["status"] == raised.value.status and line["problem"] == problem
+    assert named.items() <= line.items()
 
 
 def test_a_client_request_id_is_kept_when_usable_else_a_uuid_is_made():
@@ -124,6 +180,78 @@ def test_a_line_cut_short_by_a_crash_is_skipped_and_counted(tmp_path):
     assert list(table.frame["request_id"]) == ["whole"] and table.broken_lines == 1
 
 
+def test_a_write_cut_short_by_a_full_disk_is_taken_back_raised_and_never_glues_the_next_row(tmp_path):
+    """A file-size limit (what a full disk does to a write: part of it lands, then nothing) on a real writer in
+    its own process: the request that did not fit raises LogWriteError and leaves no byte behind; once there is
+    room again the next request's rows are whole lines."""
+    script = textwrap.dedent(
+        f"""
+        import json, os, resource, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from serving.prediction_log import LogSettings, LogWriteError, PredictionLog
+        log = PredictionLog(LogSettings(root={str(tmp_path)!r}), "bikes", "1", "zenml")
+        log.record("before", [{{"temp": 1}}], ["temp"], [1.0], None, 0.1)
+        path = next(p for p in __import__("pathlib").Path({str(tmp_path)!r}).rglob("predictions-*.jsonl"))
+        size = path.stat().st_size
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 40, hard))  # room for part of the next line only
+        outcome = {{}}
+        try:
+            log.record("cut", [{{"temp": 2}}, {{"temp": 3}}], ["temp"], [2.0, 3.0], None, 0.1)
+        except LogWriteError as error:
+            outcome["error"] = str(error)
+        outcome["size_after_failure"] = path.stat().st_size
+        resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+        log.record("after", [{{"temp": 4}}], ["temp"], [4.0], None, 0.1)
+        print(json.dumps({{**outcome, "size_before": size}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    assert "could not be written" in outcome.get("error", "") and "Fix:" in outcome["error"]
+    assert outcome["size_after_failure"] == outcome["size_before"]
+    table = read_predictions(tmp_path, "bikes")
+    assert list(table.frame["request_id"]) == ["before", "after"] and table.broken_lines == 0
+
+
+def test_readers_skip_torn_lines_say_how_many_and_cope_with_a_day_pruned_mid_read(tmp_path):
+    from serving.prediction_log import _files, _read_lines
+
+    log = writer(tmp_path)
+    log.record("a", records(2), INPUTS, [1.0, 2.0], None, 1.0)
+    path = next((tmp_path / "bikes").rglob("predictions-*.jsonl"))
+    with open(path, "a") as handle:  # a crash mid-write, then a later process's whole line
+        handle.write('{"request_id":"a","row":2,"timestamp"\n')
+    log.record("b", records(1), INPUTS, [3.0], None, 1.0)
+    found = find_request(tmp_path, "a")
+    assert list(found["row"]) == [0, 1] and found.attrs["broken_lines"] == 1
+    assert read_predictions(tmp_path, "bikes").broken_lines == 1
+    old = tmp_path / "bikes" / "2000-01-01"
+    old.mkdir()
+    (old / "predictions-zenml-1-x.jsonl").write_text('{"request_id": "old", "row": 0}\n')
+    listed = _files(tmp_path, "bikes", "predictions")
+    assert prune(tmp_path, "bikes", retention_days=30) == [old]  # between the listing and the reading
+    rows, broken = _read_lines(listed)
+    assert sorted({row["request_id"] for row in rows}) == ["a", "b"] and broken == 1
+
+
+def test_log_files_are_this_users_only(tmp_path):
+    from serving.prediction_log import register_smoke_test
+
+    root = tmp_path / "log"
+    log = writer(root)
+    log.record("a", records(1), INPUTS, [1.0], None, 1.0)
+    log.reject(400, "empty request body.")
+    register_smoke_test(root, "bikes", "smoke-1")
+    attach_labels(root, "bikes", pd.DataFrame({"request_id": ["a"], "cnt": [1]}), "cnt")
+    files = [p for p in root.rglob("*") if p.is_file()]
+    folders = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    assert len(files) == 4 and len(folders) == 4  # root, model, day, labels
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o600"}
+    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {"0o700"}
+
+
 def test_labels_join_on_request_id_and_row_and_report_unmatched_and_duplicates(tmp_path):
     log = writer(tmp_path)
     log.record("a", records(2), INPUTS, [1.0, 2.0], None, 1.0)
@@ -155,6 +283,25 @@ def test_labels_join_on_a_kept_key_and_a_missing_column_is_named(tmp_path):
         attach_labels(tmp_path, "bikes", truth, "cnt", keys=["customer"])
     with pytest.raises(LifecycleError, match="keeps no field customer"):
         attach_labels(tmp_path, "bikes", truth.rename(columns={"order_id": "customer"}), "cnt", keys=["customer"])
+
+
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_join_keys_compare_as_the_text_the_client_sent_and_the_csv_wrote(tmp_path, sep):
+    """`python run.py labels` with a CSV: a code with leading zeros joins only its own text; numbers sent as JSON
+    numbers join the CSV's text, a large one exactly, even beside a row without it."""
+    from lifecycle.config import DeploymentConfig
+    from workflows.served import attach
+
+    root = tmp_path / "log"
+    codes = ["001042", 1042, 7.0, 12345678901234567, None]
+    sent = [{"dteday": "2012-01-01", "temp": 0.1, "season": "w", "code": code} for code in codes]
+    writer(root).record("r", sent, INPUTS, [1.0, 2.0, 3.0, 4.0, 5.0], None, 1.0)
+    truth = tmp_path / "truth.csv"
+    truth.write_text(f"code{sep}cnt\n001042{sep}10\n1042{sep}20\n7{sep}30\n12345678901234567{sep}40\n")
+    report = attach("bikes", str(truth), "cnt", ["code"], DeploymentConfig(log={"folder": str(root)}))
+    assert (report.matched_labels, report.labelled_rows, report.unmatched) == (4, 4, 0)
+    labels = read_predictions(root, "bikes").frame["label"]
+    assert labels[:4].tolist() == [10, 20, 30, 40] and pd.isna(labels[4])
 
 
 def test_find_request_returns_the_rows_of_one_request(tmp_path):
@@ -208,12 +355,21 @@ def test_a_scored_table_is_logged_like_requests_one_id_per_row(tmp_path):
 
 
 def test_smoke_test_requests_are_logged_but_not_read_as_traffic(tmp_path):
+    """A deploy registers its smoke test's id before sending it; a client's id that merely looks like one (the
+    prefix is no mark) stays traffic."""
+    from serving.prediction_log import register_smoke_test
+
     log = writer(tmp_path)
-    log.record("smoke-bikes-v1-abc123", records(2), INPUTS, [1.0, 2.0], None, 1.0)
+    smoke_id = "smoke-" + new_request_id()
+    register_smoke_test(tmp_path, "bikes", smoke_id)
+    log.record(smoke_id, records(2), INPUTS, [1.0, 2.0], None, 1.0)
     log.record("real", records(1), INPUTS, [3.0], None, 1.0)
-    assert list(read_predictions(tmp_path, "bikes").frame["request_id"]) == ["real"]
-    assert len(read_predictions(tmp_path, "bikes", smoke_tests=True).frame) == 3
-    assert len(find_request(tmp_path, "smoke-bikes-v1-abc123")) == 2
+    log.record("smoke-client-order-7", records(1), INPUTS, [4.0], None, 1.0)
+    assert list(read_predictions(tmp_path, "bikes").frame["request_id"]) == ["real", "smoke-client-order-7"]
+    assert len(read_predictions(tmp_path, "bikes", smoke_tests=True).frame) == 4
+    assert len(find_request(tmp_path, smoke_id)) == 2
+    report = attach_labels(tmp_path, "bikes", pd.DataFrame({"request_id": ["smoke-client-order-7"], "cnt": [9]}), "cnt")
+    assert report.labelled_rows == 1
 
 
 def test_each_row_carries_its_servers_role_and_the_shadow_is_judged_on_what_clients_got(tmp_path):

@@ -185,6 +185,18 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
         assert card.startswith(f"# Model card: {MODEL} version {number}\n") and f"Stage: **{stage}**" in card
         assert ("rollback from version 2: complaints from the ops team" in card) == (number == 1), card
         assert ("replaced in production by version 1" in card) == (number == 2), card
+
+    # Rolling back again would return to version 2, which a rollback took out: refused, naming --to.
+    refused = one_line_error(run_cli("rollback", "--model-name", MODEL))
+    assert "was itself rolled back: 2 (at " in refused and "--to VERSION" in refused, refused
+    assert stages(zenml_client) == {1: "production", 2: "archived", 3: "None"}
+    named = run_cli("rollback", "--model-name", MODEL, "--to", "2", "--reason", "fixed upstream")
+    assert named.returncode == 0, named.stderr[-3000:]
+    assert "version 2 rolled back to production; version 1 archived" in named.stdout, named.stdout
+    assert "version 2 was itself rolled back (taken out of production by `rollback` at " in named.stdout
+    assert stages(zenml_client) == {1: "archived", 2: "production", 3: "None"}
+    shown = run_cli("history", "--model-name", MODEL).stdout
+    assert "rollback from version 1: fixed upstream (version 2 was itself rolled back" in shown, shown
     note(
         f"rollback: {seconds:.1f} s from the command to version 1 answering; {len(answers)} requests, 0 lost"
         + (f"; {len(door_answers)} through the front door {door.url}, 0 lost" if door else "")

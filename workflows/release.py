@@ -3,6 +3,11 @@
 Stages live on the Model Control Plane (`staging`, `production`, `archived`); each change is appended to the
 version's `releases` metadata (who, when, which command, why) and production is mirrored to MLflow's alias on
 MLflow stacks. When the model is served on the active stack, its server follows production without downtime.
+
+Each command reads production and changes it under the model's promotion lock (one store-wide lock), then
+redeploys after releasing it. The redeploy need not run under that lock: whichever order the redeploys of racing
+commands (and plain deploys) take the model's deploy lock in, each one serves the version that is production when
+it switches the front door (`serving.rollout.rollout`), so the last one leaves the current production serving.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from zenml.client import Client
 from lifecycle.config import DeploymentConfig, PromotionConfig
 from lifecycle.errors import LifecycleError
 from lifecycle.names import EVALUATION, FEATURE_SCHEMA, TEST_SET
-from lifecycle.promotion import PromotionDecision
+from lifecycle.promotion import PromotionDecision, release_order, rollback_target
 from steps.training.promote import RELEASES, judge_candidate, promotion_lock, set_release_stage
 from workflows.runner import redeploy_if_serving
 
@@ -74,17 +79,7 @@ def timeline(model_name: str) -> list[dict[str, Any]]:
         version = Client().get_model_version(model_name, number)
         for event in version.run_metadata.get(RELEASES) or []:
             events.append({"version": number, **event})
-    return sorted(events, key=lambda event: (event["at"], event["stage"] == "archived"))  # same second: in, then out
-
-
-def previous_production(model_name: str, current: int) -> int | None:
-    """The version that was in production before `current` became it (from the release history)."""
-    entered = [e for e in timeline(model_name) if e["stage"] == "production"]
-    since = max((i for i, e in enumerate(entered) if e["version"] == current), default=len(entered))
-    for event in reversed(entered[:since]):
-        if event["version"] != current:
-            return event["version"]
-    return None
+    return sorted(events, key=release_order)
 
 
 def _answering(model_name: str, deployment: DeploymentConfig) -> str | None:
@@ -110,10 +105,20 @@ def _follow(outcome: ReleaseOutcome, deployment: DeploymentConfig, started: floa
     from serving.rollout import end_trial
     from serving.stack_backend import active_backend
 
-    outcome.redeployed = redeploy_if_serving(outcome.model_name, deployment)
-    if outcome.redeployed is not None:
+    outcome.redeployed = redeployed = redeploy_if_serving(outcome.model_name, deployment)
+    if redeployed is not None:
         outcome.answering_version = _answering(outcome.model_name, deployment)
         outcome.seconds_to_answer = time.perf_counter() - started
+        if str(redeployed["model_version"]) != str(outcome.version):
+            outcome.notes.append(
+                f"production moved on to version {redeployed['model_version']} (another release command) before "
+                "the redeploy switched: that version serves"
+            )
+        if redeployed.get("already_serving"):
+            outcome.notes.append(
+                f"version {redeployed['model_version']} was serving already (deployed by another command that "
+                "followed production): no server was replaced"
+            )
     backend = active_backend()
     door = front_door.current(outcome.model_name)
     shadow = door.route("shadow") if door else None
@@ -139,7 +144,7 @@ def promote(
     started = time.perf_counter()
     if force and not reason:
         raise ReleaseError("--force needs --reason: say why the promotion rule is overridden (it is recorded).")
-    if version is None:
+    if version is None:  # read again under the lock below
         candidate = _in_stage(model_name, "staging")
         if candidate is None:
             raise ReleaseError(
@@ -148,9 +153,6 @@ def promote(
             )
     else:
         candidate = version_named(model_name, version)
-    production = _in_stage(model_name, promotion.stage)
-    if production is not None and production.number == candidate.number:
-        raise ReleaseError(f"version {candidate.number} of `{model_name}` is already in production; nothing to do.")
     try:
         test_set = candidate.get_artifact(TEST_SET).load()
         schema = candidate.get_artifact(FEATURE_SCHEMA).load()
@@ -160,7 +162,10 @@ def promote(
             f"version {candidate.number} of `{model_name}` lacks its test set or evaluation ({exc}); it cannot be "
             "judged. Fix: promote a version trained by `python run.py train`."
         ) from None
-    with promotion_lock(model_name):
+    with promotion_lock(model_name):  # production as it is now, not as it was before the wait
+        production = _in_stage(model_name, promotion.stage)
+        if production is not None and production.number == candidate.number:
+            raise ReleaseError(f"version {candidate.number} of `{model_name}` is already in production; nothing to do.")
         decision = judge_candidate(model_name, candidate.number, test_set, schema, report, promotion)
         outcome = ReleaseOutcome(
             model_name, candidate.number, production.number if production else None, decision, changed=False
@@ -180,30 +185,26 @@ def promote(
 def rollback(
     model_name: str, to: str | None, deployment: DeploymentConfig, reason: str | None = None, stage: str = "production"
 ) -> ReleaseOutcome:
-    """Production goes back to the version before the current one (or `to`); the current one is archived with
-    the reason, and a server of the model on the active stack is replaced without downtime."""
+    """Production goes back to an earlier version (`lifecycle.promotion.rollback_target`): by default the most
+    recent version that was in production before the current one and that no rollback took out of production
+    (none left: refused, asking for `to`); or `to`, which may name a rolled-back version (the outcome's notes
+    and the recorded reason say so). The current version is archived with the reason, and a server of the model
+    on the active stack is replaced without downtime."""
     started = time.perf_counter()
-    current = _in_stage(model_name, stage)
-    if current is None:
-        raise ReleaseError(
-            f"no version of `{model_name}` is in production: there is nothing to roll back. "
-            "Fix: `python run.py train` (or `promote`) puts one there."
-        )
-    if to is None:
-        target = previous_production(model_name, current.number)
-        if target is None:
+    named = version_named(model_name, to).number if to is not None else None
+    with promotion_lock(model_name):  # production and its history as they are now, not before the wait
+        current = _in_stage(model_name, stage)
+        if current is None:
             raise ReleaseError(
-                f"version {current.number} of `{model_name}` is the first production version on record: there is "
-                "no earlier one to roll back to. Fix: name one with `--to N` (`python run.py history` lists them)."
+                f"no version of `{model_name}` is in production: there is nothing to roll back. "
+                "Fix: `python run.py train` (or `promote`) puts one there."
             )
-    else:
-        target = version_named(model_name, to).number
-        if target == current.number:
-            raise ReleaseError(f"version {target} of `{model_name}` is already in production; nothing to do.")
-    why = f"rollback from version {current.number}" + (f": {reason}" if reason else "")
-    with promotion_lock(model_name):
-        alias = set_release_stage(model_name, target, stage, "rollback", why)
-    outcome = ReleaseOutcome(model_name, target, current.number)
+        target = rollback_target(model_name, timeline(model_name), current.number, named)
+        why = f"rollback from version {current.number}" + (f": {reason}" if reason else "")
+        why += f" ({target.note})" if target.note else ""
+        alias = set_release_stage(model_name, target.version, stage, "rollback", why)
+    outcome = ReleaseOutcome(model_name, target.version, current.number)
+    outcome.notes += [target.note] if target.note else []
     if alias:
         outcome.notes.append(f"MLflow: {alias}")
     return _follow(outcome, deployment, started)

@@ -255,9 +255,13 @@ def run_deployment(
     role: str = "production",
     version: str | None = None,
     weight: float | None = None,
+    only_if_stale: bool = False,
 ) -> dict:
     """Serve the model's production version on the active stack (or, as `role` canary or shadow, `version`
-    beside it); returns what was recorded on the version."""
+    beside it); returns what was recorded on the version. Production is what the Model Control Plane says when
+    the front door switches, even when it moved after this call began (`serving.rollout.rollout`); the record's
+    `requested_version` is the version production was when the deploy started. `only_if_stale`: start nothing
+    when production's version serves already (the record then says `already_serving`)."""
     from zenml.enums import ModelStages
 
     from pipelines.deployment import deployment_pipeline
@@ -266,8 +270,9 @@ def run_deployment(
     from pipelines.monitoring import production_artifacts
 
     production_artifacts(model_name, command="deploy")  # no production version: an error before any run is recorded
-    if role != "production":
-        version = _trial_version(model_name, role, version)
+    # Production: read once, so that the run's model version and the step's artifacts are this one version
+    # (see deployment_pipeline); the rollout then serves whatever production is at its switch.
+    version = _trial_version(model_name, role, version) if role != "production" else production_version(model_name)
     pipeline = deployment_pipeline.with_options(model=Model(name=model_name, version=version or ModelStages.PRODUCTION))
     try:
         started = pipeline(
@@ -278,6 +283,7 @@ def run_deployment(
             role=role,
             version=version,
             weight=weight,
+            only_if_stale=only_if_stale,
         )
     except RuntimeError as exc:
         runs = Client().list_pipeline_runs(pipeline_name=DEPLOYMENT_PIPELINE, sort_by="desc:created", size=1)
@@ -312,13 +318,16 @@ def end_serving_trial(model_name: str, role: str, deployment: DeploymentConfig) 
 
 
 def redeploy_if_serving(model_name: str, deployment: DeploymentConfig) -> dict | None:
-    """After a promotion: replace the model's running server on the active stack with the new production
-    version (None when nothing serves the model here: nothing is started)."""
+    """After a change of production (promote, rollback, a retraining's promotion): replace the model's running
+    server on the active stack with the production version (None when nothing serves the model here: nothing is
+    started). It runs after the command released the promotion lock, and may wait for the deploy lock behind other
+    deploys: it serves production as it is when it switches, and when another deploy that followed production
+    already put that version behind the front door, it starts nothing (the record says `already_serving`)."""
     from serving.stack_backend import active_backend
 
     if not [e for e in active_backend().endpoints(model_name) if e.running and e.role == "production"]:
         return None
-    return run_deployment(model_name, deployment)
+    return run_deployment(model_name, deployment, only_if_stale=True)
 
 
 @dataclass

@@ -66,11 +66,36 @@ def attach(
     label_column: str,
     keys: list[str],
     deployment: DeploymentConfig | None = None,
+    csv_format: Any = None,
 ) -> LabelReport:
-    from lifecycle.data import read_table
-
-    truth = read_table(truth_path)
+    truth = read_labels(truth_path, keys or ["request_id", "row"], csv_format)
     return attach_labels(log_root(deployment), model_name, truth, label_column, keys, source=str(truth_path))
+
+
+def read_labels(path: str | Path, join_columns: list[str], csv_format: Any = None) -> pd.DataFrame:
+    """A label file, its join columns as the file writes them: a code 001042 stays "001042" (not the number
+    1042), so it joins the code a client sent."""
+    from lifecycle.data import PARQUET_SUFFIXES, read_table
+
+    truth = read_table(path, csv_format=csv_format)
+    joins = [c for c in join_columns if c in truth.columns]
+    if not joins or str(path).lower().endswith(PARQUET_SUFFIXES):
+        return truth
+    columns = [str(c) for c in truth.columns]
+    # The same file again with every cell as text, split the way read_table split it (the same header).
+    for encoding in ("utf-8-sig", "utf-16", "cp1252"):
+        for sep in (",", ";", "\t", "|"):
+            try:
+                header = pd.read_csv(path, sep=sep, encoding=encoding, nrows=0).columns
+                if [str(c).strip() for c in header] != columns:
+                    continue
+                text = pd.read_csv(path, sep=sep, encoding=encoding, dtype=str, keep_default_na=False, na_values=[""])
+            except (ValueError, UnicodeError, pd.errors.ParserError):
+                continue
+            if len(text) == len(truth):
+                text.columns = columns
+                return truth.assign(**{c: text[c].to_numpy() for c in joins})
+    return truth
 
 
 @dataclass
@@ -266,21 +291,33 @@ def trace(request_id: str, model_name: str | None = None, deployment: Deployment
             "Fix: check the id (servers return it as `request_id` and the X-Request-ID header); "
             "`python run.py predictions` lists what is logged."
         )
-    first = rows.iloc[0]
+    answered, shadow = answers(rows)
+    first = answered.iloc[0]
     name, number = str(first["model_name"]), str(first["model_version"])
-    predictions = ", ".join(str(v) for v in rows["prediction"].tolist()[:5]) + (" ..." if len(rows) > 5 else "")
     steps = [
         (
             "request",
-            f"{request_id}: {len(rows)} row(s) at {first['timestamp']:%Y-%m-%d %H:%M:%S.%f} UTC, "
+            f"{request_id}: {len(answered)} row(s) at {first['timestamp']:%Y-%m-%d %H:%M:%S.%f} UTC, "
             f"{first['latency_ms']} ms",
         ),
-        ("answered by", f"{first['backend']} server{(' ' + first['server']) if first.get('server') else ''}"),
-        ("prediction(s)", predictions),
+        ("answered by", f"{_server_text(first)}, version {number}"),
+        ("prediction(s)", _predictions_text(answered)),
     ]
-    labels = rows[LABEL_COLUMN].dropna().tolist() if LABEL_COLUMN in rows else []
+    if first.get("role") == "shadow":
+        steps.append(("note", "only a shadow's answer is logged: no answer the client got is in the log"))
+    labels = answered[LABEL_COLUMN].dropna().tolist() if LABEL_COLUMN in answered else []
     if labels:
         steps.append(("label(s)", ", ".join(map(str, labels[:5]))))
+    for _, copy in shadow.groupby(["model_version", "server", "backend"], sort=False, dropna=False):
+        steps.append(
+            (
+                "shadow's answer",
+                f"{_server_text(copy.iloc[0])}, version {copy.iloc[0]['model_version']} (never sent to the client): "
+                + _predictions_text(copy),
+            )
+        )
+    if rows.attrs.get("broken_lines"):
+        steps.append(("unreadable", f"{rows.attrs['broken_lines']} torn line(s) mentioning this request skipped"))
     client = Client()
     version = client.get_model_version(name, number)
     meta = dict(version.run_metadata)
@@ -326,6 +363,33 @@ def trace(request_id: str, model_name: str | None = None, deployment: Deployment
             )
             break
     return Trace(request_id=request_id, steps=steps)
+
+
+def answers(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A request's logged rows split into the answer the client got (production's or a canary's: the earliest,
+    should a client have sent the id twice) and the shadow's copies; a request only a shadow's rows remain of
+    is described by those."""
+    roles = rows["role"].fillna("production") if "role" in rows else pd.Series("production", index=rows.index)
+    shadow = rows[roles == "shadow"].sort_values(["timestamp", "row"], kind="stable")
+    answered = rows[roles != "shadow"].sort_values(["timestamp", "row"], kind="stable")
+    if answered.empty:
+        return shadow, shadow.iloc[0:0]
+    first = answered.iloc[0]
+    servers = answered["server"].fillna("") if "server" in answered else pd.Series("", index=answered.index)
+    same = (servers == (first.get("server") or "")) & (
+        answered["model_version"].astype(str) == str(first["model_version"])
+    )
+    return answered[same & (answered["timestamp"] == first["timestamp"])], shadow
+
+
+def _server_text(row: pd.Series) -> str:
+    server = f" {row['server']}" if isinstance(row.get("server"), str) and row.get("server") else ""
+    role = row.get("role") if isinstance(row.get("role"), str) else "production"
+    return f"{row['backend']} server{server} ({role})"
+
+
+def _predictions_text(rows: pd.DataFrame) -> str:
+    return ", ".join(str(v) for v in rows["prediction"].tolist()[:5]) + (" ..." if len(rows) > 5 else "")
 
 
 def _compact(parameters: dict[str, Any]) -> dict[str, Any]:

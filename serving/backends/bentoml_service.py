@@ -9,6 +9,7 @@ own model reference and the BentoML model itself (with the feature schema as a c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from http import HTTPStatus
@@ -20,9 +21,10 @@ from bentoml.exceptions import BentoMLException
 
 from lifecycle.validation import FeatureSchema
 from serving.contract import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, BodyLimit, RequestError, logged_answer
-from serving.prediction_log import REQUEST_ID_HEADER, new_request_id, process_log
+from serving.prediction_log import REQUEST_ID_HEADER, LogWriteError, new_request_id, process_log
 
 MODEL_REFERENCE_FILE = "bento_model.json"
+_logger = logging.getLogger(__name__)
 
 # One OpenMP thread per prediction (read when scikit-learn loads, in `__init__`): requests are predicted in a pool of
 # threads, each with its own OpenMP team, and on busy CPUs those teams wait on each other. With two other busy
@@ -48,6 +50,12 @@ class EmptyRequest(BentoMLException):
     error_code = HTTPStatus.BAD_REQUEST
 
 
+class LogUnavailable(BentoMLException):
+    """The request's rows could not be logged: no answer goes out unrecorded."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
 _REFERENCE = model_reference()
 _ERRORS = {400: EmptyRequest, 413: PayloadTooLarge}
 
@@ -58,9 +66,14 @@ def prediction_log():
 
 
 def count_rejection(status: int, error: str) -> None:
+    """A body-limit rejection's count; one the log cannot take goes to the server's own log (the 413 still goes
+    out)."""
     log = prediction_log()
     if log is not None:
-        log.reject(status, error)
+        try:
+            log.reject(status, error)
+        except LogWriteError as failure:
+            _logger.error("%s", failure)
 
 
 @bentoml.service(name="mlops_lifecycle_model", traffic={"timeout": 60})
@@ -95,6 +108,9 @@ class TabularModel:
             )
         except RequestError as error:
             raise _ERRORS.get(error.status, BadRequest)(str(error)) from None
+        except LogWriteError as error:
+            _logger.error("%s", error)
+            raise LogUnavailable(LogWriteError.CLIENT_MESSAGE) from None
 
 
 TabularModel.add_asgi_middleware(

@@ -94,6 +94,7 @@ def register_twin(release: Release, config: DeploymentConfig) -> str:
     from zenml.stack import StackComponent
 
     from lifecycle.tracking import CHAMPION_ALIAS, as_plain_columns
+    from stacks.capabilities import ensure_local_experiment
 
     stack = Client().active_stack_model
     trackers = stack.components.get(StackComponentType.EXPERIMENT_TRACKER) or []
@@ -105,7 +106,9 @@ def register_twin(release: Release, config: DeploymentConfig) -> str:
         )
     tracker = StackComponent.from_model(trackers[0])
     tracker.configure_mlflow()
-    mlflow.set_experiment(tracker.config.experiment_name or "mlops_lifecycle")
+    experiment = tracker.config.experiment_name or "mlops_lifecycle"
+    ensure_local_experiment(tracker.config.tracking_uri, experiment)  # its artifacts beside the database
+    mlflow.set_experiment(experiment)
     example = as_plain_columns(release.example[release.schema.model_inputs]) if release.example is not None else None
     tags = {
         "zenml_model_name": release.model_name,

@@ -11,6 +11,7 @@ A row that breaks the contract fails the request with 400 and the contract's mes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Any
@@ -45,10 +46,10 @@ class LoggedPipeline(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
         from serving.contract import RequestError, logged_answer
-        from serving.prediction_log import new_request_id, process_log
+        from serving.prediction_log import LogWriteError, new_request_id, process_log
 
         started = time.perf_counter()
         request_id = new_request_id((params or {}).get("request_id"))
@@ -69,6 +70,9 @@ class LoggedPipeline(mlflow.pyfunc.PythonModel):
             )
         except RequestError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+        except LogWriteError as error:  # no answer goes out unrecorded: 503
+            logging.getLogger(__name__).error("%s", error)
+            raise MlflowException(LogWriteError.CLIENT_MESSAGE, error_code=TEMPORARILY_UNAVAILABLE) from None
         answer = pd.DataFrame({"prediction": response["predictions"]})
         if "probabilities" in response:
             answer["probability"] = response["probabilities"]

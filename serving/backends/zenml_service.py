@@ -16,12 +16,14 @@ It relies on ZenML 0.98's deployment-service hook (`DeploymentSettings.deploymen
 the hook, if an upgrade changes them.
 """
 
+import contextvars
 import itertools
+import logging
 import os
 import time
 from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from zenml import get_step_context, pipeline, step
@@ -41,9 +43,12 @@ from serving.contract import (
     predict_response,
     records_frame,
 )
-from serving.prediction_log import REQUEST_ID_HEADER, new_request_id, process_log
+from serving.prediction_log import REQUEST_ID_HEADER, LogWriteError, new_request_id, process_log
 
 RESPONSE = "response"  # the inference pipeline's one output
+LOG_UNAVAILABLE = 503  # the answer is withheld when its rows cannot be logged
+_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("mlops_request_id", default=None)
+_logger = logging.getLogger(__name__)
 
 # One OpenMP thread per prediction, as in the BentoML service (see there): requests are answered in a pool of
 # threads, and on busy CPUs their OpenMP teams wait on each other. Read when scikit-learn loads, after this import.
@@ -150,27 +155,35 @@ class InProcessInferenceService(PipelineDeploymentService):
         return result
 
     def execute_pipeline(self, request: Any) -> Any:
-        """ZenML's `/invoke`: answered in-process (or, one in `record_every`, recorded), logged either way."""
-        if self.records_this_one():
-            return self.execute_recorded(request)
-        started = time.time()
-        clock = time.perf_counter()
-        parameters = request.parameters.model_dump()
-        state = self.state
+        """ZenML's `/invoke`: answered in-process (or, one in `record_every`, recorded), logged either way, under
+        the request's id (`RequestIds`); a request whose rows cannot be logged gets 503, no answer."""
+        request_id = _REQUEST_ID.get() or new_request_id()
         try:
-            response = logged_answer(
-                state["model"],
-                state["schema"],
-                {"records": parameters["records"]},
-                state["model_name"],
-                state["model_version"],
-                state["max_rows"],
-                self.log,
-                new_request_id(),
-                clock,
-            )
-        except Exception as error:  # answered as ZenML answers a failed run: success false, the error named
-            return self._build_response(resolved_params=parameters, start_time=started, error=error)
+            if self.records_this_one():
+                return self.execute_recorded(request, request_id)
+            started = time.time()
+            clock = time.perf_counter()
+            parameters = request.parameters.model_dump()
+            state = self.state
+            try:
+                response = logged_answer(
+                    state["model"],
+                    state["schema"],
+                    {"records": parameters["records"]},
+                    state["model_name"],
+                    state["model_version"],
+                    state["max_rows"],
+                    self.log,
+                    request_id,
+                    clock,
+                )
+            except LogWriteError:
+                raise
+            except Exception as error:  # answered as ZenML answers a failed run: success false, the error named
+                return self._build_response(resolved_params=parameters, start_time=started, error=error)
+        except LogWriteError as error:
+            _logger.error("%s", error)
+            raise HTTPException(LOG_UNAVAILABLE, LogWriteError.CLIENT_MESSAGE) from error
         return self._build_response(resolved_params=parameters, start_time=started, mapped_outputs={RESPONSE: response})
 
 
@@ -191,8 +204,15 @@ def contract_endpoint(
 
     async def predict(request: Request) -> JSONResponse:
         started = time.perf_counter()
-        request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request_id = _REQUEST_ID.get() or new_request_id(request.headers.get(REQUEST_ID_HEADER))
         headers = {REQUEST_ID_HEADER: request_id}
+        try:
+            return await answer(request, request_id, headers, started)
+        except LogWriteError as error:
+            _logger.error("%s", error)
+            return JSONResponse({"error": LogWriteError.CLIENT_MESSAGE}, status_code=LOG_UNAVAILABLE, headers=headers)
+
+    async def answer(request: Request, request_id: str, headers: dict[str, str], started: float) -> JSONResponse:
         try:
             payload = parse_body(await request.body(), max_body_bytes)
             frame = records_frame(payload, schema, max_rows)
@@ -215,6 +235,35 @@ def contract_endpoint(
         return JSONResponse(next(iter(result.outputs.values())), headers=headers)
 
     return predict
+
+
+class RequestIds:
+    """ASGI middleware: each HTTP request's id by the rule of every server (`new_request_id`: the client's
+    usable X-Request-ID, else a new one), for `/predict` and ZenML's own `/invoke` alike, and returned as the
+    X-Request-ID header."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = REQUEST_ID_HEADER.lower().encode()
+        sent = next((value for name, value in scope.get("headers") or [] if name == header), b"")
+        request_id = new_request_id(sent.decode("latin-1"))
+        token = _REQUEST_ID.set(request_id)
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != header]
+                message = {**message, "headers": [*headers, (header, request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _REQUEST_ID.reset(token)
 
 
 def deployable_inference_pipeline(release: Any, host: str, port: int, config: DeploymentConfig, server: str = ""):
@@ -252,6 +301,7 @@ def deployable_inference_pipeline(release: Any, host: str, port: int, config: De
             )
         ],
         custom_middlewares=[
+            MiddlewareSpec(middleware=RequestIds, native=True),
             MiddlewareSpec(
                 middleware=CountedBodyLimit,
                 native=True,
@@ -261,7 +311,7 @@ def deployable_inference_pipeline(release: Any, host: str, port: int, config: De
                     "model_name": release.model_name,
                     "model_version": str(release.model_version),
                 },
-            )
+            ),
         ],
     )
     deployer = LocalDeployerSettings(port=port, address=host, allocate_port_if_busy=False, blocking=False)
@@ -284,7 +334,22 @@ class CountedBodyLimit(BodyLimit):
         self, app: Any, max_bytes: int, log: dict | None = None, model_name: str = "", model_version: str = ""
     ):
         writer = served_log(log, model_name, model_version)
-        super().__init__(app, max_bytes, on_reject=writer.reject if writer is not None else None)
+        super().__init__(app, max_bytes, on_reject=_counting(writer))
+
+
+def _counting(writer: Any) -> Any:
+    """A body-limit rejection's count in the log; a count the log cannot take is reported in the server's own
+    log, and the client still gets its 413."""
+    if writer is None:
+        return None
+
+    def count(status: int, error: str) -> None:
+        try:
+            writer.reject(status, error)
+        except LogWriteError as failure:
+            _logger.error("%s", failure)
+
+    return count
 
 
 def _example_rows(release: Any):

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 import pandas as pd
 from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
 from zenml.logger import get_logger
 
 from lifecycle.config import DeploymentConfig
@@ -27,13 +28,19 @@ def write_example_request(release: Release, test_set: pd.DataFrame, rows: int = 
 
 
 def release_of(
-    model: Pipeline, feature_schema: FeatureSchema, test_set: pd.DataFrame, role: str = "production"
+    model: Pipeline,
+    feature_schema: FeatureSchema,
+    test_set: pd.DataFrame,
+    number: str | None = None,
+    role: str = "production",
 ) -> Release:
-    """The pipeline's model version as a Release in `role`: its MCP identity and MLflow registry twin."""
-    mcp = get_step_context().model
+    """Version `number` of the pipeline's model (the version the artifacts belong to; None: the run's model
+    version) as a Release in `role`: its MCP identity and MLflow registry twin."""
+    context = get_step_context().model
+    mcp = Client().get_model_version(context.name, int(number)) if number else context
     registered = (mcp.run_metadata.get("mlflow") or {}).get("mlflow_registered_version")
     return Release(
-        model_name=mcp.name,
+        model_name=context.name,  # (a version's own `name` is the version's name)
         model_version=str(mcp.number),
         model_version_id=str(mcp.id),
         model=model,
@@ -49,16 +56,24 @@ def deploy_model(
     model: Pipeline,
     feature_schema: FeatureSchema,
     test_set: pd.DataFrame,
+    version_number: str | None,
     deployment: DeploymentConfig,
     port: int | None = None,
     timeout: int | None = None,
     role: str = "production",
     weight: float | None = None,
+    only_if_stale: bool = False,
 ) -> Annotated[dict[str, Any], "deployment"]:
     """Serve the production version with the stack's deployer: start beside the old server, smoke-test on
     held-out rows, then retire the old one (a canary or shadow: beside production, behind its front door). The
-    endpoint, backend, role and parity are recorded on the version."""
-    release = release_of(model, feature_schema, test_set, role)
+    endpoint, backend, role and parity are recorded on the version served.
+
+    The inputs are version `version_number`, production when the deploy was asked for; when production moves
+    while this deploy waits for the model's deploy lock, the rollout serves the version production is at its
+    switch instead (`serving.rollout.rollout`), so the record may name another version than the run's.
+    `only_if_stale`: nothing is started when production's version serves already (the redeploy after a stage
+    change)."""
+    release = release_of(model, feature_schema, test_set, version_number, role)
     backend = backend_for(active_capabilities())
     done = rollout(
         backend,
@@ -70,9 +85,12 @@ def deploy_model(
         progress=logger.info,
         notice=logger.warning,
         weight=weight,
+        only_if_stale=only_if_stale,
     )
     record = done.metadata()
+    served, rows = done.release or release, test_set if done.holdout is None else done.holdout
     if role == "production":  # the `try it` request is production's
-        record["example_request"] = str(write_example_request(release, test_set))
-    log_metadata(metadata={"deployment": record}, model_name=release.model_name, model_version=release.model_version)
+        record["example_request"] = str(write_example_request(served, rows))
+    if not done.already_serving:  # the version's record stays that of the deploy that started its server
+        log_metadata(metadata={"deployment": record}, model_name=served.model_name, model_version=served.model_version)
     return record

@@ -2,6 +2,7 @@ import contextlib
 import getpass
 import os
 import socket
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Annotated
@@ -15,7 +16,13 @@ from zenml.logger import get_logger
 from lifecycle.config import PromotionConfig
 from lifecycle.metrics import EvaluationReport, SegmentMetrics, score_model, score_segments
 from lifecycle.names import MODEL, PROMOTION
-from lifecycle.promotion import PromotionDecision, check_gates, decide_promotion, training_size_flag
+from lifecycle.promotion import (
+    PromotionDecision,
+    check_gates,
+    decide_promotion,
+    promotion_lock_name,
+    training_size_flag,
+)
 from lifecycle.tracking import CHAMPION_ALIAS
 from lifecycle.validation import FeatureSchema
 from stacks.capabilities import mlflow_registry
@@ -64,8 +71,9 @@ def promotion_lock(model_name: str) -> Iterator[None]:
     """One promotion of a model at a time, across every machine that shares the ZenML store (a lock in the store
     itself: `stacks.store_lock`). Two runs finishing together would otherwise each compare with the production
     version they read before the other promoted (both "first production model"), and the last to write would
-    win, better or not, with the MLflow alias possibly following the other one."""
-    with store_lock(f"promote-{model_name}", on_wait=logger.info):
+    win, better or not, with the MLflow alias possibly following the other one. A deploy holds the same lock while
+    it re-reads production and switches the model's front door (`serving.rollout`)."""
+    with store_lock(promotion_lock_name(model_name), on_wait=logger.info):
         yield
 
 
@@ -128,10 +136,13 @@ def release_actor() -> str:
 
 def record_release(model_name: str, number: int, stage: str, command: str, reason: str) -> dict:
     """Append a stage change (who, when, which command, why) to the version's release history on the Model
-    Control Plane; `python run.py history` reads these. Call it under `promotion_lock`."""
+    Control Plane; `python run.py history` reads these. Call it under `promotion_lock`. `at` is for people; `at_ns`
+    orders the changes that fall in one second (`lifecycle.promotion.release_order`)."""
+    at_ns = time.time_ns()
     event = {
         "stage": stage,
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "at": datetime.fromtimestamp(at_ns / 1e9, timezone.utc).isoformat(timespec="seconds"),
+        "at_ns": at_ns,
         "by": release_actor(),
         "command": command,
         "reason": reason,
