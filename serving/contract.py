@@ -120,8 +120,10 @@ def records_frame(payload: Any, schema: FeatureSchema, max_rows: int = DEFAULT_M
                 ok = is_boolean_value(value) or (isinstance(value, float) and math.isnan(value))
                 expected = "true, false or null"
             else:
-                ok = isinstance(value, str | int | float)  # bool is an int: True means the category `True`
-                expected = "a string, a number, true/false or null"
+                # A JSON boolean for a column whose categories are not true/false is a client's mistake, not
+                # a category: rejected rather than scored as an unseen value.
+                ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+                expected = "a string, a number or null"
             if not ok:
                 raise RequestError(f"record {index}: `{column}` is {_describe(value)}; expected {expected}.")
         # The values as sent: the model's own `as_category_strings` turns them into categories, exactly as it
