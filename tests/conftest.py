@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +118,15 @@ def needs_stacks(*names: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         bool(missing), reason=f"this project was generated without the {', '.join(missing)} stack(s) (copier.yml)"
     )
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Waits for an event (a request answered, a line written) instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what or condition}")
+        time.sleep(0.02)
 
 
 def free_port_block() -> int:

@@ -22,7 +22,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import DEMO_CONFIG, activate_stack, free_port_block, needs_stacks, note, run_cli, run_zenml, start_cli
+from conftest import (
+    DEMO_CONFIG,
+    activate_stack,
+    free_port_block,
+    needs_stacks,
+    note,
+    run_cli,
+    run_zenml,
+    start_cli,
+    wait_until,
+)
 from hypothesis import given
 from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
@@ -382,10 +392,11 @@ def test_redeploy_of_a_new_version_loses_no_request(served):
     for client in clients:
         client.start()
     try:
-        time.sleep(1)
+        wait_until(lambda: len(answers) >= 3, 60, "answers from the first version")
         # the default drain (2 s) and more: a lookup on a busy machine can take over a second before its request
         record = run_deployment(MODEL_NAME, served["config"].model_copy(update={"drain_seconds": 3.0}))
-        time.sleep(2)
+        switched_at = len(answers)
+        wait_until(lambda: len(answers) >= switched_at + 3, 60, "answers after the switch")
     finally:
         stop.set()
         for client in clients:
@@ -570,7 +581,7 @@ def test_a_killed_server_loses_no_answered_row(served):
     clients = [threading.Thread(target=client, args=(w,)) for w in range(4)]
     for thread in clients:
         thread.start()
-    time.sleep(2.0)
+    wait_until(lambda: len(answered) >= 20, 60, "answers before the kill")
     for pid in process_tree(endpoint.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

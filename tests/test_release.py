@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from conftest import DEMO_CONFIG, free_port_block, note, run_cli
+from conftest import DEMO_CONFIG, free_port_block, note, run_cli, wait_until
 
 from serving import front_door
 from serving.contract import json_records
@@ -138,9 +138,10 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
         for poller in pollers:
             poller.start()
         try:
-            time.sleep(1)
+            wait_until(lambda: len(answers) >= 3, 60, "answers from version 2")
             rolled = run_cli("rollback", "--model-name", MODEL, "--reason", "complaints from the ops team")
-            time.sleep(1)
+            after = len(answers)
+            wait_until(lambda: len(answers) >= after + 3, 60, "answers after the rollback")
         finally:
             stop.set()
             for poller in pollers:

@@ -138,6 +138,7 @@ def test_prediction_difference():
     assert prediction_difference("regression", [], []) == 0.0
 
 
+@pytest.mark.integration  # starts processes that listen on a port
 def test_a_port_answered_by_another_process_is_not_taken_for_the_new_server():
     """A deploy checks that the process listening on its server's port is that server (or one of its children):
     a port another program took between the choice and the bind would otherwise pass the health check and the

@@ -42,9 +42,21 @@ def substitute(text: str, context: dict[str, str]) -> str:
     return EXPRESSION.sub(lambda match: evaluate(match.group(1), context), text)
 
 
+def checkout_in(folder: Path) -> Path:
+    """A stand-in for GitHub's checkout inside the test's folder: every top-level entry of the project linked, so
+    what the jobs write (summaries, JSON records) lands there and never in the repository."""
+    checkout = folder / "checkout"
+    if not checkout.exists():
+        checkout.mkdir()
+        for entry in PROJECT_ROOT.iterdir():
+            if entry.name not in {".git", "__pycache__"}:
+                (checkout / entry.name).symlink_to(entry)
+    return checkout
+
+
 def run_job(workflow: str, job: str, context: dict[str, str], folder: Path) -> str:
-    """Each `run:` step of the job, in order, with GitHub's files for environment and job summary; returns the
-    job summary written."""
+    """Each `run:` step of the job, in order, in a checkout inside `folder`, with GitHub's files for environment
+    and job summary; returns the job summary written."""
     spec = yaml.safe_load((WORKFLOWS / workflow).read_text())
     steps = spec["jobs"][job]["steps"]
     github_env, summary = folder / f"{job}.env", folder / f"{job}-summary.md"
@@ -69,7 +81,7 @@ def run_job(workflow: str, job: str, context: dict[str, str], folder: Path) -> s
             step_env[name] = value
         done = subprocess.run(
             ["bash", "-e", "-c", substitute(step["run"], context)],
-            cwd=PROJECT_ROOT,
+            cwd=checkout_in(folder),
             env=step_env,
             capture_output=True,
             text=True,
@@ -148,8 +160,7 @@ def test_the_workflows_commands_pass_here_in_order(zenml_client, bike_slice, tmp
     for values in chosen:
         summary = run_job("candidate.yml", "candidate", {**context, "matrix.stack": values["stack"]}, tmp_path)
         assert "**promoted to staging**" in summary and "| naive_baseline | enabled | passed |" in summary, summary
-        record = json.loads((PROJECT_ROOT / f"candidate-{values['stack']}.json").read_text())
-        (PROJECT_ROOT / f"candidate-{values['stack']}.json").unlink()
+        record = json.loads((checkout_in(tmp_path) / f"candidate-{values['stack']}.json").read_text())
         assert record["stack"] == values["stack"] and record["stage"] == "staging"
     stages = {v.number: str(v.stage) for v in zenml_client.list_model_versions(MODEL, size=10).items}
     # production untouched: there is none yet
@@ -158,18 +169,14 @@ def test_the_workflows_commands_pass_here_in_order(zenml_client, bike_slice, tmp
     try:
         summary = run_job("release.yml", "promote", context, tmp_path)
         assert f"version {last} promoted to production" in summary, summary
-        assert json.loads((PROJECT_ROOT / "promotion.json").read_text())["version"] == last
-        (PROJECT_ROOT / "promotion.json").unlink()
+        assert json.loads((checkout_in(tmp_path) / "promotion.json").read_text())["version"] == last
         assert zenml_client.get_model_version(MODEL, "production").number == last
         assert [e.model_version for e in active_backend().endpoints(MODEL) if e.running] == [str(last)]
 
         summary = run_job("monitor.yml", "monitor", context, tmp_path)
         assert summary.startswith(f"### Monitoring `{MODEL}` version {last}"), summary
-        record = json.loads((PROJECT_ROOT / "monitor.json").read_text())
-        (PROJECT_ROOT / "monitor.json").unlink()
+        record = json.loads((checkout_in(tmp_path) / "monitor.json").read_text())
         assert record["command"] == "monitor" and record["batch"]["rows"] == 400
     finally:
         zenml_client.activate_stack("default")
         undeploy(active_backend(), MODEL)
-        for leftover in ("promotion.json", "monitor.json"):
-            (PROJECT_ROOT / leftover).unlink(missing_ok=True)
