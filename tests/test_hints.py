@@ -1,12 +1,14 @@
-"""Every command a user is shown works: the README's commands parse, and the commands the CLI prints as hints
-(`Where to look`, `try it`, `status`, `stop it`, `Fix:`) run, for a model trained on a CSV the project has never
-seen, without `--model-name` (the commands follow the model trained last)."""
+"""Every command a user is shown works: the commands of the README and the guide's pages (docs/*.md) parse, their
+relative links lead to a file (and heading) that exists, and the commands the CLI prints as hints (`Where to
+look`, `try it`, `status`, `stop it`, `Fix:`) run, for a model trained on a CSV the project has never seen,
+without `--model-name` (the commands follow the model trained last)."""
 
 from __future__ import annotations
 
 import os
 import re
 import shlex
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,11 +17,29 @@ from conftest import PROJECT_ROOT, make_churn_table, run_cli, run_zenml
 
 README = PROJECT_ROOT / "README.md"
 COMMAND_START = re.compile(r"^(python run\.py|make|zenml|mlflow|bentoml)(\s|$)")
+FENCED = re.compile(r"^```.*?^```", flags=re.S | re.M)
+LINK = re.compile(r"!?\[[^\]\n]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", flags=re.M)
+# Pages a generated project renders from the template (copier.yml): checked here, in the template itself.
+RENDERED_PAGES = [PROJECT_ROOT / "README.md.jinja"]
 
 
-def readme_commands() -> list[str]:
-    """Shell commands the README shows: lines of its code blocks and inline code that start with a command."""
-    text = README.read_text()
+def guide_pages() -> list[Path]:
+    """The README and the guide's pages in docs/."""
+    return [README, *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
+
+
+def readme_commands() -> list[tuple[str, str]]:
+    """Shell commands the README and the guide's pages show, each once, with the first page that shows it."""
+    commands: dict[str, str] = {}
+    for page in guide_pages():
+        for command in page_commands(page.read_text()):
+            commands.setdefault(command, page.name)
+    return list(commands.items())
+
+
+def page_commands(text: str) -> list[str]:
+    """Shell commands a page shows: lines of its code blocks and inline code that start with a command."""
     found: list[str] = []
     for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, flags=re.S):
         found += [line.split("  #")[0].strip() for line in block.splitlines()]
@@ -65,10 +85,98 @@ def tool_cli(name: str):
 
 
 def test_readme_commands_all_parse():
+    """Every page of the guide is read (none is skipped by name), and each command it shows parses."""
+    pages = guide_pages()
+    assert len(pages) > 1 and all(page.read_text().strip() for page in pages)
     commands = readme_commands()
-    assert len(commands) > 30 and any(c.startswith("python run.py train --data") for c in commands)
-    broken = [f"{command}: {why}" for command in commands for ok, why in [parses(command)] if not ok]
+    assert len(commands) > 30 and any(c.startswith("python run.py train --data") for c, _ in commands)
+    broken = [f"{page}: {command}: {why}" for command, page in commands for ok, why in [parses(command)] if not ok]
     assert not broken, "\n".join(broken)
+
+
+def test_the_readme_shows_the_commands_to_start_with():
+    shown = page_commands(README.read_text())
+    assert {"make run", "make test", "make test-fast"} <= set(shown), shown
+
+
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: link text kept, lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors of a Markdown page's headings (outside code blocks); a repeated heading gets -1, -2, ..."""
+    seen: dict[str, int] = {}
+    found = set()
+    for heading in HEADING.findall(FENCED.sub("", page.read_text())):
+        base = slug(heading)
+        found.add(f"{base}-{seen[base]}" if base in seen else base)
+        seen[base] = seen.get(base, 0) + 1
+    return found
+
+
+def relative_links(text: str) -> list[str]:
+    """Link and image targets of a page outside code (no web or mail addresses); template tags left out."""
+    text = re.sub(r"\[\[.*?\]\]|\[%.*?%\]", "", FENCED.sub("", text))
+    text = re.sub(r"`[^`\n]*`", "", text)
+    return [target for target in LINK.findall(text) if not re.match(r"^[a-z][\w+.-]*:", target)]
+
+
+def broken_links(page: Path) -> list[str]:
+    broken = []
+    for target in relative_links(page.read_text()):
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists():
+            broken.append(f"{page.name}: {target} (no such file)")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+            broken.append(f"{page.name}: {target} (no such heading in {linked.name})")
+    return broken
+
+
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist():
+    pages = guide_pages() + [page for page in RENDERED_PAGES if page.is_file()]
+    assert sum(len(relative_links(page.read_text())) for page in pages) > 20
+    broken = [problem for page in pages for problem in broken_links(page)]
+    assert not broken, "\n".join(broken)
+
+
+@pytest.mark.skipif(not (PROJECT_ROOT / "copier.yml").is_file(), reason="copier.yml stays with the template")
+def test_no_link_leads_to_a_file_a_generated_project_may_leave_out():
+    """Files copier.yml leaves out of a project by its answers (benchmarks, some stacks) are not linked to: the
+    guide's pages are copied into every generated project, whose own run of these tests checks their links."""
+    optional = [
+        PROJECT_ROOT / path for path in re.findall(r"%\]/(.+?)\[% endif", (PROJECT_ROOT / "copier.yml").read_text())
+    ]
+    assert optional
+    linked = [
+        (page.name, (page.parent / target.partition("#")[0]).resolve())
+        for page in guide_pages() + [page for page in RENDERED_PAGES if page.is_file()]
+        for target in relative_links(page.read_text())
+    ]
+    assert not [(name, str(path)) for name, path in linked for out in optional if path == out or out in path.parents]
+
+
+def test_every_guide_page_is_one_click_from_the_readme():
+    linked = {(README.parent / target.partition("#")[0]).resolve() for target in relative_links(README.read_text())}
+    assert not [page.name for page in guide_pages()[1:] if page.resolve() not in linked]
+
+
+def test_the_link_check_catches_a_broken_link_and_anchor(tmp_path):
+    (tmp_path / "other.md").write_text(
+        "# Serving: deploy, predict\n\n```\n# not a heading\n```\n## Canary and shadow\n"
+    )
+    page = tmp_path / "page.md"
+    page.write_text(
+        "[a](other.md#serving-deploy-predict) [b](other.md#canary-and-shadow) [c](missing.md) "
+        "[d](other.md#not-a-heading) ![e](img.png) [f](https://example.com/x.md) `[g](code.md)`\n"
+    )
+    assert broken_links(page) == [
+        "page.md: missing.md (no such file)",
+        "page.md: other.md#not-a-heading (no such heading in other.md)",
+        "page.md: img.png (no such file)",
+    ]
 
 
 def test_a_command_that_does_not_exist_is_caught():

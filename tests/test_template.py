@@ -6,6 +6,7 @@ update` brings a template change into a generated project without losing the use
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,7 +108,11 @@ def test_zenml_init_with_the_template_defaults_gives_the_demo_project(template, 
     assert (project / "configs" / "demo.yaml").read_bytes() == (template / "configs" / "training.yaml").read_bytes()
     readme = (project / "README.md").read_text()
     assert readme.startswith("# mlops-lifecycle\n\nThe model `bike_demand` predicts `cnt`")
-    assert "## Keeping up with the template" in readme and "## Quickstart" in readme  # the guide follows
+    # The project's own page, short, linking to the guide's pages (copied into docs/) rather than pasting them.
+    assert "## Keeping up with the template" in readme and "## Quickstart" not in readme
+    guide = re.findall(r"\]\((docs/[\w.-]+\.md)\)", readme)
+    assert len(guide) > 10 and all((project / page).is_file() for page in guide), guide
+    assert {f"docs/{page.name}" for page in (template / "docs").glob("*.md")} == set(guide)
     demo = yaml.safe_load((template / "configs" / "training.yaml").read_text())
     rendered = yaml.safe_load((project / "configs" / "training.yaml").read_text())
     for section in ("split", "training", "evaluation", "promotion"):
