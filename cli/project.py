@@ -127,15 +127,9 @@ def compare(
     validate_file(config.dataset)
     run_comparison = comparison_runner()
     names = [n.strip() for n in stack_names.split(",") if n.strip()] if stack_names else comparison.stacks
-    paths = run_comparison(
-        names,
-        config,
-        comparison,
-        quick=quick,
-        workspace_root=Path(workspace) if workspace else state_dir() / "compare",
-        output_dir=Path(output_dir) if output_dir else reports_folder(load_monitoring_config()),
-        progress=comparison_progress(names),
-    )
+    workspace_root = Path(workspace) if workspace else state_dir() / "compare"
+    output = Path(output_dir) if output_dir else reports_folder(load_monitoring_config())
+    paths = run_comparison(names, config, comparison, quick, workspace_root, output, comparison_progress(names))
     click.echo((paths["markdown"]).read_text())
     click.echo(f"report: {paths['markdown']}\npage (opens offline): {paths['html']}\nmeasurements: {paths['json']}")
     write_summaries(json.loads(paths["json"].read_text()), paths["markdown"].read_text(), summary_md, summary_json)

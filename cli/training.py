@@ -69,20 +69,15 @@ def train(
     deployment_path: str,
     summary_md: str | None,
     summary_json: str | None,
-    **overrides: str | int | None,
+    **overrides: str | int | None,  # --data, --target, --task, --model-name, --seed
 ) -> None:
     """Train, evaluate, register and (if it beats production) promote a model; a promoted model that is served
     on the active stack is redeployed (its front door keeps its address)."""
     from workflows import training
 
-    config = training.training_config(
-        config_path,
-        stage,
-        time_columns=list(time_columns),
-        segment_columns=list(segment_columns),
-        enable_cache=False if no_cache else None,
-        **overrides,  # data, target, task, model_name, seed
-    )
+    columns = {"time_columns": list(time_columns), "segment_columns": list(segment_columns)}
+    cache = {"enable_cache": False if no_cache else None}
+    config = training.training_config(config_path, stage, **columns, **cache, **overrides)
     outcome = training.train(config, say, settings.verbose)
     write_summaries(*training.training_result(outcome), summary_md, summary_json)
     if redeploy:
