@@ -112,7 +112,7 @@ def write_summaries(record: dict[str, Any], markdown: str, summary_md: str | Non
         Path(summary_json).write_text(json.dumps(record, indent=2, default=str))
 
 
-def reports_errors(command: Command) -> Command:
+def reports_errors(command: Callable[..., None]) -> Callable[..., None]:
     """A LifecycleError (bad data, config, stack, server) ends the command with its one-line message, exit 2."""
 
     @functools.wraps(command)
@@ -122,10 +122,10 @@ def reports_errors(command: Command) -> Command:
         except LifecycleError as error:
             fail(error)
 
-    return run  # type: ignore[return-value]
+    return run
 
 
-def on_stack(command: Command) -> Command:
+def on_stack(command: Callable[..., None]) -> Callable[..., None]:
     """`reports_errors`, plus a `--stack` option that activates that stack before the command runs."""
 
     @functools.wraps(command)
@@ -136,7 +136,7 @@ def on_stack(command: Command) -> Command:
             activate_stack(stack_name)
         command(*args, **kwargs)
 
-    return stack_option(reports_errors(run))  # type: ignore[return-value]
+    return stack_option(reports_errors(run))
 
 
 def explicit(parameter: str) -> bool:

@@ -18,7 +18,7 @@ LAYERS = ["lifecycle", "stacks", "serving", "steps", "pipelines", "workflows", "
 
 
 def _imports(path: Path) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
@@ -43,7 +43,7 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def project_modules(root: Path, packages: list[str], scripts: list[str] = ()) -> dict[str, Path]:
+def project_modules(root: Path, packages: list[str], scripts: tuple[str, ...] = ()) -> dict[str, Path]:
     """Every module of the packages (a package's own name stands for its __init__.py), and the top-level scripts."""
     found = {module_name(path, root): path for package in packages for path in (root / package).rglob("*.py")}
     return found | {name: root / f"{name}.py" for name in scripts if (root / f"{name}.py").is_file()}
@@ -112,7 +112,7 @@ def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return next(filter(None, (visit(module) for module in sorted(graph))), None)
 
 
-def import_graph(root: Path, packages: list[str], scripts: list[str] = ()) -> dict[str, set[str]]:
+def import_graph(root: Path, packages: list[str], scripts: tuple[str, ...] = ()) -> dict[str, set[str]]:
     modules = project_modules(root, packages, scripts)
     return {module: module_imports(module, path, modules) for module, path in modules.items()}
 
@@ -120,7 +120,7 @@ def import_graph(root: Path, packages: list[str], scripts: list[str] = ()) -> di
 def test_no_module_imports_itself_through_others():
     """Within a package and across packages, lazy imports included: a cycle means two modules that cannot be
     understood, tested or split apart one without the other."""
-    graph = import_graph(PROJECT_ROOT, LAYERS, ["run"])
+    graph = import_graph(PROJECT_ROOT, LAYERS, ("run",))
     assert {"cli", "cli.options", "workflows.runner", "run"} <= set(graph)
     assert "workflows.runner" in graph["workflows.release"] and "cli" in graph["run"]
     cycle = import_cycle(graph)
