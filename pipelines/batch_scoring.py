@@ -6,7 +6,7 @@ from zenml import pipeline
 
 from lifecycle.data import file_fingerprint
 from lifecycle.names import BATCH_SCORING_PIPELINE
-from pipelines.monitoring import production_artifacts
+from pipelines.production import production_artifacts
 from steps.inference.score import score_batch
 from steps.monitoring.batch import load_batch
 

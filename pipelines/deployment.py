@@ -4,7 +4,7 @@ from zenml import pipeline
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.names import DEPLOYMENT_PIPELINE
-from pipelines.monitoring import production_artifacts
+from pipelines.production import production_artifacts
 from steps.deployment.deploy import deploy_model
 
 

@@ -28,7 +28,7 @@ def dashboard(bike_slice, data_dir):
     training_file = data_dir / "dash_train.csv"
     pd.read_csv(bike_slice).drop(columns=["casual", "registered"]).to_csv(training_file, index=False)
     train = ("train", "--data", str(training_file), "--target", "cnt", "--model-name", MODEL, "--no-redeploy")
-    trained = run_cli(*train, unset=("ZENML_LOGGING_VERBOSITY", "MLOPS_VERBOSE"))  # the output a user sees by default
+    trained = run_cli(*train, unset=("ZENML_LOGGING_VERBOSITY",))  # the output a user sees by default
     assert trained.returncode == 0, trained.stderr[-3000:]
     console = re.sub(r"\x1b\[[0-9;]*m", "", trained.stdout + trained.stderr)  # plain text either way
     steps = re.findall(r"^\s+✓ (\w+)\s+\((?:[\d.]+s|cached)\)$", console, flags=re.MULTILINE)

@@ -5,7 +5,6 @@ without `--model-name` (the commands follow the model trained last)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from pathlib import Path
@@ -64,10 +63,9 @@ def parses(command: str) -> tuple[bool, str]:
         target = next((w for w in words[1:] if "=" not in w), "all")
         return target in makefile_targets(), f"no Makefile target `{target}`"
     if words[:2] == ["python", "run.py"]:
-        from run import cli
+        from cli import cli
 
-        # (`--verbose` sets MLOPS_VERBOSE in this process even for a `--help` parse: CliRunner's env restores it)
-        result = CliRunner(env={"MLOPS_VERBOSE": os.environ.get("MLOPS_VERBOSE")}).invoke(cli, [*words[2:], "--help"])
+        result = CliRunner().invoke(cli, [*words[2:], "--help"])
         return result.exit_code == 0, result.output[-500:]
     result = CliRunner().invoke(tool_cli(words[0]), [*words[1:], "--help"])
     return result.exit_code == 0, result.output[-500:]

@@ -73,7 +73,7 @@ def commands_with_model_name(group: click.Group, prefix: tuple[str, ...] = ()):
 
 
 def test_every_model_name_option_refuses_a_bad_name_before_the_command_runs():
-    from run import cli
+    from cli import cli
 
     commands = list(commands_with_model_name(cli))
     assert {("train",), ("promote",), ("monitor",), ("deploy",), ("rollback",)} <= set(commands), commands

@@ -195,7 +195,7 @@ def test_production_moving_while_the_new_server_starts_is_what_gets_switched_to(
     test holds the promotion lock from the moment the new server appears until production moved, so the switch
     comes after the move): that server is stopped and production's new version is started and switched to."""
     from serving.rollout import registry_release, rollout
-    from steps.training.promote import promotion_lock, set_release_stage
+    from steps.training.releases import promotion_lock, set_release_stage
 
     backend, chosen = served["backend"], production(zenml_client)
     moved_to = chosen % 3 + 1

@@ -14,7 +14,7 @@ MODEL = "rule_model"
 
 
 class History:
-    """A model's release history, recorded the way `steps.training.promote.set_release_stage` records it: the
+    """A model's release history, recorded the way `steps.training.releases.set_release_stage` records it: the
     version entering production, then the one it replaced being archived by the same command."""
 
     def __init__(self) -> None:

@@ -4,6 +4,7 @@ and .md, and saved as an `HTMLString` artifact on the version so the dashboard s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from zenml.client import Client
@@ -76,3 +77,42 @@ def refresh_cards_quietly(model_name: str, numbers: list[int | str | None]) -> l
         except Exception as exc:  # the command's own work is done; the card is a report of it
             click.secho(f"note: model card of `{model_name}` version {number} not updated: {exc}", err=True)
     return written
+
+
+def report_cards(say: Callable[[str], None], model_name: str, *versions: int | str | None) -> None:
+    """Rebuild the cards of the versions a command changed, and say where they are."""
+    from workflows.reporting import shown_path
+
+    written = refresh_cards_quietly(model_name, list(versions))
+    if written:
+        say("model card: " + ", ".join(shown_path(str(path)) for path in written))
+
+
+def default_card_version(model_name: str) -> int:
+    """The version `card` shows without --version: production, else the newest."""
+    from lifecycle.errors import LifecycleError
+
+    version = card_version(model_name)
+    if version is None:
+        raise LifecycleError(
+            f"model `{model_name}` has no versions. Fix: train it first (`python run.py train`), or pass "
+            "--model-name of a model that has some (`zenml model list` lists them)."
+        )
+    return version.number
+
+
+def write_card(model_name: str, version: str | None) -> tuple[int, Path, Path]:
+    """The card of `version` (default: `default_card_version`), refreshed in reports/models/: number, HTML, Markdown."""
+    from workflows.versions import version_named
+
+    number = version_named(model_name, version).number if version else default_card_version(model_name)
+    html_path, md_path = write_card_files(card_for(model_name, number))
+    return number, html_path, md_path
+
+
+def replaced_versions(deployment_record: dict | None) -> list[str]:
+    """The versions whose servers a deployment stopped (their cards no longer list them as served)."""
+    from serving.backends.base import parse_server_name
+
+    names = (deployment_record or {}).get("replaced") or []
+    return [parsed[1] for parsed in map(parse_server_name, names) if parsed]

@@ -13,21 +13,18 @@ it switches the front door (`serving.rollout.rollout`), so the last one leaves t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from zenml.client import Client
 
 from lifecycle.config import DeploymentConfig, PromotionConfig
-from lifecycle.errors import LifecycleError
 from lifecycle.names import EVALUATION, FEATURE_SCHEMA, TEST_SET
 from lifecycle.promotion import PromotionDecision, release_order, rollback_target
-from steps.training.promote import RELEASES, judge_candidate, promotion_lock, set_release_stage
+from steps.training.releases import RELEASES, judge_candidate, promotion_lock, set_release_stage
 from workflows.runner import redeploy_if_serving
-
-
-class ReleaseError(LifecycleError):
-    """A release command that cannot act (unknown version, nothing in staging, no earlier production)."""
+from workflows.versions import ReleaseError, in_stage, version_named, version_numbers
 
 
 @dataclass
@@ -44,38 +41,10 @@ class ReleaseOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def version_named(model_name: str, number: str | int):
-    try:
-        return Client().get_model_version(model_name, int(number))
-    except (KeyError, ValueError):
-        known = _version_numbers(model_name)
-        raise ReleaseError(
-            f"model `{model_name}` has no version {number}"
-            + (f" (its versions: {', '.join(map(str, known))})" if known else " (it has no versions)")
-            + ". Fix: `zenml model version list --model="
-            + model_name
-            + "` lists them."
-        ) from None
-
-
-def _version_numbers(model_name: str) -> list[int]:
-    try:
-        return sorted(v.number for v in Client().list_model_versions(model_name, size=1000).items)
-    except KeyError:
-        return []
-
-
-def _in_stage(model_name: str, stage: str):
-    try:
-        return Client().get_model_version(model_name, stage)
-    except KeyError:
-        return None
-
-
 def timeline(model_name: str) -> list[dict[str, Any]]:
     """Every recorded stage change of every version, oldest first."""
     events = []
-    for number in _version_numbers(model_name):
+    for number in version_numbers(model_name):
         version = Client().get_model_version(model_name, number)
         for event in version.run_metadata.get(RELEASES) or []:
             events.append({"version": number, **event})
@@ -97,7 +66,9 @@ def _answering(model_name: str, deployment: DeploymentConfig) -> str | None:
     return str(answer.model_version)
 
 
-def _follow(outcome: ReleaseOutcome, deployment: DeploymentConfig, started: float) -> ReleaseOutcome:
+def _follow(
+    outcome: ReleaseOutcome, deployment: DeploymentConfig, started: float, verbose: bool = False
+) -> ReleaseOutcome:
     """Replace the model's server with the new production version, if one serves it here, and time the switch;
     then end the trials the change settles: a canary always (production takes all traffic), a shadow when it
     serves the version now in production."""
@@ -105,7 +76,7 @@ def _follow(outcome: ReleaseOutcome, deployment: DeploymentConfig, started: floa
     from serving.rollout import end_trial
     from serving.stack_backend import active_backend
 
-    outcome.redeployed = redeployed = redeploy_if_serving(outcome.model_name, deployment)
+    outcome.redeployed = redeployed = redeploy_if_serving(outcome.model_name, deployment, verbose=verbose)
     if redeployed is not None:
         outcome.answering_version = _answering(outcome.model_name, deployment)
         outcome.seconds_to_answer = time.perf_counter() - started
@@ -138,6 +109,7 @@ def promote(
     deployment: DeploymentConfig,
     force: bool = False,
     reason: str | None = None,
+    verbose: bool = False,
 ) -> ReleaseOutcome:
     """Promote the staging version (or `version`) to production if it still passes the promotion rule against
     the current production, re-scored on the candidate's test rows; `force` overrides the rule, with a reason."""
@@ -145,7 +117,7 @@ def promote(
     if force and not reason:
         raise ReleaseError("--force needs --reason: say why the promotion rule is overridden (it is recorded).")
     if version is None:  # read again under the lock below
-        candidate = _in_stage(model_name, "staging")
+        candidate = in_stage(model_name, "staging")
         if candidate is None:
             raise ReleaseError(
                 f"no version of `{model_name}` is in staging. Fix: `python run.py train --stage staging` trains a "
@@ -163,7 +135,7 @@ def promote(
             "judged. Fix: promote a version trained by `python run.py train`."
         ) from None
     with promotion_lock(model_name):  # production as it is now, not as it was before the wait
-        production = _in_stage(model_name, promotion.stage)
+        production = in_stage(model_name, promotion.stage)
         if production is not None and production.number == candidate.number:
             raise ReleaseError(f"version {candidate.number} of `{model_name}` is already in production; nothing to do.")
         decision = judge_candidate(model_name, candidate.number, test_set, schema, report, promotion)
@@ -179,11 +151,16 @@ def promote(
         outcome.changed, outcome.forced = True, not decision.promoted
         if alias:
             outcome.notes.append(f"MLflow: {alias}")
-    return _follow(outcome, deployment, started)
+    return _follow(outcome, deployment, started, verbose)
 
 
 def rollback(
-    model_name: str, to: str | None, deployment: DeploymentConfig, reason: str | None = None, stage: str = "production"
+    model_name: str,
+    to: str | None,
+    deployment: DeploymentConfig,
+    reason: str | None = None,
+    stage: str = "production",
+    verbose: bool = False,
 ) -> ReleaseOutcome:
     """Production goes back to an earlier version (`lifecycle.promotion.rollback_target`): by default the most
     recent version that was in production before the current one and that no rollback took out of production
@@ -193,7 +170,7 @@ def rollback(
     started = time.perf_counter()
     named = version_named(model_name, to).number if to is not None else None
     with promotion_lock(model_name):  # production and its history as they are now, not before the wait
-        current = _in_stage(model_name, stage)
+        current = in_stage(model_name, stage)
         if current is None:
             raise ReleaseError(
                 f"no version of `{model_name}` is in production: there is nothing to roll back. "
@@ -207,13 +184,30 @@ def rollback(
     outcome.notes += [target.note] if target.note else []
     if alias:
         outcome.notes.append(f"MLflow: {alias}")
-    return _follow(outcome, deployment, started)
+    return _follow(outcome, deployment, started, verbose)
 
 
 def history(model_name: str) -> list[dict[str, Any]]:
     """The production timeline: every time a version entered or left production (and staging), oldest first."""
-    if not _version_numbers(model_name):
+    if not version_numbers(model_name):
         raise ReleaseError(
             f"model `{model_name}` has no versions. Fix: `python run.py train --model-name {model_name}`."
         )
     return timeline(model_name)
+
+
+def report_release(outcome: ReleaseOutcome, say: Callable[[str], None]) -> None:
+    """What a promote or rollback did, and the cards of the versions it changed (rebuilt)."""
+    from workflows.model_card import replaced_versions, report_cards
+    from workflows.reporting import release_summary
+
+    say(release_summary(outcome))
+    report_cards(say, outcome.model_name, outcome.version, outcome.previous, *replaced_versions(outcome.redeployed))
+
+
+def release_result(outcome: ReleaseOutcome, command: str) -> tuple[dict[str, Any], str]:
+    """The change for CI: a JSON record and Markdown (`--summary-json`, `--summary-md`)."""
+    from workflows.reporting import release_markdown, release_record
+
+    record = release_record(outcome, command)
+    return record, release_markdown(record)

@@ -28,8 +28,10 @@ from lifecycle.metrics import score
 from lifecycle.names import FEATURE_SCHEMA, MODEL
 from lifecycle.windows import newest_window, rows_between, time_index
 from serving.prediction_log import attach_labels, read_predictions
-from workflows.runner import production_version, run_deployment, run_monitoring, run_training
+from workflows.production_loop import monitor_retrain_redeploy
+from workflows.runner import run_deployment, run_training
 from workflows.served import log_root, served_batch
+from workflows.versions import production_version
 
 
 @dataclass
@@ -89,6 +91,7 @@ def replay(
     monitoring: MonitoringConfig,
     progress: Callable[[str], None] = print,
     deployment: DeploymentConfig | None = None,
+    verbose: bool = False,
 ) -> ReplayResult:
     started = time.monotonic()
     settings = monitoring.replay
@@ -106,7 +109,7 @@ def replay(
     initial_path = folder / "initial.csv"
     initial.to_csv(initial_path, index=False)
     progress(f"training the first model on {start:%Y-%m-%d} .. {cursor:%Y-%m-%d} ({len(initial)} rows)")
-    first = run_training(_with_data(config, initial_path, settings.model_name))
+    first = run_training(_with_data(config, initial_path, settings.model_name), verbose=verbose)
     if not first.decision.promoted:
         raise RuntimeError(f"the first replay model was not promoted: {first.decision.reason}")
     never_retrained = Client().get_model_version(settings.model_name, "production").get_model_artifact(MODEL).load()
@@ -115,11 +118,20 @@ def replay(
     served = None
     if settings.serve:
         try:
-            record = run_deployment(settings.model_name, deployment or DeploymentConfig())
+            record = run_deployment(settings.model_name, deployment or DeploymentConfig(), verbose=verbose)
         except LifecycleError as exc:
             raise LifecycleError(f"{exc} (or replay without serving: `python run.py lifecycle --no-serve`)") from exc
         served, result.endpoint = record["model_version"], record["predict_url"]
         progress(f"serving version {served} at {record['predict_url']} ({record['backend']})")
+
+    def redeploy() -> dict | None:
+        if not settings.serve:
+            return None
+        try:
+            return run_deployment(settings.model_name, deployment or DeploymentConfig(), verbose=verbose)
+        except LifecycleError as exc:  # the old server keeps serving; the replay goes on
+            progress(f"redeploy failed, version {served} still served: {exc}")
+            return None
 
     end_of_data = times.max()
     period = pd.Timedelta(days=settings.period_days)
@@ -148,8 +160,23 @@ def replay(
                 deployment=deployment,
             ).path
             pending_labels, monitored_since = traffic.labels, traffic.started
-        outcome = run_monitoring(settings.model_name, str(batch_path), monitoring)
-        summary = outcome.summary
+        # Retrain on the labels known by now: with served traffic, this period's labels have not arrived.
+        labels_until = cursor if traffic is not None else period_end
+
+        def retraining(
+            labels_until: pd.Timestamp = labels_until, period_end: pd.Timestamp = period_end
+        ) -> tuple[RunConfig, str]:
+            window = newest_window(table, times, labels_until, monitoring.policy.retrain_window_days)
+            window_path = folder / f"window-{period_end:%Y%m%d}.csv"
+            window.to_csv(window_path, index=False)
+            return _with_data(config, window_path, settings.model_name), str(window_path)
+
+        turn = monitor_retrain_redeploy(
+            settings.model_name, str(batch_path), monitoring, retraining, redeploy, cards=False, verbose=verbose
+        )
+        outcome, summary = turn.monitoring, turn.monitoring.summary
+        if turn.redeployed is not None:
+            served, result.endpoint = turn.redeployed["model_version"], turn.redeployed["predict_url"]
         static_error = None
         labelled = batch[batch[config.dataset.target].notna()]
         if len(labelled):
@@ -158,21 +185,8 @@ def replay(
                 labelled[config.dataset.target],
                 never_retrained.predict(labelled),
             ).get(metric)
-        retrained = promoted = False
-        if summary.decision.retrain:
-            # Retrain on the labels known by now: with served traffic, this period's labels have not arrived.
-            labels_until = cursor if traffic is not None else period_end
-            window = newest_window(table, times, labels_until, monitoring.policy.retrain_window_days)
-            window_path = folder / f"window-{period_end:%Y%m%d}.csv"
-            window.to_csv(window_path, index=False)
-            retraining = run_training(_with_data(config, window_path, settings.model_name))
-            retrained, promoted = True, retraining.decision.promoted
-            if promoted and settings.serve:
-                try:
-                    record = run_deployment(settings.model_name, deployment or DeploymentConfig())
-                    served, result.endpoint = record["model_version"], record["predict_url"]
-                except LifecycleError as exc:  # the old server keeps serving; the replay goes on
-                    progress(f"redeploy failed, version {served} still served: {exc}")
+        retrained = turn.retrained is not None
+        promoted = turn.retrained is not None and turn.retrained.decision.promoted
         row = PeriodResult(
             period=label,
             rows=len(batch),
@@ -322,3 +336,47 @@ def plot_errors(result: ReplayResult, path: Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def replay_settings(monitoring: MonitoringConfig, periods: int | None, no_serve: bool) -> MonitoringConfig:
+    """The monitoring config with `lifecycle`'s --periods and --no-serve applied to its replay section."""
+    changes: dict[str, object] = {"max_periods": periods} if periods else {}
+    if no_serve:
+        changes["serve"] = False
+    return monitoring.model_copy(update={"replay": monitoring.replay.model_copy(update=changes)})
+
+
+def replay_with_reports(
+    config: RunConfig,
+    monitoring: MonitoringConfig,
+    deployment: DeploymentConfig,
+    progress: Callable[[str], None],
+    verbose: bool = False,
+) -> list[str]:
+    """`python run.py lifecycle`: the replay, its plot and timeline written to reports/lifecycle/; returns the
+    timeline and the verdict to print."""
+    from workflows.report_files import reports_folder
+
+    result = replay(config, monitoring, progress=progress, deployment=deployment, verbose=verbose)
+    folder = reports_folder(monitoring) / "lifecycle"
+    result.plot = plot_errors(result, folder / "error_over_time.png")
+    table = timeline_table(result)
+    (folder / "timeline.md").write_text(table + "\n")
+    continuous, static = result.mean_error("error_in_production"), result.mean_error("error_never_retrained")
+    lines = [
+        "\n" + table,
+        f"\n{result.metric} over the replay (row-weighted): continuously trained {continuous:.2f}, "
+        f"never retrained {static:.2f}: continuous training has {(static - continuous) / static:.0%} lower error"
+        if static == static and static
+        else "",
+        f"retrained {sum(p.retrained for p in result.periods)} times, promoted "
+        f"{sum(p.promoted for p in result.periods)} times, in {result.seconds / 60:.1f} min",
+        f"plot: {result.plot}\ntimeline: {folder / 'timeline.md'}\n"
+        f"drift and quality reports: {reports_folder(monitoring) / 'monitoring' / result.model_name}",
+    ]
+    if result.endpoint:
+        lines.append(
+            f"still serving `{result.model_name}` at {result.endpoint}; "
+            f"stop it with: python run.py undeploy --model-name {result.model_name}"
+        )
+    return lines

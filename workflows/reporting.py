@@ -430,3 +430,20 @@ def monitoring_markdown(outcome: MonitoringOutcome) -> str:
         )
     lines += [f"- decision: {'; '.join(decision.reasons) or 'no trigger'}", f"- report: `{outcome.report_path}`"]
     return "\n".join(lines) + "\n"
+
+
+def redeploy_note(promoted: bool, redeployed: dict | None) -> str:
+    """What a promotion did to the model's server on the active stack."""
+    if not promoted:
+        return "Production unchanged; the server (if any) keeps serving it."
+    if redeployed is None:
+        return (
+            "A new version is in production; batch monitoring uses it from now on. Nothing serves this model on "
+            "the active stack: `python run.py deploy` starts a server."
+        )
+    door = redeployed.get("front_door_url")
+    return (
+        f"A new version is in production and now served: version {redeployed['model_version']} at "
+        f"{redeployed['predict_url']} replaced {', '.join(redeployed['replaced']) or 'nothing'}"
+        + (f"; the front door {door} answers with it." if door else ".")
+    )

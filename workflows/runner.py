@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from zenml import Model
 from zenml.client import Client
 from zenml.models import PipelineRunResponse
 
-from lifecycle.config import PROJECT_ROOT, DeploymentConfig, MonitoringConfig, RunConfig
+from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
 from lifecycle.data import read_table
 from lifecycle.environment import file_lock
 from lifecycle.errors import PipelineFailed
@@ -34,9 +37,12 @@ from lifecycle.names import (
 )
 from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport
-from lifecycle.windows import RetrainingSet, retraining_set
+from pipelines.production import production_artifacts
 from pipelines.training import training_pipeline
 from stacks.capabilities import StackCapabilities, active_capabilities, check_usable, prepare_local_mlflow
+from workflows.console import compact_zenml_console
+from workflows.report_files import write_monitoring_report
+from workflows.versions import ReleaseError, production_version, version_named
 from workflows.zenml_tuning import cache_package_lookups
 
 
@@ -64,21 +70,11 @@ def step_output(run: PipelineRunResponse, step_name: str, artifact_name: str):
     return (outputs[0] if isinstance(outputs, list) else outputs).load()
 
 
-def production_version(model_name: str, stage: str = "production") -> str | None:
-    try:
-        return str(Client().get_model_version(model_name, stage).number)
-    except KeyError:
-        return None
-
-
-def ready_stack() -> StackCapabilities:
+def ready_stack(verbose: bool = False) -> StackCapabilities:
     """Before any pipeline run: what the active stack offers, checked usable (integrations, servers). The
-    console shows one line per finished step unless --verbose or ZENML_LOGGING_VERBOSITY asks for ZenML's log."""
-    import os
-
-    if not os.environ.get("MLOPS_VERBOSE") and "ZENML_LOGGING_VERBOSITY" not in os.environ:
-        from workflows.console import compact_zenml_console
-
+    console shows one line per finished step unless `verbose` (`run.py --verbose`) or ZENML_LOGGING_VERBOSITY
+    asks for ZenML's log."""
+    if not verbose and "ZENML_LOGGING_VERBOSITY" not in os.environ:
         compact_zenml_console()
     cache_package_lookups()
     capabilities = active_capabilities()
@@ -86,24 +82,39 @@ def ready_stack() -> StackCapabilities:
     return capabilities
 
 
-def run_training(config: RunConfig) -> TrainingOutcome:
-    capabilities = ready_stack()
+def see_log_above(exc: RuntimeError) -> str:
+    return f"{exc}. The failing step's error is in the log above."
+
+
+def run_pipeline(
+    pipeline: Any, failure: Callable[[RuntimeError], str] = see_log_above, **parameters: Any
+) -> PipelineRunResponse:
+    """Run a configured pipeline; a failed run (ZenML's RuntimeError "Pipeline run has failed due to failure in
+    step(s): ...") becomes a PipelineFailed with `failure`'s message. Returns the run re-read from the store: the
+    object the call returns predates the steps."""
+    try:
+        started = pipeline(**parameters)
+    except RuntimeError as exc:
+        raise PipelineFailed(failure(exc)) from exc
+    return Client().get_pipeline_run(started.id)
+
+
+def run_training(config: RunConfig, verbose: bool = False) -> TrainingOutcome:
+    capabilities = ready_stack(verbose)
     prepare_tracking(capabilities)
     model = Model(name=config.model.name, description=config.model.description, tags=config.model.tags)
     pipeline = training_pipeline.with_options(
         model=model, enable_cache=config.enable_cache, steps=capabilities.step_options()
     )
-    try:
-        started = pipeline(
-            dataset=config.dataset,
-            split=config.split,
-            training=config.training,
-            evaluation=config.evaluation,
-            promotion=config.promotion,
-        )
-    except RuntimeError as exc:  # ZenML's "Pipeline run has failed due to failure in step(s): ..."
-        raise PipelineFailed(f"{exc}. The failing step's error is in the log above; nothing was promoted.") from exc
-    run = Client().get_pipeline_run(started.id)  # re-read: the returned object predates the steps
+    run = run_pipeline(
+        pipeline,
+        lambda exc: f"{exc}. The failing step's error is in the log above; nothing was promoted.",
+        dataset=config.dataset,
+        split=config.split,
+        training=config.training,
+        evaluation=config.evaluation,
+        promotion=config.promotion,
+    )
     metadata = version_metadata(config.model.name, run)
     return TrainingOutcome(
         run=run,
@@ -151,86 +162,33 @@ class MonitoringOutcome:
 
 
 def run_monitoring(
-    model_name: str, batch_path: str, monitoring: MonitoringConfig, retrain_on_demand: bool = False
+    model_name: str,
+    batch_path: str,
+    monitoring: MonitoringConfig,
+    retrain_on_demand: bool = False,
+    verbose: bool = False,
 ) -> MonitoringOutcome:
     """Monitor one batch against the production model; write the HTML report and JSON summary to reports/."""
     from zenml.enums import ModelStages
 
     from pipelines.monitoring import monitoring_pipeline
 
-    ready_stack()
+    ready_stack(verbose)
     read_table(batch_path, allow_empty=True)  # an unreadable or missing file fails here, with its fix
     pipeline = monitoring_pipeline.with_options(model=Model(name=model_name, version=ModelStages.PRODUCTION))
-    try:
-        started = pipeline(
-            model_name=model_name,
-            batch_path=str(Path(batch_path).resolve()),
-            policy=monitoring.policy,
-            retrain_on_demand=retrain_on_demand,
-        )
-    except RuntimeError as exc:
-        raise PipelineFailed(f"{exc}. The failing step's error is in the log above.") from exc
-    run = Client().get_pipeline_run(started.id)
+    run = run_pipeline(
+        pipeline,
+        model_name=model_name,
+        batch_path=str(Path(batch_path).resolve()),
+        policy=monitoring.policy,
+        retrain_on_demand=retrain_on_demand,
+    )
     summary = step_output(run, SUMMARY_STEP, MONITORING_SUMMARY)
-    folder = reports_folder(monitoring) / "monitoring" / model_name
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = report_stem(summary.model_name, summary.model_version, batch_path)
-    report_path = folder / f"{stem}.html"
-    report_path.write_text(with_header(str(step_output(run, DRIFT_STEP, DRIFT_REPORT)), summary, run.name))
-    summary_path = folder / f"{stem}.json"
-    summary_path.write_text(summary.model_dump_json(indent=2))
+    drift_html = str(step_output(run, DRIFT_STEP, DRIFT_REPORT))
+    report_path, summary_path = write_monitoring_report(
+        monitoring, model_name, summary, drift_html, run.name, batch_path
+    )
     return MonitoringOutcome(run=run, summary=summary, report_path=report_path, summary_path=summary_path)
-
-
-def report_stem(model_name: str, model_version: str, batch_path: str) -> str:
-    """`<model>-v<version>-<batch file>-<UTC time>`: a report's name says what was checked, with what, and when."""
-    import pandas as pd
-
-    batch = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(batch_path).name.split(".")[0])[:60] or "batch"
-    return f"{model_name}-v{model_version}-{batch}-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%SZ}"
-
-
-def with_header(report_html: str, summary: MonitoringSummary, run_name: str) -> str:
-    """The drift report, opening with what a reader needs first: model, version, batch, rows and the decision."""
-    import html
-
-    decision = "RETRAIN" if summary.decision.retrain else "no retraining"
-    header = (
-        '<div style="font-family:sans-serif;padding:12px 16px;border-bottom:1px solid #ccc;background:#f6f8fa">'
-        f'<h2 style="margin:0 0 6px">Monitoring `{html.escape(summary.model_name)}` version '
-        f"{html.escape(str(summary.model_version))}</h2>"
-        f'<p style="margin:2px 0">batch: {html.escape(str(summary.batch_source))} ({summary.batch.rows} rows); '
-        f"run: {html.escape(run_name)}</p>"
-        f'<p style="margin:2px 0"><b>decision: {decision}</b> — '
-        f"{html.escape('; '.join(summary.decision.reasons))}</p></div>"
-    )
-    match = re.search(r"<body[^>]*>", report_html, flags=re.IGNORECASE)
-    return report_html[: match.end()] + header + report_html[match.end() :] if match else header + report_html
-
-
-def reports_folder(monitoring: MonitoringConfig) -> Path:
-    """The config's reports folder (relative to the project root); MLOPS_REPORTS_DIR overrides it."""
-    import os
-
-    folder = Path(os.environ.get("MLOPS_REPORTS_DIR", monitoring.reports_dir))
-    return folder if folder.is_absolute() else PROJECT_ROOT / folder
-
-
-def retraining_data(config: RunConfig, batch_path: str, window_days: int, end=None) -> tuple[Path, RetrainingSet]:
-    """The newest labelled data for retraining (`lifecycle.windows.retraining_set`), written to the state folder
-    as a CSV; returns its path and what it is made of."""
-    import pandas as pd
-
-    from lifecycle.environment import state_dir
-
-    table, made_of = retraining_set(
-        read_table(config.dataset.path), read_table(batch_path, allow_empty=True), config.dataset, window_days, end
-    )
-    folder = state_dir() / "retraining"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{config.model.name}-{pd.Timestamp.now():%Y%m%d-%H%M%S-%f}.csv"
-    table.to_csv(path, index=False)
-    return path, made_of
 
 
 _RAISED = re.compile(r"^[\w.]+(Error|Exception|Failed): ")
@@ -256,6 +214,7 @@ def run_deployment(
     version: str | None = None,
     weight: float | None = None,
     only_if_stale: bool = False,
+    verbose: bool = False,
 ) -> dict:
     """Serve the model's production version on the active stack (or, as `role` canary or shadow, `version`
     beside it); returns what was recorded on the version. Production is what the Model Control Plane says when
@@ -266,37 +225,36 @@ def run_deployment(
 
     from pipelines.deployment import deployment_pipeline
 
-    ready_stack()
-    from pipelines.monitoring import production_artifacts
-
+    ready_stack(verbose)
     production_artifacts(model_name, command="deploy")  # no production version: an error before any run is recorded
     # Production: read once, so that the run's model version and the step's artifacts are this one version
     # (see deployment_pipeline); the rollout then serves whatever production is at its switch.
     version = _trial_version(model_name, role, version) if role != "production" else production_version(model_name)
     pipeline = deployment_pipeline.with_options(model=Model(name=model_name, version=version or ModelStages.PRODUCTION))
-    try:
-        started = pipeline(
-            model_name=model_name,
-            deployment=deployment,
-            port=port,
-            timeout=timeout,
-            role=role,
-            version=version,
-            weight=weight,
-            only_if_stale=only_if_stale,
-        )
-    except RuntimeError as exc:
-        runs = Client().list_pipeline_runs(pipeline_name=DEPLOYMENT_PIPELINE, sort_by="desc:created", size=1)
-        reason = failed_step_reason(runs.items[0]) if runs.items else ""
-        raise PipelineFailed(f"deployment failed: {reason or exc}") from exc
-    run = Client().get_pipeline_run(started.id)
+    run = run_pipeline(
+        pipeline,
+        deployment_failure,
+        model_name=model_name,
+        deployment=deployment,
+        port=port,
+        timeout=timeout,
+        role=role,
+        version=version,
+        weight=weight,
+        only_if_stale=only_if_stale,
+    )
     return step_output(run, DEPLOY_STEP, DEPLOYMENT)
+
+
+def deployment_failure(exc: RuntimeError) -> str:
+    """The failed deploy step's own message (a port in use, a server that never answered), else ZenML's."""
+    runs = Client().list_pipeline_runs(pipeline_name=DEPLOYMENT_PIPELINE, sort_by="desc:created", size=1)
+    reason = failed_step_reason(runs.items[0]) if runs.items else ""
+    return f"deployment failed: {reason or exc}"
 
 
 def _trial_version(model_name: str, role: str, version: str | None) -> str:
     """The version a canary or shadow serves: an existing version that is not production's."""
-    from workflows.release import ReleaseError, version_named
-
     if version is None:
         raise ReleaseError(f"a {role} serves a named version: `--{role} N`.")
     number = version_named(model_name, version).number
@@ -308,16 +266,16 @@ def _trial_version(model_name: str, role: str, version: str | None) -> str:
     return str(number)
 
 
-def end_serving_trial(model_name: str, role: str, deployment: DeploymentConfig) -> list:
+def end_serving_trial(model_name: str, role: str, deployment: DeploymentConfig, verbose: bool = False) -> list:
     """Take the model's canary or shadow on the active stack out of its front door and stop its server."""
     from serving.rollout import end_trial
     from serving.stack_backend import active_backend
 
-    ready_stack()
+    ready_stack(verbose)
     return end_trial(active_backend(), model_name, role, deployment)
 
 
-def redeploy_if_serving(model_name: str, deployment: DeploymentConfig) -> dict | None:
+def redeploy_if_serving(model_name: str, deployment: DeploymentConfig, verbose: bool = False) -> dict | None:
     """After a change of production (promote, rollback, a retraining's promotion): replace the model's running
     server on the active stack with the production version (None when nothing serves the model here: nothing is
     started). It runs after the command released the promotion lock, and may wait for the deploy lock behind other
@@ -327,7 +285,7 @@ def redeploy_if_serving(model_name: str, deployment: DeploymentConfig) -> dict |
 
     if not [e for e in active_backend().endpoints(model_name) if e.running and e.role == "production"]:
         return None
-    return run_deployment(model_name, deployment, only_if_stale=True)
+    return run_deployment(model_name, deployment, only_if_stale=True, verbose=verbose)
 
 
 @dataclass
@@ -339,32 +297,30 @@ class ScoringOutcome:
     skipped: pd.DataFrame  # row, reason
 
 
-def run_scoring(model_name: str, input_path: str, version: str | None, deployment: DeploymentConfig) -> ScoringOutcome:
+def run_scoring(
+    model_name: str, input_path: str, version: str | None, deployment: DeploymentConfig, verbose: bool = False
+) -> ScoringOutcome:
     """Score a file with the production version (or `version`) in a batch scoring pipeline on the active stack:
     the predictions are an artifact of that version, and its rows go to the prediction log (backend `batch`)."""
     from zenml.enums import ModelStages
 
     from lifecycle.names import SCORE_STEP, SCORED, SKIPPED
     from pipelines.batch_scoring import batch_scoring_pipeline
-    from pipelines.monitoring import production_artifacts
 
-    ready_stack()
+    ready_stack(verbose)
     read_table(input_path)  # an unreadable or empty file fails here, with its fix
     stage = version or "production"
     production_artifacts(model_name, stage=stage, command="score")  # the version exists, before a run is recorded
     pipeline = batch_scoring_pipeline.with_options(
         model=Model(name=model_name, version=version or ModelStages.PRODUCTION)
     )
-    try:
-        started = pipeline(
-            model_name=model_name,
-            version=stage,
-            input_path=str(Path(input_path).resolve()),
-            log=deployment.log.settings(),
-        )
-    except RuntimeError as exc:
-        raise PipelineFailed(f"{exc}. The failing step's error is in the log above.") from exc
-    run = Client().get_pipeline_run(started.id)
+    run = run_pipeline(
+        pipeline,
+        model_name=model_name,
+        version=stage,
+        input_path=str(Path(input_path).resolve()),
+        log=deployment.log.settings(),
+    )
     return ScoringOutcome(
         run=run,
         model_name=model_name,

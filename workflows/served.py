@@ -72,6 +72,44 @@ def attach(
     return attach_labels(log_root(deployment), model_name, truth, label_column, keys, source=str(truth_path))
 
 
+def export_lines(
+    model_name: str | None,
+    since: str | None,
+    until: str | None,
+    output: str | None,
+    tail: int,
+    deployment: DeploymentConfig | None = None,
+) -> list[str]:
+    """`python run.py predictions`: the newest `tail` rows (or where they were written), then the summary."""
+    done = export_predictions(model_name, since, until, output, deployment)
+    lines = []
+    if done.path:
+        lines.append(f"{len(done.table.frame)} rows written to {done.path}")
+    elif not done.table.frame.empty:
+        shown = ["timestamp", "request_id", "row", "model_version", "backend", "prediction", "label"]
+        lines.append(done.table.frame[shown].tail(tail).to_string(index=False))
+    return [*lines, f"{'every model' if model_name is None else f'`{model_name}`'}: {done.summary}"]
+
+
+def attach_lines(
+    config: RunConfig,
+    truth_path: str,
+    label_column: str | None,
+    keys: list[str],
+    deployment: DeploymentConfig | None = None,
+) -> list[str]:
+    """`python run.py labels`: attach the file's labels (default column: the model's target) and say how many."""
+    name = config.model.name
+    report = attach(name, truth_path, label_column or config.dataset.target, keys, deployment)
+    lines = [f"`{name}`: {report.describe()}"]
+    if report.unmatched:
+        lines.append(
+            f"{report.unmatched} label(s) matched no logged prediction (wrong id or key, or logged before the "
+            "retention window); they were not attached."
+        )
+    return lines
+
+
 def read_labels(path: str | Path, join_columns: list[str], csv_format: Any = None) -> pd.DataFrame:
     """A label file, its join columns as the file writes them: a code 001042 stays "001042" (not the number
     1042), so it joins the code a client sent."""
@@ -172,7 +210,7 @@ def served_batch(
     from zenml.client import Client
 
     from lifecycle.names import FEATURE_SCHEMA
-    from pipelines.monitoring import production_artifacts
+    from pipelines.production import production_artifacts
 
     name = config.model.name
     production_artifacts(name)  # no production version: the error that says how to get one

@@ -1,0 +1,207 @@
+"""The project's surroundings: `dashboard`, `team`, `compare`, `stacks up|list|down`.
+
+Workflows are imported inside the commands: importing ZenML takes seconds, and `--help` needs none of it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from cli.options import chosen_model, config_option, model_name_option, reports_errors, summary_options, write_summaries
+from lifecycle.config import (
+    DEFAULT_COMPARISON_CONFIG,
+    DEFAULT_MONITORING_CONFIG,
+    apply_overrides,
+    load_comparison_config,
+    load_config,
+    load_monitoring_config,
+)
+from lifecycle.validation import validate_file
+
+
+@click.command()
+@config_option("Training config: names the model whose runs are shown.")
+@model_name_option()
+@click.option("--port", type=int, default=8237, show_default=True, help="Port of ZenML's local server (127.0.0.1).")
+@click.option("--stop", is_flag=True, help="Stop the local ZenML server (the commands go back to the local store).")
+@reports_errors
+def dashboard(config_path: str, model_name: str | None, port: int, stop: bool) -> None:
+    """Open ZenML's dashboard on this project: start ZenML's local server (first-run form answered) and print
+    the addresses of the model's latest training run, model card, data-quality and drift reports."""
+    from workflows import dashboard as zenml_dashboard
+    from workflows.report_files import reports_folder
+
+    if stop:
+        click.echo(zenml_dashboard.stop())
+        return
+    name = chosen_model(config_path, model_name).name
+    reports = reports_folder(load_monitoring_config(str(DEFAULT_MONITORING_CONFIG)))
+    started = zenml_dashboard.start(name, reports, port)
+    click.echo(zenml_dashboard.describe(started))
+    if zenml_dashboard.open_runs_page(started):
+        click.echo("(opened the project's runs in your browser)")
+
+
+@click.command()
+@click.argument("action", type=click.Choice(["up", "down"]))
+@click.option("--zenml-port", type=int, default=8238, show_default=True, help="Port of the ZenML server (up).")
+@click.option("--mlflow-port", type=int, default=5000, show_default=True, help="Port of the MLflow server (up).")
+@click.option(
+    "--python",
+    "python",
+    default="",
+    help="The environment the servers run in (up), e.g. .venv-cluster/bin/python: a ZenML server that is to "
+    "register the cluster stacks needs their integrations (`make cluster-env`).",
+)
+@reports_errors
+def team(action: str, zenml_port: int, mlflow_port: int, python: str) -> None:
+    """Start (up) or stop (down) a ZenML server and an MLflow server on 127.0.0.1, to try the shared set-up
+    a team uses (their data stays in .state/team/); `up` prints what a client exports to use them."""
+    from workflows import team as team_servers
+
+    if action == "down":
+        stopped = team_servers.down()
+        click.echo("stopped: " + (", ".join(stopped) or "nothing was running"))
+        return
+    started = team_servers.up(zenml_port=zenml_port, mlflow_port=mlflow_port, python=python)
+    click.echo(team_servers.describe(started))
+
+
+def comparison_progress(names: list[str]) -> Callable[[str, str], None]:
+    """`[mm:ss] [███░░░] k/n stack: stage` on stderr, k the stacks started so far (then the baselines)."""
+    from workflows.console import progress_bar
+
+    started = time.monotonic()
+    reached: list[str] = []
+
+    def progress(where: str, what: str) -> None:
+        elapsed = int(time.monotonic() - started)
+        if where in names and where not in reached:
+            reached.append(where)
+        bar = progress_bar(len(reached), len(names))
+        click.secho(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {bar} {where}: {what}", fg="cyan", err=True)
+
+    return progress
+
+
+@click.command()
+@click.option("--stacks", "stack_names", help="Comma-separated stack files to compare (default: the config's).")
+@click.option("--quick", is_flag=True, help="Small data and few requests (the `quick` size of the config).")
+@config_option("Training config: the dataset, model and seed every stack trains with.")
+@click.option("--data", help="CSV or Parquet file to compare on (replaces the config's dataset).")
+@click.option("--target", help="Column to predict (with --data).")
+@click.option(
+    "--comparison-config",
+    "comparison_path",
+    type=click.Path(dir_okay=False),
+    default=str(DEFAULT_COMPARISON_CONFIG),
+    show_default=True,
+    help="Stacks, data size, serving load.",
+)
+@click.option("--workspace", help="The comparison's own store and state (default: <state folder>/compare; replaced).")
+@click.option("--output", "output_dir", help="Folder for comparison.md/.html/.json (default: reports/).")
+@summary_options
+@reports_errors
+def compare(
+    stack_names: str | None,
+    quick: bool,
+    config_path: str,
+    data: str | None,
+    target: str | None,
+    comparison_path: str,
+    workspace: str | None,
+    output_dir: str | None,
+    summary_md: str | None,
+    summary_json: str | None,
+) -> None:
+    """Run the same training, monitoring and serving on each stack and write a side-by-side report."""
+    from lifecycle.environment import state_dir
+    from workflows.report_files import reports_folder
+
+    comparison = load_comparison_config(comparison_path)
+    config = apply_overrides(load_config(config_path), data=data, target=target)
+    validate_file(config.dataset)
+    run_comparison = comparison_runner()
+    names = [n.strip() for n in stack_names.split(",") if n.strip()] if stack_names else comparison.stacks
+    workspace_root = Path(workspace) if workspace else state_dir() / "compare"
+    output = Path(output_dir) if output_dir else reports_folder(load_monitoring_config())
+    paths = run_comparison(names, config, comparison, quick, workspace_root, output, comparison_progress(names))
+    click.echo((paths["markdown"]).read_text())
+    click.echo(f"report: {paths['markdown']}\npage (opens offline): {paths['html']}\nmeasurements: {paths['json']}")
+    write_summaries(json.loads(paths["json"].read_text()), paths["markdown"].read_text(), summary_md, summary_json)
+
+
+def comparison_runner() -> Callable[..., dict[str, Path]]:
+    """`measurement.comparison.compare`, which a project generated without the comparison does not have."""
+    try:
+        from measurement.comparison import compare as run_comparison
+    except ModuleNotFoundError:
+        raise click.UsageError(
+            "this project was generated without the backend comparison (copier.yml `benchmarks_and_comparison`). "
+            "Fix: `copier update --trust --data benchmarks_and_comparison=true`."
+        ) from None
+    return run_comparison
+
+
+@click.group()
+def stacks() -> None:
+    """Register, list and remove the stacks defined in stacks/*.yaml."""
+
+
+@stacks.command("up")
+@click.argument("names", nargs=-1)
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A stack file outside stacks/ (e.g. stacks/examples/kubernetes.yaml).",
+)
+@reports_errors
+def stacks_up_command(names: tuple[str, ...], files: tuple[str, ...]) -> None:
+    """Register stacks idempotently (default: every stack file not marked `default: false`)."""
+    from stacks.manage import load_stack_file, select, stack_specs, stacks_up
+
+    extra = [load_stack_file(Path(f)) for f in files]
+    specs = stack_specs(include_examples=True)
+    chosen = extra + (select(list(names), specs, for_registration=True) if names or not extra else [])
+    changes = stacks_up(chosen)
+    for change in changes:
+        click.echo(f"  {change}")
+    click.echo(
+        f"{', '.join(s.name for s in chosen)}: "
+        + (f"{len(changes)} change(s)." if changes else "already registered, no changes.")
+    )
+    click.echo("Switch with `zenml stack set NAME`; see them with `python run.py stacks list`.")
+
+
+@stacks.command("list")
+@reports_errors
+def stacks_list_command() -> None:
+    """Each stack file: registered? active? what it offers."""
+    from stacks.listing import stack_list_lines
+
+    for line in stack_list_lines():
+        click.echo(line)
+
+
+@stacks.command("down")
+@click.argument("names", nargs=-1)
+@reports_errors
+def stacks_down_command(names: tuple[str, ...]) -> None:
+    """Stop the stacks' model servers, then remove the stacks and their own components."""
+    from stacks.manage import select, stack_specs, stacks_down
+
+    chosen = select(list(names), stack_specs(include_examples=True))
+    chosen = [spec for spec in chosen if spec.name != "local" or names]
+    changes = stacks_down(chosen)
+    for change in changes:
+        click.echo(f"  {change}")
+    click.echo("Nothing to remove." if not changes else "Done.")
+
+
+COMMANDS = [dashboard, team, compare, stacks]

@@ -1,0 +1,25 @@
+"""What serves on the active stack (`status`) and stopping it (`undeploy`): from the project's serving record,
+without starting ZenML when the record knows the servers."""
+
+from __future__ import annotations
+
+from serving.client import is_healthy
+from serving.served import served_on_active_stack
+from workflows.reporting import status_table
+
+
+def status_text(model_name: str | None) -> str:
+    """The model's servers (every model's when None), where they are and whether they answer."""
+    served = served_on_active_stack()
+    endpoints = served.of(model_name)
+    health = {e.name: e.running and is_healthy(e.health_url) for e in endpoints}
+    return status_table(served.stack, served.backend_name, model_name, endpoints, health)
+
+
+def stop_servers(model_name: str | None) -> list[str]:
+    """Stop the model's servers (every model's when None); one line per server, then the count."""
+    stopped = served_on_active_stack().stop(model_name)
+    lines = [f"  stopped {e.backend} server {e.name} ({e.url or 'not running'})" for e in stopped]
+    what = f"`{model_name}`" if model_name else "any model"
+    lines.append(f"{len(stopped)} server(s) stopped." if stopped else f"Nothing serves {what} on this stack.")
+    return lines
