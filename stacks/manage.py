@@ -130,9 +130,7 @@ def select(names: list[str], specs: dict[str, StackSpec], for_registration: bool
     """The named stacks, or the default set; unknown names are an error listing what exists."""
     if not names:
         return [
-            spec
-            for spec in specs.values()
-            if not spec.example and (spec.registered_by_default or not for_registration)
+            spec for spec in specs.values() if not spec.example and (spec.registered_by_default or not for_registration)
         ]
     unknown = [name for name in names if name not in specs]
     if unknown:

@@ -79,9 +79,7 @@ def client_env(servers, tmp_path_factory) -> dict[str, str]:
 
 
 def run_in(python: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [python, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([python, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def registered_stacks(servers) -> dict[str, dict[str, str]]:

@@ -172,8 +172,20 @@ def test_a_project_for_an_unseen_csv_trains_serves_passes_its_fast_tests_and_tak
 
     # Its fast tests that read the project's own files (config and data, README commands, workflows, layers,
     # security); the rest are this repository's code, tested here already.
-    own_files = [f"tests/test_{name}.py" for name in ("config", "validation", "hints", "architecture", "security",
-                                                      "workflows", "ci_workflows", "names", "data_contract")]
+    own_files = [
+        f"tests/test_{name}.py"
+        for name in (
+            "config",
+            "validation",
+            "hints",
+            "architecture",
+            "security",
+            "workflows",
+            "ci_workflows",
+            "names",
+            "data_contract",
+        )
+    ]
     fast = sh(python, "-m", "pytest", "-m", "not integration", "-q", "-p", "no:cacheprovider", "-x", *own_files,
               cwd=project, env={**env, "PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
     assert fast.returncode == 0, fast.stdout[-4000:]

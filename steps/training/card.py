@@ -40,6 +40,7 @@ def serving_of(model_name: str, version: str) -> list[dict[str, Any]]:
             )
     return found
 
+
 def training_facts(run_id: Any) -> tuple[TrainingConfig, dict[str, Any], str]:
     """The training run's training config, its split step's figures, and its name."""
     run = Client().get_pipeline_run(run_id)
@@ -47,6 +48,7 @@ def training_facts(run_id: Any) -> tuple[TrainingConfig, dict[str, Any], str]:
     split_step = run.steps.get(SPLIT_STEP)
     split = dict(split_step.run_metadata) if split_step is not None else {}
     return training, split, run.name
+
 
 def compose_card(
     version: ModelVersionResponse,
