@@ -323,13 +323,14 @@ def _parity_rows(model_name: str, workspace: Workspace, rows: int) -> dict[str, 
         return json.loads(workspace.parity.read_text())
     from zenml.client import Client
 
+    from lifecycle.model_versions import loaded_artifact, loaded_model
     from lifecycle.modeling import predict_scores
     from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
     from serving.contract import json_records, records_frame
 
     version = Client().get_model_version(model_name, "production")
-    model, schema = version.get_model_artifact(MODEL).load(), version.get_artifact(FEATURE_SCHEMA).load()
-    records = json_records(version.get_artifact(TEST_SET).load().head(rows), schema)
+    model, schema = loaded_model(version, MODEL), loaded_artifact(version, FEATURE_SCHEMA)
+    records = json_records(loaded_artifact(version, TEST_SET).head(rows), schema)
     expected, _ = predict_scores(model, records_frame({"records": records}, schema))
     parity = {
         "model_version": str(version.number),

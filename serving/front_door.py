@@ -440,14 +440,21 @@ def switch(
     return door
 
 
-def set_trial(model_name: str, config: DeploymentConfig, role: str, route: Route | None) -> FrontDoor:
-    """Give the model's front door a canary or shadow (None: take it away), production staying as it is."""
+def door_for_trial(model_name: str, config: DeploymentConfig, role: str) -> FrontDoor:
+    """The model's front door, which a canary or shadow needs in front of production; FrontDoorFailed (with
+    how to get one) when there is none."""
     door = current(model_name)
     if door is None:
         raise FrontDoorFailed(
             f"`{model_name}` has no front door, and a {role} needs one in front of production. Fix: "
             + ("deploy production first (`python run.py deploy`)" if enabled(config) else INSTALL_HINT)
         )
+    return door
+
+
+def set_trial(model_name: str, config: DeploymentConfig, role: str, route: Route | None) -> FrontDoor:
+    """Give the model's front door a canary or shadow (None: take it away), production staying as it is."""
+    door = door_for_trial(model_name, config, role)
     return switch(
         model_name,
         config,

@@ -8,6 +8,7 @@ from zenml.types import HTMLString
 from lifecycle.config import TrainingConfig
 from lifecycle.metrics import EvaluationReport
 from lifecycle.model_card import ModelCard, render_html, write_card_files
+from lifecycle.model_versions import metadata_dict, metadata_list
 from lifecycle.modeling import column_treatments
 from lifecycle.monitoring import MONITORING_HISTORY
 from lifecycle.names import MODEL_CARD, SPLIT_STEP
@@ -26,8 +27,11 @@ def serving_of(model_name: str, version: str) -> list[dict[str, Any]]:
         for endpoint in record.get("endpoints", []):
             if endpoint.model_name != model_name or str(endpoint.model_version) != str(version):
                 continue
-            behind_door = door is not None and any(
-                upstream.rstrip("/") == endpoint.url.rstrip("/") for upstream in door.upstreams().values()
+            door_url = (
+                door.url
+                if door is not None
+                and any(upstream.rstrip("/") == endpoint.url.rstrip("/") for upstream in door.upstreams().values())
+                else None
             )
             found.append(
                 {
@@ -35,7 +39,7 @@ def serving_of(model_name: str, version: str) -> list[dict[str, Any]]:
                     "backend": record.get("backend", ""),
                     "role": endpoint.role,
                     "url": endpoint.url,
-                    "front_door": door.url if behind_door else None,
+                    "front_door": door_url,
                 }
             )
     return found
@@ -65,23 +69,23 @@ def compose_card(
         model_name=version.model.name,
         version=str(version.number),
         description=version.model.description or "",
-        stage=str(version.stage.value if hasattr(version.stage, "value") else version.stage or "") or None,
+        stage=str(getattr(version.stage, "value", version.stage) or "") or None,  # an enum member or text
         created=f"{version.created:%Y-%m-%d %H:%M} UTC" if version.created else "",
         run_name=run_name,
-        schema=schema,
+        schema_=schema,
         data=quality,
         data_fingerprint=str(metadata.get("data_fingerprint_sha256", "")),
         treatments=column_treatments(schema, training),
         split=split,
         evaluation=evaluation,
-        promotion=dict(metadata.get("promotion") or {}),
+        promotion=metadata_dict(metadata, "promotion"),
         estimator=str(metadata.get("estimator", training.estimator.name)),
-        estimator_params=dict(metadata.get("estimator_params") or {}),
+        estimator_params=metadata_dict(metadata, "estimator_params"),
         seed=metadata.get("seed", training.seed),
         git_commit=str(metadata.get("git_commit", "")),
-        releases=list(metadata.get(RELEASES) or []),
+        releases=metadata_list(metadata, RELEASES),
         serving=serving_of(version.model.name, str(version.number)),
-        monitoring=list(metadata.get(MONITORING_HISTORY) or []),
+        monitoring=metadata_list(metadata, MONITORING_HISTORY),
     )
 
 
