@@ -28,6 +28,7 @@ def nginx_binary() -> str | None:
 
 
 def running_pid(folder: Path) -> int | None:
+    """The pid of the nginx master running on the door's folder; None when none runs."""
     try:
         pid = int((folder / "nginx.pid").read_text().strip())
     except (OSError, ValueError):
