@@ -1,4 +1,4 @@
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from zenml import get_step_context, step
 from zenml.client import Client
@@ -16,6 +16,9 @@ from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport, FeatureSchema
 from steps.training.promote import RELEASES
 
+if TYPE_CHECKING:
+    from serving.front_door import FrontDoor
+
 
 def serving_of(model_name: str, version: str) -> list[dict[str, Any]]:
     """Where this version is served, from the project's serving records of every stack, with the front door."""
@@ -27,22 +30,23 @@ def serving_of(model_name: str, version: str) -> list[dict[str, Any]]:
         for endpoint in record.get("endpoints", []):
             if endpoint.model_name != model_name or str(endpoint.model_version) != str(version):
                 continue
-            door_url = (
-                door.url
-                if door is not None
-                and any(upstream.rstrip("/") == endpoint.url.rstrip("/") for upstream in door.upstreams().values())
-                else None
-            )
             found.append(
                 {
                     "stack": record.get("stack", ""),
                     "backend": record.get("backend", ""),
                     "role": endpoint.role,
                     "url": endpoint.url,
-                    "front_door": door_url,
+                    "front_door": _door_url(door, endpoint.url),
                 }
             )
     return found
+
+
+def _door_url(door: "FrontDoor | None", server_url: str) -> str | None:
+    """The front door's address when the server at `server_url` stands behind it."""
+    if door is None or all(up.rstrip("/") != server_url.rstrip("/") for up in door.upstreams().values()):
+        return None
+    return door.url
 
 
 def training_facts(run_id: Any) -> tuple[TrainingConfig, dict[str, Any], str]:
