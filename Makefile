@@ -65,8 +65,11 @@ test-race: setup
 test-cluster: setup cluster-env
 	MLOPS_CLUSTER_PYTHON=$(CLUSTER_VENV)/bin/python $(PY) -m pytest tests/test_cluster_stacks.py $(PYTEST_ARGS)
 
+# The same checks as .pre-commit-config.yaml: lint, format and types.
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # ZenML's dashboard on this project's runs (ZenML's local server on 127.0.0.1:8237; ARGS="--port N" moves it).
 dashboard: setup

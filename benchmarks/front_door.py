@@ -55,6 +55,7 @@ def main() -> None:
     from zenml.client import Client
 
     from lifecycle.config import DeploymentConfig
+    from lifecycle.model_versions import metadata_dict
     from measurement.load import run_load
     from measurement.serving import deployed
     from serving import front_door
@@ -74,6 +75,7 @@ def main() -> None:
     log(f"{args.backend}: deploying `{MODEL_NAME}` behind its front door ...")
     with deployed(MODEL_NAME, settings) as served:
         door = front_door.current(MODEL_NAME)
+        assert door is not None, "the deploy left no front door (front_door.enabled is on: it should have)"
         urls = {"direct": served.endpoint.predict_url, "front door": door.url + served.endpoint.predict_path}
         bodies = [served.backend.request_body([record]) for record in records]
         for url in urls.values():
@@ -90,7 +92,7 @@ def main() -> None:
 
         log("starting a shadow (a second server of the same version) ...")
         version = client.get_model_version(MODEL_NAME, "production")
-        registered = (version.run_metadata.get("mlflow") or {}).get("mlflow_registered_version")
+        registered = metadata_dict(version.run_metadata, "mlflow").get("mlflow_registered_version")
         release = Release(
             MODEL_NAME, str(version.number), str(version.id), model, schema, str(registered or "") or None,
             test_set.head(5), role="shadow",

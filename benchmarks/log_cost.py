@@ -46,7 +46,7 @@ def main() -> None:
     from measurement.load import run_load
     from measurement.serving import deployed
     from serving.contract import json_records
-    from serving.prediction_log import read_predictions
+    from serving.prediction_log_reader import read_predictions
 
     client = Client()
     trained = {}

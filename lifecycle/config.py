@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from lifecycle.errors import ConfigError
 from lifecycle.names import check_model_name
@@ -204,7 +205,10 @@ class ModelConfig(_Strict):
             raise ValueError(str(error)) from None  # reported with its place in the file
 
 
-METRICS_BY_TASK = {"regression": ("mae", "rmse", "r2"), "classification": ("accuracy", "f1_macro", "roc_auc")}
+METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
+    "regression": ("mae", "rmse", "r2"),
+    "classification": ("accuracy", "f1_macro", "roc_auc"),
+}
 
 
 class RunConfig(_Strict):
@@ -219,7 +223,7 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _metric_fits_task(self) -> RunConfig:
         metric, task = self.promotion.metric, self.dataset.task
-        known = METRICS_BY_TASK.get(task, METRICS_BY_TASK["regression"] + METRICS_BY_TASK["classification"])
+        known = METRICS_BY_TASK[task] if task else METRICS_BY_TASK["regression"] + METRICS_BY_TASK["classification"]
         if metric is not None and metric not in known:
             raise ValueError(f"promotion.metric `{metric}` does not fit task {task}; choose one of {', '.join(known)}")
         return self
@@ -254,7 +258,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> RunConfig:
     return config.model_copy(update={"dataset": dataset})
 
 
-def _problem(error: dict[str, Any]) -> str:
+def _problem(error: ErrorDetails) -> str:
     """One validation problem as a reader wants it: where (when pydantic knows) and what, without its debris."""
     message = str(error["msg"]).removeprefix("Value error, ")
     where = ".".join(str(part) for part in error["loc"])

@@ -7,6 +7,7 @@ import codecs
 import csv
 import gzip
 import hashlib
+import io
 import lzma
 import os
 import re
@@ -143,7 +144,7 @@ _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
 _SNIFF_BYTES = 64 * 1024
 
 
-def _open_bytes(file: Path) -> IO[bytes]:
+def _open_bytes(file: Path) -> io.BufferedIOBase | IO[bytes]:
     """The file's bytes, decompressed as pandas would by its suffix."""
     name = file.name.lower()
     if name.endswith(".gz"):

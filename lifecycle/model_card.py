@@ -118,9 +118,7 @@ def _data(card: ModelCard) -> Section:
             blocks.append(f"Time span ({_code(column)}): {first} to {last}.")
     rows = [[_code(card.schema_.target), "target", f"{card.schema_.task} target", "0"]]
     for column in card.schema_.model_inputs:
-        rows.append(
-            [_code(column), "input", card.treatments.get(column, ""), str(data.missing_values.get(column, 0))]
-        )
+        rows.append([_code(column), "input", card.treatments.get(column, ""), str(data.missing_values.get(column, 0))])
     for column, why in data.dropped_columns.items():
         rows.append([_code(column), "dropped", why, ""])
     blocks.append(Table(["column", "role", "treatment", "missing"], rows))
@@ -410,6 +408,7 @@ def cards_folder(model_name: str) -> Path:
     """reports/models/<model>/ (MLOPS_REPORTS_DIR moves reports/)."""
     reports = Path(os.environ.get("MLOPS_REPORTS_DIR", "reports"))
     return (reports if reports.is_absolute() else PROJECT_ROOT / reports) / "models" / model_name
+
 
 def write_card_files(card: ModelCard) -> tuple[Path, Path]:
     """reports/models/<model>/v<N>.html and .md; returns their paths."""

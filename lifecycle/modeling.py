@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -51,9 +51,7 @@ class CalendarFeatures(TransformerMixin, BaseEstimator):
         parts: dict[str, pd.Series] = {}
         for column in frame.columns:
             fmt = (self.formats or {}).get(column)
-            stamps = pd.to_datetime(
-                by_unique(frame[column], lambda s, f=fmt: pd.to_datetime(s, format=f, errors="coerce"))
-            )
+            stamps = pd.to_datetime(by_unique(frame[column], partial(pd.to_datetime, format=fmt, errors="coerce")))
             parts[f"{column}_year"] = stamps.dt.year
             parts[f"{column}_month"] = stamps.dt.month
             parts[f"{column}_weekday"] = stamps.dt.weekday

@@ -273,7 +273,7 @@ def decide_retraining(
     if degradation is not None and degradation >= policy.degradation_threshold:
         direction = "up" if performance.metric in LOWER_IS_BETTER else "down"
         reasons.append(
-            f"performance: {performance.metric} {direction} {abs(performance.degradation):.0%} vs the model's "
+            f"performance: {performance.metric} {direction} {abs(degradation):.0%} vs the model's "
             f"test set (threshold {policy.degradation_threshold:.0%})"
         )
     if reasons:

@@ -30,6 +30,7 @@ def train_bench_model(model_name: str) -> tuple[Any, Any, Any]:
     from zenml.client import Client
 
     from lifecycle.config import load_config
+    from lifecycle.model_versions import loaded_artifact, loaded_model
     from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
     from stacks.manage import select, stack_specs, stacks_up
     from workflows.runner import run_training
@@ -42,9 +43,9 @@ def train_bench_model(model_name: str) -> tuple[Any, Any, Any]:
     run_training(config.model_copy(update={"model": config.model.model_copy(update={"name": model_name})}))
     version = client.get_model_version(model_name, "production")
     return (
-        version.get_model_artifact(MODEL).load(),
-        version.get_artifact(FEATURE_SCHEMA).load(),
-        version.get_artifact(TEST_SET).load(),
+        loaded_model(version, MODEL),
+        loaded_artifact(version, FEATURE_SCHEMA),
+        loaded_artifact(version, TEST_SET),
     )
 
 

@@ -43,7 +43,8 @@ def _timed(clock: dict[str, float], step_name: str, function, *args, **kwargs):
 def run_directly(config: RunConfig, batch_path: str | Path, min_rows_for_drift: int = 50) -> DirectRun:
     """Ingest, validate, split, train, evaluate and decide promotion (against no production), then monitor
     one batch: the same functions and settings as the pipelines, in this process, one after the other."""
-    run, steps = DirectRun(), {}
+    run = DirectRun()
+    steps: dict[str, float] = {}
     started = time.perf_counter()
     _, raw = _timed(steps, "ingest_data", lambda path: (file_fingerprint(path), read_table(path)), config.dataset.path)
     clean, schema, _ = _timed(steps, "validate_data", validate_table, raw, config.dataset)

@@ -57,16 +57,18 @@ def run_load(url: str, bodies: list[Any], concurrency: int, requests: int, timeo
     """POST `requests` JSON bodies (cycling through `bodies`) from `concurrency` threads, each on one kept-alive
     connection. A non-200 answer or a connection error counts as an error, by kind."""
     parts = urlsplit(url)
-    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError(f"load runs go to loopback only, not {parts.hostname}")
+    host = parts.hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"load runs go to loopback only, not {host}")
     encoded = [json.dumps(body).encode() for body in bodies]
     result = LoadResult(concurrency=concurrency, requests=requests, seconds=0.0)
     counter = iter(range(requests))
     lock = threading.Lock()
 
     def worker() -> None:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-        latencies, errors = [], {}
+        connection = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+        latencies: list[float] = []
+        errors: dict[str, int] = {}
         while True:
             with lock:
                 index = next(counter, None)
@@ -86,7 +88,7 @@ def run_load(url: str, bodies: list[Any], concurrency: int, requests: int, timeo
             except (OSError, http.client.HTTPException) as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 connection.close()
-                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+                connection = http.client.HTTPConnection(host, parts.port, timeout=timeout)
         connection.close()
         with lock:
             result.latencies_ms.extend(latencies)

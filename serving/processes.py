@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,7 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def choose_port(host: str, preferred: int, search: int, taken: set[int] = frozenset()) -> int:
+def choose_port(host: str, preferred: int, search: int, taken: Set[int] = frozenset()) -> int:
     """`preferred` when free, else the next free port among the following `search` ones (0: no search)."""
     for port in range(preferred, preferred + search + 1):
         if port not in taken and port_is_free(host, port):

@@ -8,7 +8,7 @@ missing for the active stack, the commands ask the deployer.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,7 @@ def record_all(stack_id: str, stack_name: str, backend: str, endpoints: list[End
 
 
 def record_change(
-    stack_id: str, stack_name: str, backend: str, added: list[Endpoint] = (), removed: list[Endpoint] = ()
+    stack_id: str, stack_name: str, backend: str, added: Sequence[Endpoint] = (), removed: Sequence[Endpoint] = ()
 ) -> None:
     """Add started servers and drop stopped ones, keeping the rest of the stack's record."""
     if not stack_id:
@@ -105,5 +105,7 @@ def record_change(
 def active_record() -> tuple[str, dict[str, Any]] | None:
     """(stack id, record) of the active stack, when this project has recorded what serves there."""
     stack_id = active_stack_id()
-    record = served(stack_id) if stack_id else None
+    if not stack_id:
+        return None
+    record = served(stack_id)
     return (stack_id, record) if record is not None else None

@@ -42,7 +42,7 @@ def wait_healthy(url: str, timeout: float) -> None:
     raise DeploymentFailed(f"{url} did not answer healthy within {timeout:.0f} s")
 
 
-def _one_line(error: Exception) -> str:
+def _one_line(error: BaseException) -> str:
     return " | ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
@@ -254,17 +254,18 @@ def registry_release(model_name: str, number: str, role: str = PRODUCTION) -> tu
     feature schema and MLflow registry twin), and its held-out rows (the smoke test's)."""
     from zenml.client import Client
 
+    from lifecycle.model_versions import loaded_artifact, loaded_model, metadata_dict
     from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
 
     version = Client().get_model_version(model_name, int(number))
-    test_set = version.get_artifact(TEST_SET).load()
-    registered = (version.run_metadata.get("mlflow") or {}).get("mlflow_registered_version")
+    test_set = loaded_artifact(version, TEST_SET)
+    registered = metadata_dict(version.run_metadata, "mlflow").get("mlflow_registered_version")
     release = Release(
         model_name=model_name,
         model_version=str(version.number),
         model_version_id=str(version.id),
-        model=version.get_model_artifact(MODEL).load(),
-        schema=version.get_artifact(FEATURE_SCHEMA).load(),
+        model=loaded_model(version, MODEL),
+        schema=loaded_artifact(version, FEATURE_SCHEMA),
         mlflow_registered_version=str(registered) if registered else None,
         example=test_set.head(5),
         role=role,
@@ -375,9 +376,7 @@ def _start_trial(
     role = release.role
     if role == "canary" and not (weight is not None and 0 < weight < 100):
         raise DeploymentFailed(f"a canary's weight is a share of requests above 0 and below 100 %, not {weight}")
-    door = front_door.current(release.model_name)
-    if door is None:
-        front_door.set_trial(release.model_name, config, role, None)  # raises: no front door, and how to get one
+    door = front_door.door_for_trial(release.model_name, config, role)
     running = [e for e in backend.endpoints(release.model_name) if e.running]
     previous = [e for e in running if e.role == role]
     taken = {int(e.url.rsplit(":", 1)[1]) for e in running if e.url}

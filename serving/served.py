@@ -37,10 +37,10 @@ class Served:
         record updated; the deployer's own records of them are cleared by the next deploy on this stack."""
         stopped = self.of(model_name)
         for endpoint in stopped:
-            if self.from_record:
-                stop_process(endpoint.pid)
-            else:
+            if isinstance(self.backend, ServingBackend):
                 self.backend.stop(endpoint)
+            else:  # read from the record (`from_record`): a backend class, no deployer to ask
+                stop_process(endpoint.pid)
         record_change(self.stack_id, self.stack, self.backend_name, removed=stopped)
         close_behind(stopped)  # the model's front door, when it stood in front of these
         return stopped
@@ -51,9 +51,9 @@ def served_on_active_stack() -> Served:
     if found is not None:
         stack_id, record = found
         endpoints = [replace(e, running=bool(e.url) and server_alive(e.pid)) for e in record["endpoints"]]
-        backend = BACKEND_CLASSES.get(record["backend"])
-        if backend is not None:
-            return Served(record["stack"], stack_id, backend, endpoints, from_record=True)
+        backend_class = BACKEND_CLASSES.get(record["backend"])
+        if backend_class is not None:
+            return Served(record["stack"], stack_id, backend_class, endpoints, from_record=True)
     from serving.stack_backend import active_backend
 
     backend = active_backend()

@@ -75,7 +75,8 @@ class BentoMLLocalModelDeployer(BentoMLModelDeployer):
         if not isinstance(config, BentoMLLocalDeploymentConfig):
             return super()._create_new_service(id, timeout, config)
         config.root_runtime_path = self.local_path
-        service = BentoMLServiceV14(uuid=id, config=config)
+        # ZenML's services make their endpoint from the config when none is given; its pydantic model says required.
+        service = BentoMLServiceV14(uuid=id, config=config)  # type: ignore[call-arg]
         service.start(timeout=timeout)
         return service
 

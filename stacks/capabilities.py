@@ -44,8 +44,14 @@ class StackCapabilities:
         return self.get("model_registry")
 
     @property
+    def mlflow_tracker(self) -> Component | None:
+        """The experiment tracker, when it is MLflow's."""
+        tracker = self.experiment_tracker
+        return tracker if tracker is not None and tracker.flavor == "mlflow" else None
+
+    @property
     def mlflow_tracking(self) -> bool:
-        return self.experiment_tracker is not None and self.experiment_tracker.flavor == "mlflow"
+        return self.mlflow_tracker is not None
 
     @property
     def mlflow_registry(self) -> bool:
@@ -53,7 +59,8 @@ class StackCapabilities:
 
     @property
     def tracking_uri(self) -> str | None:
-        return self.experiment_tracker.configuration.get("tracking_uri") if self.mlflow_tracking else None
+        tracker = self.mlflow_tracker
+        return tracker.configuration.get("tracking_uri") if tracker is not None else None
 
     def offers(self) -> dict[str, str]:
         """Human-readable: what this stack gives a user, by role."""
@@ -72,7 +79,8 @@ class StackCapabilities:
             "container_registry": "container registry",
             "image_builder": "image builder",
         }
-        remote = self.get("orchestrator") is not None and self.get("orchestrator").flavor != "local"
+        orchestrator = self.get("orchestrator")
+        remote = orchestrator is not None and orchestrator.flavor != "local"
         if remote:
             offered.update(
                 {label: f"{c.flavor} ({c.name})" for kind, label in remote_roles.items() if (c := self.get(kind))}
@@ -164,9 +172,9 @@ def check_usable(capabilities: StackCapabilities) -> None:
 def prepare_local_mlflow(capabilities: StackCapabilities) -> None:
     """For an embedded (SQLite) MLflow: create the database folder, and the experiment with its artifacts
     beside the database — MLflow would otherwise write artifacts to ./mlruns in whatever folder you ran from."""
-    uri = capabilities.tracking_uri
-    if uri:
-        ensure_local_experiment(uri, capabilities.experiment_tracker.configuration.get("experiment_name"))
+    tracker, uri = capabilities.mlflow_tracker, capabilities.tracking_uri
+    if tracker is not None and uri:
+        ensure_local_experiment(uri, tracker.configuration.get("experiment_name"))
 
 
 def ensure_local_experiment(uri: str | None, experiment: str | None) -> None:

@@ -130,9 +130,7 @@ def select(names: list[str], specs: dict[str, StackSpec], for_registration: bool
     """The named stacks, or the default set; unknown names are an error listing what exists."""
     if not names:
         return [
-            spec
-            for spec in specs.values()
-            if not spec.example and (spec.registered_by_default or not for_registration)
+            spec for spec in specs.values() if not spec.example and (spec.registered_by_default or not for_registration)
         ]
     unknown = [name for name in names if name not in specs]
     if unknown:
@@ -337,11 +335,13 @@ def stack_statuses(specs: list[StackSpec]) -> list[StackStatus]:
 
 def stop_model_servers(stack) -> list[str]:
     """Stop and delete the model servers that the stack's model deployer runs (nothing to do without one)."""
+    from zenml.model_deployers import BaseModelDeployer
     from zenml.stack import StackComponent
 
     changes: list[str] = []
     for component_model in stack.components.get(_component_type("model_deployer"), []):
         deployer = StackComponent.from_model(component_model)
+        assert isinstance(deployer, BaseModelDeployer)  # a component of the model_deployer type
         for service in deployer.find_model_server():
             deployer.delete_model_server(service.uuid, force=True)
             changes.append(f"stopped model server {service.uuid} ({component_model.name})")

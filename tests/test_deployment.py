@@ -45,7 +45,7 @@ from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
 from serving import front_door
 from serving.client import error_text, http_json, is_healthy
 from serving.contract import json_records
-from serving.prediction_log import count_rejected, read_predictions
+from serving.prediction_log_reader import count_rejected, read_predictions
 from serving.processes import still_running
 from serving.rollout import live_endpoint, undeploy
 from serving.stack_backend import backend_for

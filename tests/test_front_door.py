@@ -24,6 +24,7 @@ from conftest import free_port_block, wait_until
 from lifecycle.config import DeploymentConfig
 from lifecycle.errors import LifecycleError
 from serving import front_door
+from serving.front_door_nginx import run_nginx
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -294,7 +295,7 @@ def start_logging_server(role: str, root: Path) -> tuple[str, subprocess.Popen]:
 def test_an_id_the_servers_would_replace_is_replaced_once_at_the_door_so_production_and_shadow_pair(config, tmp_path):
     """Ids the servers' rule refuses (spaces, too long, other characters) are replaced by nginx's own id before
     they reach production and the shadow: both log the id the client got back, and every row pairs."""
-    from serving.prediction_log import read_predictions
+    from serving.prediction_log_reader import read_predictions
     from workflows.served import shadow_comparison
 
     root = tmp_path / "log"
@@ -356,7 +357,7 @@ def test_a_configuration_that_cannot_be_written_whole_leaves_the_old_one(servers
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         assert conf.read_text() == before
         assert [p.name for p in conf.parent.iterdir() if p.suffix == ".tmp"] == []
-        assert front_door._nginx(conf.parent, "-t", "-q").returncode == 0
+        assert run_nginx(conf.parent, "-t", "-q").returncode == 0
         assert ask(door.url)["server"] == "a"
         assert oct(conf.stat().st_mode & 0o777) == "0o600"
     finally:

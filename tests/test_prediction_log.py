@@ -14,18 +14,10 @@ import pandas as pd
 import pytest
 
 from lifecycle.errors import LifecycleError
-from serving.prediction_log import (
-    LogSettings,
-    PredictionLog,
-    attach_labels,
-    count_rejected,
-    find_request,
-    new_request_id,
-    process_log,
-    prune,
-    read_predictions,
-    summary_line,
-)
+from serving.prediction_log import LogSettings, PredictionLog, new_request_id, process_log
+from serving.prediction_log_labels import attach_labels
+from serving.prediction_log_reader import count_rejected, find_request, read_predictions, summary_line
+from serving.prediction_log_retention import prune
 
 INPUTS = ["dteday", "temp", "season"]
 
@@ -216,7 +208,7 @@ def test_a_write_cut_short_by_a_full_disk_is_taken_back_raised_and_never_glues_t
 
 
 def test_readers_skip_torn_lines_say_how_many_and_cope_with_a_day_pruned_mid_read(tmp_path):
-    from serving.prediction_log import _files, _read_lines
+    from serving.prediction_log_reader import _files, _read_lines
 
     log = writer(tmp_path)
     log.record("a", records(2), INPUTS, [1.0, 2.0], None, 1.0)

@@ -74,7 +74,7 @@ def test_labels_join_by_key_and_by_request_id_then_monitor_served_retrains(serve
     by_id.to_csv(folder / "truth_by_id.csv", index=False)
     attached = run_cli("labels", "--file", str(folder / "truth_by_id.csv"), "--model-name", MODEL)
     assert "50 labels: 50 matched 50 logged rows; 0 unmatched" in attached.stdout, attached.stdout
-    from serving.prediction_log import read_predictions
+    from serving.prediction_log_reader import read_predictions
 
     log = read_predictions(DeploymentConfig().log.root(), MODEL).frame
     assert log["label"].notna().sum() == 250 and log.loc[0, "label"] == 1  # the file's last label for order-0 wins
@@ -110,7 +110,7 @@ def test_score_a_file_without_a_server(served_and_sent, zenml_client):
     """Batch scoring: a pipeline run scores the file with the production version; every scored row has a request
     id in the output and the log (backend `batch`); bad rows are listed with the reason, not dropped silently."""
     from lifecycle.names import BATCH_SCORING_PIPELINE
-    from serving.prediction_log import read_predictions
+    from serving.prediction_log_reader import read_predictions
 
     folder = served_and_sent["folder"]
     rows = served_and_sent["batch"].drop(columns=["cnt"]).head(40).astype({"temp": object})

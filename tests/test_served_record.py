@@ -23,13 +23,8 @@ from conftest import DEMO_CONFIG, activate_stack, free_port_block, needs_stacks,
 from lifecycle.config import DeploymentConfig, apply_overrides, load_config
 from lifecycle.names import FEATURE_SCHEMA, TEST_SET
 from serving.contract import json_records
-from serving.prediction_log import (
-    LogSettings,
-    PredictionLog,
-    find_request,
-    read_predictions,
-    smoke_test_ids,
-)
+from serving.prediction_log import LogSettings, PredictionLog
+from serving.prediction_log_reader import find_request, read_predictions, smoke_test_ids
 
 pytestmark = pytest.mark.integration
 MODEL = "recorded_bikes"

@@ -113,6 +113,7 @@ class TabularModel:
             raise LogUnavailable(LogWriteError.CLIENT_MESSAGE) from None
 
 
-TabularModel.add_asgi_middleware(
+# `@bentoml.service` returns a bentoml Service, which bentoml's annotations type as the class it wraps.
+TabularModel.add_asgi_middleware(  # type: ignore[attr-defined]
     BodyLimit, max_bytes=_REFERENCE.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), on_reject=count_rejection
 )

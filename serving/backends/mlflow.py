@@ -91,6 +91,7 @@ def register_twin(release: Release, config: DeploymentConfig) -> str:
     from zenml import log_metadata
     from zenml.client import Client
     from zenml.enums import StackComponentType
+    from zenml.integrations.mlflow.experiment_trackers import MLFlowExperimentTracker
     from zenml.stack import StackComponent
 
     from lifecycle.tracking import CHAMPION_ALIAS, as_plain_columns
@@ -105,6 +106,7 @@ def register_twin(release: Release, config: DeploymentConfig) -> str:
             "(see stacks/mlflow.yaml) or serve from another stack."
         )
     tracker = StackComponent.from_model(trackers[0])
+    assert isinstance(tracker, MLFlowExperimentTracker)  # its flavor is mlflow (checked above)
     tracker.configure_mlflow()
     experiment = tracker.config.experiment_name or "mlops_lifecycle"
     ensure_local_experiment(tracker.config.tracking_uri, experiment)  # its artifacts beside the database

@@ -16,8 +16,8 @@ import os
 import time
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 LOG_SETTINGS_ENV = "MLOPS_PREDICTION_LOG_SETTINGS"  # JSON, set by the deploy: its log settings win
 PIPELINE_ARTIFACT = "pipeline"
@@ -26,7 +26,7 @@ PIPELINE_ARTIFACT = "pipeline"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-class LoggedPipeline(mlflow.pyfunc.PythonModel):
+class LoggedPipeline(PythonModel):
     """The sklearn pipeline of one Model Control Plane version, answering with request ids and logging."""
 
     def load_context(self, context: Any) -> None:

@@ -32,6 +32,7 @@ from zenml.deployers.server.service import PipelineDeploymentService
 from zenml.steps.step_context import get_or_create_run_context
 
 from lifecycle.config import DeploymentConfig
+from lifecycle.model_versions import loaded_artifact, loaded_model
 from lifecycle.names import FEATURE_SCHEMA, INFERENCE_PIPELINE, MODEL
 from serving.contract import (
     DEFAULT_MAX_ROWS,
@@ -61,8 +62,8 @@ def load_serving_state(
     """Runs once when the deployment starts: the model version's model and feature schema."""
     version = Client().get_model_version(model_name, model_version)
     return {
-        "model": version.get_model_artifact(MODEL).load(),
-        "schema": version.get_artifact(FEATURE_SCHEMA).load(),
+        "model": loaded_model(version, MODEL),
+        "schema": loaded_artifact(version, FEATURE_SCHEMA),
         "model_name": model_name,
         "model_version": str(version.number),
         "max_rows": max_rows,
@@ -84,9 +85,16 @@ def predict_state(state: dict[str, Any], records: list[dict[str, Any]]) -> dict[
     )
 
 
+def _serving_state(state: Any) -> dict[str, Any]:
+    """The state `load_serving_state` made (ZenML types a pipeline's state as anything, or none)."""
+    if not isinstance(state, dict):
+        raise RuntimeError(f"the inference pipeline has no serving state ({load_serving_state.__name__} did not run)")
+    return state
+
+
 @step(enable_cache=False)
 def predict_records(records: list[dict[str, Any]]) -> Annotated[dict[str, Any], RESPONSE]:
-    return predict_state(get_step_context().pipeline_state, records)
+    return predict_state(_serving_state(get_step_context().pipeline_state), records)
 
 
 @pipeline(name=INFERENCE_PIPELINE, enable_cache=False, on_init=load_serving_state)
@@ -115,7 +123,7 @@ class InProcessInferenceService(PipelineDeploymentService):
 
     def initialize(self) -> None:
         super().initialize()  # runs the init hook once: the model and schema, in the process-wide run context
-        self.state = get_or_create_run_context().state
+        self.state = _serving_state(get_or_create_run_context().state)
         self.log = served_log(self.log_settings, self.state["model_name"], self.state["model_version"], self.server)
 
     def records_this_one(self) -> bool:
@@ -197,7 +205,7 @@ def contract_endpoint(
     """Builds `POST /predict`: our request contract, validated here, answered by the deployment service.
     (This module has no `from __future__ import annotations`: FastAPI reads the `Request` annotation.)"""
 
-    schema = Client().get_model_version(model_name, model_version).get_artifact(FEATURE_SCHEMA).load()
+    schema = loaded_artifact(Client().get_model_version(model_name, model_version), FEATURE_SCHEMA)
     service = app_runner.service
     invoke_request, _ = service.get_pipeline_invoke_models()
     rejections = served_log(log, model_name, model_version)
@@ -355,5 +363,5 @@ def _counting(writer: Any) -> Any:
 def _example_rows(release: Any):
     from lifecycle.names import TEST_SET
 
-    test_set = Client().get_model_version(release.model_name, release.model_version).get_artifact(TEST_SET).load()
+    test_set = loaded_artifact(Client().get_model_version(release.model_name, release.model_version), TEST_SET)
     return test_set.head(1)

@@ -2,6 +2,7 @@ from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
+from zenml.metadata.metadata_types import MetadataType
 
 from lifecycle.config import SplitConfig
 from lifecycle.names import TEST_SET, TRAIN_SET
@@ -19,7 +20,12 @@ def split_data(
     """
     train, test = split_table(clean_data, feature_schema, split, seed)
     method = "time" if feature_schema.time_columns else "random"
-    metadata = {"split_method": method, "train_rows": len(train), "test_rows": len(test), "seed": seed}
+    metadata: dict[str, MetadataType] = {
+        "split_method": method,
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "seed": seed,
+    }
     if feature_schema.time_columns:
         first = feature_schema.time_columns[0]
         metadata["test_starts_at"] = str(test[first].iloc[0])

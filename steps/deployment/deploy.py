@@ -9,6 +9,7 @@ from zenml.logger import get_logger
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.environment import state_dir
+from lifecycle.model_versions import metadata_dict
 from lifecycle.project_state import write_json
 from lifecycle.validation import FeatureSchema
 from serving.backends.base import Release
@@ -38,7 +39,7 @@ def release_of(
     version) as a Release in `role`: its MCP identity and MLflow registry twin."""
     context = get_step_context().model
     mcp = Client().get_model_version(context.name, int(number)) if number else context
-    registered = (mcp.run_metadata.get("mlflow") or {}).get("mlflow_registered_version")
+    registered = metadata_dict(mcp.run_metadata, "mlflow").get("mlflow_registered_version")
     return Release(
         model_name=context.name,  # (a version's own `name` is the version's name)
         model_version=str(mcp.number),

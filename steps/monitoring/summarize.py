@@ -6,6 +6,7 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 
 from lifecycle.metrics import EvaluationReport
+from lifecycle.model_versions import metadata_list
 from lifecycle.monitoring import (
     HISTORY_KEPT,
     MONITORING_HISTORY,
@@ -57,7 +58,7 @@ def record_history(summary: MonitoringSummary, run_name: str) -> None:
     """Append this run to the monitored version's history (one writer per model at a time)."""
     with store_lock(f"monitoring-history-{summary.model_name}"):
         version = Client().get_model_version(summary.model_name, summary.model_version)
-        history = list(version.run_metadata.get(MONITORING_HISTORY) or [])
+        history = metadata_list(version.run_metadata, MONITORING_HISTORY)
         at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         history = [*history, history_entry(summary, run_name, at)][-HISTORY_KEPT:]
         log_metadata(

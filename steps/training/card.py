@@ -1,4 +1,4 @@
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from zenml import get_step_context, step
 from zenml.client import Client
@@ -8,12 +8,16 @@ from zenml.types import HTMLString
 from lifecycle.config import TrainingConfig
 from lifecycle.metrics import EvaluationReport
 from lifecycle.model_card import ModelCard, render_html, write_card_files
+from lifecycle.model_versions import metadata_dict, metadata_list
 from lifecycle.modeling import column_treatments
 from lifecycle.monitoring import MONITORING_HISTORY
 from lifecycle.names import MODEL_CARD, SPLIT_STEP
 from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport, FeatureSchema
 from steps.training.releases import RELEASES
+
+if TYPE_CHECKING:
+    from serving.front_door import FrontDoor
 
 
 def serving_of(model_name: str, version: str) -> list[dict[str, Any]]:
@@ -26,19 +30,23 @@ def serving_of(model_name: str, version: str) -> list[dict[str, Any]]:
         for endpoint in record.get("endpoints", []):
             if endpoint.model_name != model_name or str(endpoint.model_version) != str(version):
                 continue
-            behind_door = door is not None and any(
-                upstream.rstrip("/") == endpoint.url.rstrip("/") for upstream in door.upstreams().values()
-            )
             found.append(
                 {
                     "stack": record.get("stack", ""),
                     "backend": record.get("backend", ""),
                     "role": endpoint.role,
                     "url": endpoint.url,
-                    "front_door": door.url if behind_door else None,
+                    "front_door": _door_url(door, endpoint.url),
                 }
             )
     return found
+
+
+def _door_url(door: "FrontDoor | None", server_url: str) -> str | None:
+    """The front door's address when the server at `server_url` stands behind it."""
+    if door is None or all(up.rstrip("/") != server_url.rstrip("/") for up in door.upstreams().values()):
+        return None
+    return door.url
 
 
 def training_facts(run_id: Any) -> tuple[TrainingConfig, dict[str, Any], str]:
@@ -65,23 +73,23 @@ def compose_card(
         model_name=version.model.name,
         version=str(version.number),
         description=version.model.description or "",
-        stage=str(version.stage.value if hasattr(version.stage, "value") else version.stage or "") or None,
+        stage=str(getattr(version.stage, "value", version.stage) or "") or None,  # an enum member or text
         created=f"{version.created:%Y-%m-%d %H:%M} UTC" if version.created else "",
         run_name=run_name,
-        schema=schema,
+        schema_=schema,
         data=quality,
         data_fingerprint=str(metadata.get("data_fingerprint_sha256", "")),
         treatments=column_treatments(schema, training),
         split=split,
         evaluation=evaluation,
-        promotion=dict(metadata.get("promotion") or {}),
+        promotion=metadata_dict(metadata, "promotion"),
         estimator=str(metadata.get("estimator", training.estimator.name)),
-        estimator_params=dict(metadata.get("estimator_params") or {}),
+        estimator_params=metadata_dict(metadata, "estimator_params"),
         seed=metadata.get("seed", training.seed),
         git_commit=str(metadata.get("git_commit", "")),
-        releases=list(metadata.get(RELEASES) or []),
+        releases=metadata_list(metadata, RELEASES),
         serving=serving_of(version.model.name, str(version.number)),
-        monitoring=list(metadata.get(MONITORING_HISTORY) or []),
+        monitoring=metadata_list(metadata, MONITORING_HISTORY),
     )
 
 

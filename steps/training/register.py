@@ -5,6 +5,7 @@ import mlflow
 import pandas as pd
 from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
+from zenml.metadata.metadata_types import MetadataType
 from zenml.utils.source_utils import get_source_root
 
 from lifecycle.config import TrainingConfig, load_deployment_config
@@ -82,7 +83,7 @@ def register_model(
     """Record on the Model Control Plane version what is needed to trust and reproduce the model; on a stack
     with MLflow, log the model there too and link the MLflow registry version both ways."""
     mcp = get_step_context().model
-    metadata = {
+    metadata: dict[str, MetadataType] = {
         "task": feature_schema.task,
         "target": feature_schema.target,
         "model_inputs": feature_schema.model_inputs,

@@ -1,0 +1,44 @@
+"""What a model version of the Model Control Plane holds, typed: its artifacts, loaded, and the dictionaries and
+lists of its run metadata (ZenML types every metadata value as any of its metadata types)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from lifecycle.errors import LifecycleError
+
+if TYPE_CHECKING:
+    from zenml.models import ArtifactVersionResponse, ModelVersionResponse
+
+
+def loaded_artifact(version: ModelVersionResponse, name: str) -> Any:
+    """The version's data artifact `name`, loaded; a LifecycleError when the version has none of that name."""
+    return _loaded(version.get_artifact(name), version, name)
+
+
+def loaded_model(version: ModelVersionResponse, name: str) -> Any:
+    """The version's model artifact `name`, loaded; a LifecycleError when the version has none of that name."""
+    return _loaded(version.get_model_artifact(name), version, name)
+
+
+def _loaded(artifact: ArtifactVersionResponse | None, version: ModelVersionResponse, name: str) -> Any:
+    if artifact is None:
+        raise LifecycleError(
+            f"model `{version.model.name}` version {version.number} has no artifact `{name}`: only versions "
+            "made by this project's training pipeline have it. Fix: choose such a version, or train one "
+            "(`python run.py train`)."
+        )
+    return artifact.load()
+
+
+def metadata_dict(metadata: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The dictionary held under `key` (empty when there is none)."""
+    value = metadata.get(key)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def metadata_list(metadata: Mapping[str, Any], key: str) -> list[Any]:
+    """The list held under `key` (empty when there is none)."""
+    value = metadata.get(key)
+    return list(value) if isinstance(value, list | tuple) else []
