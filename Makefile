@@ -17,7 +17,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env run test test-fast test-team test-race test-cluster lint dashboard dashboard-stop team-up team-down clean
+.PHONY: setup cluster-env run test test-fast test-e2e test-team test-race test-cluster lint dashboard dashboard-stop team-up team-down clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -45,19 +45,25 @@ run: setup
 	$(PY) run.py $(ARGS)
 
 # Two workers, one test file each at a time: servers start and models train in one file while the other waits on
-# its own servers. Each worker has its own throw-away ZenML store (tests/conftest.py).
+# its own servers. Each worker has its own throw-away ZenML store (tests/conftest.py). The long journeys (marked
+# e2e) and the team race run in their own suites below; `.ci/run` runs every suite.
 test: setup
-	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile -m "not e2e and not team" $(PYTEST_ARGS)
+
+# The long end-to-end journeys: a generated project's own tests, the backend comparison, the CLI on every stack,
+# the shared MLflow server, the release race (three rounds).
+test-e2e: setup
+	$(PY) -m pytest -n 2 --dist loadfile -m e2e $(PYTEST_ARGS)
 
 # Unit and in-process tests only: no server, no stack switch, no comparison (the loop while changing code).
 test-fast: setup
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-# The two-client promotion race through a live ZenML server, ten rounds (`make test` runs two).
+# The two-client promotion race through a live ZenML server, ten rounds.
 test-team: setup
-	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest tests/test_team.py $(PYTEST_ARGS)
+	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest -m team tests/test_team.py $(PYTEST_ARGS)
 
-# Promote, rollback and deploy started together, twenty rounds (`make test` runs three); about 15 minutes.
+# Promote, rollback and deploy started together, twenty rounds (`make test-e2e` runs three); about 15 minutes.
 test-race: setup
 	MLOPS_RACE_ROUNDS=20 $(PY) -m pytest tests/test_release_race.py $(PYTEST_ARGS)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_stacks
 
-pytestmark = [pytest.mark.integration, needs_stacks("mlflow", "full")]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, needs_stacks("mlflow", "full")]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Every deployer once: ZenML's (`local`), MLflow's (`mlflow`) and BentoML's beside the MLflow tracker (`full`).

@@ -615,6 +615,7 @@ def test_mlflow_serves_a_version_trained_without_mlflow(two_versions, zenml_clie
 # --- the user's path: zenml stack set X && python run.py deploy / predict / status / undeploy -----------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stack", ["local", "full"])
 def test_cli_deploy_predict_status_undeploy(stack, two_versions, data_dir):
     rows = two_versions["test_set"].tail(5)

@@ -31,7 +31,7 @@ from conftest import DEMO_CONFIG, free_port_block, note
 from lifecycle.config import DeploymentConfig, apply_overrides, load_config
 from serving import front_door
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODEL = "raced_bike"
 ROUNDS = int(os.environ.get("MLOPS_RACE_ROUNDS", "3"))  # `make test-race`: 20

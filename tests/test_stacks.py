@@ -219,6 +219,7 @@ def mlflow_server(state_dir):
     assert process.poll() is not None
 
 
+@pytest.mark.e2e
 def test_shared_mlflow_server_stack(default_stacks, on_stack, zenml_client, bike_slice, mlflow_server, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ci")
@@ -281,6 +282,7 @@ def test_stack_files_hold_no_credentials(path):
         assert value.startswith(("${", "{{")), f"{path.name}: `{key}` holds a literal value"
 
 
+@pytest.mark.e2e
 def test_users_path_through_subprocesses(default_stacks, zenml_client, bike_slice):
     """`python run.py stacks up`, `zenml stack set mlflow`, `python run.py train`, back to default."""
     up = run_cli("stacks", "up")

@@ -21,10 +21,10 @@ import requests
 import yaml
 from conftest import DEMO_CONFIG, PROJECT_ROOT, free_port_block, note
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.team]
 
 MODEL = "team_bike"
-# Ten rounds take about four minutes of both cores: `make test-team` (and CI) runs them; `make test` runs two.
+# Ten rounds take about four minutes of both cores: `make test-team` (and CI) runs them, and two when run on its own.
 ROUNDS = int(os.environ.get("MLOPS_TEAM_RACE_ROUNDS", "2"))
 COPIED = ["run.py", "lifecycle", "steps", "pipelines", "serving", "stacks", "workflows", "configs", "data"]
 

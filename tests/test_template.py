@@ -18,6 +18,7 @@ from conftest import PROJECT_ROOT, free_port_block, make_churn_table, note
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.e2e,
     pytest.mark.skipif(
         not (PROJECT_ROOT / "copier.yml").is_file(),
         reason="a project generated from the template is not a template itself (copier.yml stays with the template)",
