@@ -186,6 +186,8 @@ def test_a_project_for_an_unseen_csv_trains_serves_passes_its_fast_tests_and_tak
             "hints",
             "architecture",
             "security",
+            "security_models",
+            "security_data_paths",
             "workflows",
             "ci_workflows",
             "names",
