@@ -42,3 +42,15 @@ def metadata_list(metadata: Mapping[str, Any], key: str) -> list[Any]:
     """The list held under `key` (empty when there is none)."""
     value = metadata.get(key)
     return list(value) if isinstance(value, list | tuple) else []
+
+
+def metadata_str(metadata: Mapping[str, Any], key: str) -> str | None:
+    """The text held under `key` (None when there is none, or it is not text)."""
+    value = metadata.get(key)
+    return value if isinstance(value, str) else None
+
+
+def metadata_int(metadata: Mapping[str, Any], key: str) -> int | None:
+    """The whole number held under `key` (None when there is none, or it is not a whole number)."""
+    value = metadata.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

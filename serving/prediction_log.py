@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.prediction_log_format import LABEL_COLUMN as LABEL_COLUMN
 from serving.prediction_log_format import (
     SMOKE_TESTS,
     model_folder_name,
@@ -57,18 +56,7 @@ from serving.prediction_log_format import (
     private_folders,
     utc_stamp,
 )
-from serving.prediction_log_labels import LabelReport as LabelReport
-from serving.prediction_log_labels import attach_labels as attach_labels
-from serving.prediction_log_reader import LogTable as LogTable
-from serving.prediction_log_reader import count_rejected as count_rejected
-from serving.prediction_log_reader import find_request as find_request
-from serving.prediction_log_reader import read_predictions as read_predictions
-from serving.prediction_log_reader import summary_line as summary_line
-from serving.prediction_log_reader import version_order as version_order
 from serving.prediction_log_retention import prune
-
-# The names imported `as` themselves are the reading and labelling API, importable from this module as before the
-# log was split (workflows/ imports them from here).
 
 LOG_ROOT_ENV = "MLOPS_PREDICTION_LOG"  # overrides the folder a server was built or deployed with
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -9,11 +9,15 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
 from lifecycle.errors import LifecycleError
 from lifecycle.names import MONITORING_PIPELINE
+
+if TYPE_CHECKING:
+    from zenml.models import PipelineRunResponse
 
 DEFAULT_PORT = 8237  # ZenML's own default for `zenml login --local`
 
@@ -73,7 +77,7 @@ def finish_onboarding(url: str) -> str:
     return "first-run account form answered for the local user"
 
 
-def _latest_runs(model_name: str) -> tuple[object | None, object | None, int | None]:
+def _latest_runs(model_name: str) -> tuple[PipelineRunResponse | None, PipelineRunResponse | None, int | None]:
     """(training run of the version the card shows, latest monitoring run, that version's number)."""
     from zenml.client import Client
 
@@ -81,7 +85,8 @@ def _latest_runs(model_name: str) -> tuple[object | None, object | None, int | N
     from workflows.model_card import card_version
 
     client = Client()
-    training = version_number = None
+    training: PipelineRunResponse | None = None
+    version_number: int | None = None
     version = card_version(model_name)
     if version is not None:
         version_number = version.number

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zenml.client import Client
 
 from lifecycle.model_card import ModelCard, write_card_files
+from lifecycle.model_versions import loaded_artifact
 from lifecycle.names import DATA_QUALITY, EVALUATION, FEATURE_SCHEMA, MODEL_CARD
 from steps.training.card import compose_card, training_facts
 
+if TYPE_CHECKING:
+    from zenml.models import ModelVersionResponse
 
-def card_version(model_name: str):
+
+def card_version(model_name: str) -> ModelVersionResponse | None:
     """The version a card shows by default: production, else the newest; None when the model has none."""
     client = Client()
     try:
@@ -41,9 +46,9 @@ def card_for(model_name: str, number: int | str) -> ModelCard:
     training, split, run_name = training_facts(produced_by.producer_pipeline_run_id)
     return compose_card(
         version,
-        version.get_artifact(EVALUATION).load(),
-        version.get_artifact(DATA_QUALITY).load(),
-        version.get_artifact(FEATURE_SCHEMA).load(),
+        loaded_artifact(version, EVALUATION),
+        loaded_artifact(version, DATA_QUALITY),
+        loaded_artifact(version, FEATURE_SCHEMA),
         training,
         split,
         run_name,

@@ -20,6 +20,7 @@ from typing import Any
 from zenml.client import Client
 
 from lifecycle.config import DeploymentConfig, PromotionConfig
+from lifecycle.model_versions import loaded_artifact, metadata_list
 from lifecycle.names import EVALUATION, FEATURE_SCHEMA, TEST_SET
 from lifecycle.promotion import PromotionDecision, release_order, rollback_target
 from steps.training.releases import RELEASES, judge_candidate, promotion_lock, set_release_stage
@@ -46,7 +47,7 @@ def timeline(model_name: str) -> list[dict[str, Any]]:
     events = []
     for number in version_numbers(model_name):
         version = Client().get_model_version(model_name, number)
-        for event in version.run_metadata.get(RELEASES) or []:
+        for event in metadata_list(version.run_metadata, RELEASES):
             events.append({"version": number, **event})
     return sorted(events, key=release_order)
 
@@ -126,9 +127,9 @@ def promote(
     else:
         candidate = version_named(model_name, version)
     try:
-        test_set = candidate.get_artifact(TEST_SET).load()
-        schema = candidate.get_artifact(FEATURE_SCHEMA).load()
-        report = candidate.get_artifact(EVALUATION).load()
+        test_set = loaded_artifact(candidate, TEST_SET)
+        schema = loaded_artifact(candidate, FEATURE_SCHEMA)
+        report = loaded_artifact(candidate, EVALUATION)
     except Exception as exc:  # noqa: BLE001 - a version without its evaluation cannot be judged
         raise ReleaseError(
             f"version {candidate.number} of `{model_name}` lacks its test set or evaluation ({exc}); it cannot be "

@@ -25,9 +25,11 @@ from lifecycle.data import read_table
 from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
 from lifecycle.metrics import score
+from lifecycle.model_versions import loaded_artifact, loaded_model
 from lifecycle.names import FEATURE_SCHEMA, MODEL
 from lifecycle.windows import newest_window, rows_between, time_index
-from serving.prediction_log import attach_labels, read_predictions
+from serving.prediction_log_labels import attach_labels
+from serving.prediction_log_reader import read_predictions
 from workflows.production_loop import monitor_retrain_redeploy
 from workflows.runner import run_deployment, run_training
 from workflows.served import log_root, served_batch
@@ -112,7 +114,7 @@ def replay(
     first = run_training(_with_data(config, initial_path, settings.model_name), verbose=verbose)
     if not first.decision.promoted:
         raise RuntimeError(f"the first replay model was not promoted: {first.decision.reason}")
-    never_retrained = Client().get_model_version(settings.model_name, "production").get_model_artifact(MODEL).load()
+    never_retrained = loaded_model(Client().get_model_version(settings.model_name, "production"), MODEL)
     metric = first.evaluation.primary_metric
     result = ReplayResult(metric=metric, model_name=settings.model_name)
     served = None
@@ -245,7 +247,7 @@ def serve_period(
     endpoint = live_endpoint(backend, model_name)
     if endpoint is None:
         raise LifecycleError(f"the replay's server for `{model_name}` is not answering; the replay cannot serve.")
-    schema = Client().get_model_version(model_name, "production").get_artifact(FEATURE_SCHEMA).load()
+    schema = loaded_artifact(Client().get_model_version(model_name, "production"), FEATURE_SCHEMA)
     started = pd.Timestamp.now(tz="UTC").isoformat()
     records = json_records(batch, schema)
     size = max(1, min(deployment.max_rows_per_request, 500))
@@ -311,6 +313,11 @@ def timeline_table(result: ReplayResult) -> str:
     return "\n".join(lines)
 
 
+def _or_nan(value: float | None) -> float:
+    """A missing value as NaN, the gap matplotlib leaves in a line."""
+    return float("nan") if value is None else value
+
+
 def plot_errors(result: ReplayResult, path: Path) -> Path:
     import matplotlib
 
@@ -320,8 +327,8 @@ def plot_errors(result: ReplayResult, path: Path) -> Path:
     periods = [p for p in result.periods if p.error_in_production is not None]
     labels = [p.period.split("..")[0] for p in periods]
     figure, axis = plt.subplots(figsize=(11, 4.5))
-    axis.plot(labels, [p.error_in_production for p in periods], marker="o", label="continuously trained")
-    axis.plot(labels, [p.error_never_retrained for p in periods], marker="s", label="never retrained")
+    axis.plot(labels, [_or_nan(p.error_in_production) for p in periods], marker="o", label="continuously trained")
+    axis.plot(labels, [_or_nan(p.error_never_retrained) for p in periods], marker="s", label="never retrained")
     for position, p in enumerate(periods):
         if p.promoted:
             axis.axvline(position, color="green", alpha=0.12)

@@ -13,11 +13,11 @@ from lifecycle.config import DeploymentConfig, RunConfig
 from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
 from lifecycle.metrics import score
-from serving.prediction_log import (
-    LABEL_COLUMN,
-    LabelReport,
+from lifecycle.model_versions import loaded_artifact, metadata_dict
+from serving.prediction_log_format import LABEL_COLUMN
+from serving.prediction_log_labels import LabelReport, attach_labels
+from serving.prediction_log_reader import (
     LogTable,
-    attach_labels,
     count_rejected,
     find_request,
     read_predictions,
@@ -214,7 +214,7 @@ def served_batch(
 
     name = config.model.name
     production_artifacts(name)  # no production version: the error that says how to get one
-    schema = Client().get_model_version(name, "production").get_artifact(FEATURE_SCHEMA).load()
+    schema = loaded_artifact(Client().get_model_version(name, "production"), FEATURE_SCHEMA)
     table = read_predictions(log_root(deployment), name, since, until)
     frame = table.frame
     window = f"{since or 'the start'} .. {until or 'now'}"
@@ -372,9 +372,9 @@ def trace(request_id: str, model_name: str | None = None, deployment: Deployment
         ("rows trained on", f"{meta.get('train_rows_after_validation', '?')} after validation"),
         ("git commit", str(meta.get("git_commit", "?"))),
         ("model", f"{meta.get('estimator', '?')} {meta.get('estimator_params', {})}, seed {meta.get('seed', '?')}"),
-        ("test metrics", ", ".join(f"{k} {v:.3f}" for k, v in (meta.get("metrics") or {}).items())),
+        ("test metrics", ", ".join(f"{k} {v:.3f}" for k, v in metadata_dict(meta, "metrics").items())),
     ]
-    promotion = meta.get("promotion") or {}
+    promotion = metadata_dict(meta, "promotion")
     if promotion:
         verdict = "promoted" if promotion.get("promoted") else "not promoted"
         steps.append(("promotion", f"{verdict}: {promotion.get('reason', '')}"))

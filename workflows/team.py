@@ -54,9 +54,7 @@ def _record(root: Path) -> Path:
     return root / "servers.json"
 
 
-def _zenml_server(
-    root: Path, *args: str, timeout: float = 300, python: str = ""
-) -> subprocess.CompletedProcess:
+def _zenml_server(root: Path, *args: str, timeout: float = 300, python: str = "") -> subprocess.CompletedProcess:
     """ZenML's CLI with the server's own configuration folder (its database lives there), from the environment
     of `python` (default: this one)."""
     env = {

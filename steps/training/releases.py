@@ -20,6 +20,7 @@ from zenml.logger import get_logger
 
 from lifecycle.config import PromotionConfig
 from lifecycle.metrics import EvaluationReport, SegmentMetrics, score_model, score_segments
+from lifecycle.model_versions import loaded_model, metadata_dict, metadata_int, metadata_list, metadata_str
 from lifecycle.names import MODEL
 from lifecycle.promotion import (
     PromotionDecision,
@@ -62,7 +63,7 @@ def mirror_promotion_to_mlflow(model_name: str, number: int) -> str | None:
     registry = mlflow_registry()
     if registry is None:
         return None
-    links = Client().get_model_version(model_name, number).run_metadata.get("mlflow", {})
+    links = metadata_dict(Client().get_model_version(model_name, number).run_metadata, "mlflow")
     registered = links.get("mlflow_registered_version")
     if not registered:
         logger.warning("Model version %s has no MLflow registry version; alias `%s` not moved.", number, CHAMPION_ALIAS)
@@ -103,8 +104,8 @@ def judge_candidate(
     if production is not None and production.id != candidate.id:
         production_version = str(production.number)
         try:
-            production_model = production.get_model_artifact(MODEL).load()
-            task = production.run_metadata.get("task")
+            production_model = loaded_model(production, MODEL)
+            task = metadata_str(production.run_metadata, "task")
             production_metrics, production_segments, problem = rescore_production(
                 production_model, task, test_set, feature_schema
             )
@@ -123,8 +124,8 @@ def judge_candidate(
     )
     if production is not None and production_version:
         flag = training_size_flag(
-            candidate.run_metadata.get(TRAIN_ROWS),
-            production.run_metadata.get(TRAIN_ROWS),
+            metadata_int(candidate.run_metadata, TRAIN_ROWS),
+            metadata_int(production.run_metadata, TRAIN_ROWS),
             production_version,
             promotion.min_training_share,
         )
@@ -153,7 +154,7 @@ def record_release(model_name: str, number: int, stage: str, command: str, reaso
         "reason": reason,
     }
     version = Client().get_model_version(model_name, number)
-    events = [*(version.run_metadata.get(RELEASES) or []), event]
+    events = [*metadata_list(version.run_metadata, RELEASES), event]
     log_metadata(metadata={RELEASES: events}, model_name=model_name, model_version=str(number))
     return event
 
