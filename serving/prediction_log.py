@@ -26,8 +26,8 @@ to its prediction),
 
 This module is the writer of servers and batch scoring; the format on disk is serving/prediction_log_format.py,
 retention serving/prediction_log_retention.py, reading serving/prediction_log_reader.py, the label join
-serving/prediction_log_labels.py. They are shipped inside bentos and MLflow models: they need the standard
-library, numpy and pandas only.
+serving/prediction_log_labels.py. The writer, the format and retention are shipped inside bentos and MLflow
+models: they need the standard library, numpy and pandas only.
 """
 
 from __future__ import annotations
