@@ -261,8 +261,11 @@ def release_summary(outcome: ReleaseOutcome) -> str:
     if outcome.redeployed is None:
         lines.append("  nothing serves this model on the active stack: `python run.py deploy` starts a server")
     else:
+        # A redeploy that found production's version serving already started nothing: nothing was replaced.
+        replaced = not outcome.redeployed.get("already_serving")
+        how = "server replaced without downtime" if replaced else "server already serving"
         lines.append(
-            f"  server replaced without downtime: {outcome.redeployed['predict_url']} answers with version "
+            f"  {how}: {outcome.redeployed['predict_url']} answers with version "
             f"{outcome.answering_version}, {outcome.seconds_to_answer:.1f} s after the command started"
         )
     lines.append(f"  python run.py history --model-name {name}")

@@ -100,7 +100,8 @@ def attach_lines(
 ) -> list[str]:
     """`python run.py labels`: attach the file's labels (default column: the model's target) and say how many."""
     name = config.model.name
-    report = attach(name, truth_path, label_column or config.dataset.target, keys, deployment)
+    # A label file is read as the training data is: the dataset's `csv` settings (separator, decimal mark) apply.
+    report = attach(name, truth_path, label_column or config.dataset.target, keys, deployment, config.dataset.csv)
     lines = [f"`{name}`: {report.describe()}"]
     if report.unmatched:
         lines.append(
