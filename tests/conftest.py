@@ -145,6 +145,7 @@ def free_port_block() -> int:
 # alone with the last of them. The e2e files are for `make test-e2e`, which balances them the same way.
 LONGEST_FIRST = [
     "test_deployment.py",
+    "test_deployment_paths.py",
     "test_release_race.py",
     "test_stacks.py",
     "test_compare.py",

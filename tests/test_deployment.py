@@ -10,105 +10,44 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
 
-import pandas as pd
 import pytest
+from bad_request_cases import BadRequest, allowed, bad_requests
 from conftest import (
-    DEMO_CONFIG,
     activate_stack,
     free_port_block,
     needs_stacks,
     note,
-    run_cli,
-    run_zenml,
     start_cli,
     wait_until,
 )
+from deployment_fixtures import (
+    BACKEND_STACKS,
+    MODEL_NAME,
+    logged_rows,
+    served,
+    set_production,
+    two_versions,
+)
 from hypothesis import given
 from hypothesis import settings as fuzz_settings
-from hypothesis import strategies as st
-from zenml.client import Client
 
-from lifecycle.config import DeploymentConfig, apply_overrides, load_config
+from lifecycle.config import DeploymentConfig
 from lifecycle.errors import LifecycleError
 from lifecycle.modeling import predict_scores
-from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
 from serving import front_door
 from serving.client import error_text, http_json, is_healthy
 from serving.contract import json_records
-from serving.prediction_log_reader import count_rejected, read_predictions
-from serving.processes import still_running
-from serving.rollout import live_endpoint, undeploy
-from serving.stack_backend import backend_for
-from stacks.manage import select, stack_specs, stacks_up
-from workflows.runner import run_deployment, run_training
+from serving.prediction_log_reader import count_rejected
+from serving.rollout import live_endpoint
+from workflows.runner import run_deployment
 
 pytestmark = [pytest.mark.integration, needs_stacks("mlflow", "bentoml", "full")]
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MODEL_NAME = "served_bikes"
-BACKEND_STACKS = {"zenml": "local", "mlflow": "mlflow", "bentoml": "bentoml"}
-
-
-def set_production(number: int) -> None:
-    Client().update_model_version(MODEL_NAME, str(number), stage="production", force=True)
-
-
-def settings(**changes) -> DeploymentConfig:
-    return DeploymentConfig(
-        port=free_port_block(), drain_seconds=1.0, smoke_rows=20, front_door={"port": free_port_block()}, **changes
-    )
-
-
-@pytest.fixture(scope="module")
-def two_versions(zenml_client, bike_slice, data_dir):
-    """Versions 1 (trained on May only) and 2 (May-August, better) of MODEL_NAME, trained on `full`."""
-    stacks_up(select([], stack_specs(), for_registration=True))
-    activate_stack("full")
-    table = pd.read_csv(bike_slice)
-    early = data_dir / "bike_may.csv"
-    table[pd.to_datetime(table["dteday"]) < "2011-06-01"].to_csv(early, index=False)
-    try:
-        for path in (early, bike_slice):
-            config = apply_overrides(load_config(DEMO_CONFIG), model_name=MODEL_NAME, enable_cache=False)
-            dataset = config.dataset.model_copy(update={"path": str(path)})
-            outcome = run_training(config.model_copy(update={"dataset": dataset}))
-            assert outcome.decision.promoted, outcome.decision.reason
-    finally:
-        zenml_client.activate_stack("default")
-    version = zenml_client.get_model_version(MODEL_NAME, "2")
-    return {
-        "test_set": version.get_artifact(TEST_SET).load(),
-        "schema": version.get_artifact(FEATURE_SCHEMA).load(),
-        "models": {
-            n: zenml_client.get_model_version(MODEL_NAME, str(n)).get_model_artifact(MODEL).load() for n in (1, 2)
-        },
-    }
-
-
-@pytest.fixture(scope="module", params=list(BACKEND_STACKS))
-def served(request, two_versions, zenml_client):
-    """Version 1 deployed on the backend's stack; everything of this model stopped afterwards."""
-    backend_name = request.param
-    backend = backend_for(activate_stack(BACKEND_STACKS[backend_name]))
-    assert backend.name == backend_name
-    config = settings()
-    set_production(1)
-    record = run_deployment(MODEL_NAME, config)
-    yield {"backend": backend, "config": config, "record": record, **two_versions}
-    activate_stack(BACKEND_STACKS[backend_name])
-    stopped = undeploy(backend, MODEL_NAME)
-    assert all(not still_running(e.pid) for e in stopped)
-    assert backend.endpoints(MODEL_NAME) == []
-    zenml_client.activate_stack("default")
+__all__ = ["served", "two_versions"]  # the shared fixtures, used by name
 
 
 def test_deploy_records_endpoint_and_parity(served, zenml_client):
@@ -127,12 +66,6 @@ def test_deploy_records_endpoint_and_parity(served, zenml_client):
     assert predictions == pytest.approx(list(expected), abs=1e-9, rel=0)
     if backend.serves_our_contract:
         assert body["model_version"] == "1" and body["model_name"] == MODEL_NAME
-
-
-def logged_rows(request_ids: set[str]) -> pd.DataFrame:
-    """The prediction log's rows of these requests (the log this session's servers write)."""
-    frame = read_predictions(DeploymentConfig().log.root(), MODEL_NAME).frame
-    return frame[frame["request_id"].isin(request_ids)]
 
 
 def test_every_answered_row_is_logged_with_its_request_id_version_and_keys(served):
@@ -206,111 +139,6 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(served):
     assert is_healthy(endpoint.health_url)
     predictions, _ = backend.predict(endpoint, good)
     assert len(predictions) == 2
-
-
-@dataclass
-class BadRequest:
-    """A generated request and what each kind of server must answer: "4xx", "413", "200" (the same predictions
-    as the clean request), "4xx|200" (MLflow converts the value when it can), "4xx|500" (see MLFLOW_DEPTH)."""
-
-    kind: str
-    raw: bytes
-    ours: str
-    mlflow: str
-
-
-# MLflow's server parses the body with Python's json module and answers 500 (its RecursionError, not ours) when
-# the JSON is nested deeper than the recursion limit allows; shallower nesting gets its 400.
-MLFLOW_DEPTH = 500
-
-
-def bad_requests(backend, good: list[dict], schema, max_body_bytes: int) -> list[st.SearchStrategy[BadRequest]]:
-    """Malformed, mistyped, incomplete, padded, oversized and deeply nested variants of a good request: one
-    strategy per kind."""
-    key = next(iter(backend.request_body([])))  # "records" (ours) or "dataframe_records" (MLflow)
-    clean = json.dumps(backend.request_body(good)).encode()
-
-    def with_value(column: str, value) -> bytes:
-        return json.dumps(backend.request_body([{**record, column: value} for record in good])).encode()
-
-    def without(columns: list[str]) -> bytes:
-        rows = [{k: v for k, v in record.items() if k not in columns} for record in good]
-        return json.dumps(backend.request_body(rows)).encode()
-
-    def nested(depth: int, opener: bytes, closer: bytes) -> bytes:
-        return b'{"%s": [' % key.encode() + opener * depth + b"1" + closer * depth + b"]}"
-
-    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
-    extra_key = st.text(min_size=1, max_size=12).map(lambda k: f"x_{k}")  # never a model input nor MLflow's keys
-    numbers, others = schema.numeric_features, schema.categorical_features + schema.time_columns
-    containers = st.one_of(st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=3))
-    return [
-        st.integers(1, len(clean) - 1).map(lambda n: BadRequest("truncated JSON", clean[:n], "4xx", "4xx")),
-        st.binary(min_size=1, max_size=64).map(lambda b: BadRequest("random bytes", b, "4xx", "4xx")),
-        st.one_of(scalars, st.lists(scalars, max_size=4)).map(
-            lambda v: BadRequest("body not an object", json.dumps(v).encode(), "4xx", "4xx")
-        ),
-        st.one_of(scalars, st.lists(st.one_of(scalars, st.lists(scalars, max_size=2)), max_size=4)).map(
-            lambda v: BadRequest("rows not a list of objects", json.dumps({key: v}).encode(), "4xx", "4xx")
-        ),
-        st.sets(st.sampled_from(schema.model_inputs), min_size=1).map(
-            lambda cols: BadRequest("missing fields", without(sorted(cols)), "4xx", "4xx")
-        ),
-        st.tuples(st.sampled_from(numbers), st.one_of(st.booleans(), containers)).map(
-            lambda cv: BadRequest("wrong type for a number", with_value(*cv), "4xx", "4xx|200")
-        ),
-        st.tuples(st.sampled_from(numbers), st.one_of(st.text(max_size=10), st.floats().map(str))).map(
-            lambda cv: BadRequest(  # a finite numeral as text means the number: the contract takes it
-                "string where a number belongs", with_value(*cv), "4xx|200" if numeral(cv[1]) else "4xx", "4xx|200"
-            )
-        ),
-        st.tuples(st.sampled_from(numbers), st.sampled_from([float("nan"), float("inf"), float("-inf")])).map(
-            lambda cv: BadRequest("NaN/Infinity literal", with_value(*cv), "4xx", "4xx|200")
-        ),
-        st.tuples(st.sampled_from(others), st.one_of(st.booleans(), containers)).map(
-            lambda cv: BadRequest("wrong type for a category or time", with_value(*cv), "4xx", "4xx|200")
-        ),
-        st.tuples(st.dictionaries(extra_key, scalars, min_size=1, max_size=3), st.booleans()).map(
-            lambda extra: BadRequest(
-                "extra fields",
-                json.dumps(
-                    {**backend.request_body([{**r, **extra[0]} for r in good]), **(extra[0] if extra[1] else {})}
-                ).encode(),
-                "200",
-                "200",
-            )
-        ),
-        st.tuples(st.integers(1, 64 * 1024), st.booleans()).map(
-            lambda sb: BadRequest(
-                "over the body limit",
-                clean[:-1] + b', "x_pad": "' + b"x" * (max_body_bytes + sb[0]) + b'"}'
-                if sb[1]
-                else b'{"%s": "' % key.encode() + b"x" * (max_body_bytes + sb[0]) + b'"}',
-                "413",
-                "200" if sb[1] else "4xx",  # MLflow's server has no body limit
-            )
-        ),
-        st.tuples(st.integers(2, 50_000), st.booleans()).map(
-            lambda db: BadRequest(
-                "deeply nested JSON",
-                nested(db[0], b"[", b"]") if db[1] else nested(db[0], b'{"a": ', b"}"),
-                "4xx",
-                "4xx|500" if db[0] >= MLFLOW_DEPTH else "4xx",
-            )
-        ),
-    ]
-
-
-def numeral(text: str) -> bool:
-    try:
-        return math.isfinite(float(text.strip()))
-    except ValueError:
-        return False
-
-
-def allowed(status: int, expected: str) -> bool:
-    """Whether an HTTP status is one of those `expected` lists ("4xx", "413", "4xx|200", ...)."""
-    return any(400 <= status < 500 if option == "4xx" else status == int(option) for option in expected.split("|"))
 
 
 def test_generated_bad_requests_get_4xx_and_the_server_keeps_serving(served):
@@ -592,107 +420,3 @@ def test_a_killed_server_loses_no_answered_row(served):
     assert len(answered) > 10
     assert set(logged["request_id"]) == set(answered) and len(logged) == 2 * len(answered)
     note(f"kill test ({backend.name}): {len(answered)} requests answered before SIGKILL, {len(logged) // 2} logged")
-
-
-def test_mlflow_serves_a_version_trained_without_mlflow(two_versions, zenml_client, data_dir):
-    """Trained on the plain stack (no MLflow twin): deploying on `mlflow` registers it there first."""
-    zenml_client.activate_stack("default")
-    config = apply_overrides(load_config(DEMO_CONFIG), model_name="local_only", enable_cache=False)
-    dataset = config.dataset.model_copy(update={"path": str(data_dir / "bike_may.csv")})
-    assert run_training(config.model_copy(update={"dataset": dataset})).decision.promoted
-    backend = backend_for(activate_stack("mlflow"))
-    try:
-        record = run_deployment("local_only", settings())
-        assert record["backend"] == "mlflow" and record["parity_max_abs_difference"] == 0.0
-        links = zenml_client.get_model_version("local_only", "1").run_metadata["mlflow"]
-        assert links["mlflow_registered_version"] == "1"
-        assert not (PROJECT_ROOT / "mlruns").exists()  # the twin's artifacts live beside MLflow's database
-    finally:
-        undeploy(backend, "local_only")
-        zenml_client.activate_stack("default")
-
-
-# --- the user's path: zenml stack set X && python run.py deploy / predict / status / undeploy -----------------
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("stack", ["local", "full"])
-def test_cli_deploy_predict_status_undeploy(stack, two_versions, data_dir):
-    rows = two_versions["test_set"].tail(5)
-    request = data_dir / "request.json"
-    request.write_text(json.dumps(json_records(rows, two_versions["schema"])))
-    expected, _ = predict_scores(two_versions["models"][2], rows[two_versions["schema"].model_inputs])
-    set_production(2)
-    assert run_zenml("stack", "set", stack).returncode == 0
-    try:
-        deployed = run_cli("deploy", "--model-name", MODEL_NAME, "--port", str(free_port_block()))
-        assert deployed.returncode == 0, deployed.stderr[-3000:]
-        assert f"`{MODEL_NAME}` version 2" in deployed.stdout and "python run.py undeploy" in deployed.stdout
-        predicted = run_cli("predict", "--model-name", MODEL_NAME, "--input", str(request))
-        assert predicted.returncode == 0, predicted.stderr[-3000:]
-        served = [float(line) for line in predicted.stdout.split()]
-        assert served == pytest.approx(list(expected), abs=1e-9, rel=0)
-        status = run_cli("status", "--model-name", MODEL_NAME)
-        assert status.returncode == 0 and "healthy" in status.stdout and "version 2" in status.stdout, status.stdout
-    finally:
-        stopped = run_cli("undeploy", "--model-name", MODEL_NAME)
-        assert run_zenml("stack", "set", "default").returncode == 0
-    assert stopped.returncode == 0 and "1 server(s) stopped" in stopped.stdout, stopped.stdout + stopped.stderr
-    after = run_cli("status", "--model-name", MODEL_NAME, "--stack", stack)
-    assert "nothing deployed" in after.stdout, after.stdout + after.stderr
-
-
-def test_predict_without_a_server_names_the_fix(two_versions, data_dir):
-    request = data_dir / "request.json"
-    request.write_text(json.dumps({"records": []}))
-    result = run_cli("predict", "--model-name", MODEL_NAME, "--input", str(request))
-    assert result.returncode == 2 and "python run.py deploy" in result.stderr and "Traceback" not in result.stderr
-
-
-# --- the BentoML workaround ----------------------------------------------------------------------------------
-
-
-def test_zenml_bentoml_service_still_needs_the_project_flavor(two_versions, served_bento):
-    """ZenML's own local BentoML service dies on a new-style service (the reason for stacks/bentoml_flavor.py).
-    If this fails, ZenML fixed it: drop the `bentoml_local` flavor and use ZenML's `bentoml`."""
-    bento = served_bento
-    script = (
-        "from zenml.integrations.bentoml.services.bentoml_local_deployment import "
-        "BentoMLLocalDeploymentConfig, BentoMLLocalDeploymentService\n"
-        f"config = BentoMLLocalDeploymentConfig(model_name='m', model_uri={str(bento.path)!r}, "
-        f"bento_tag={str(bento.tag)!r}, working_dir={str(bento.path_of('src'))!r}, port={free_port_block()}, "
-        "host='127.0.0.1')\n"
-        "import uuid\nBentoMLLocalDeploymentService(uuid=uuid.uuid4(), config=config).run()\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=PROJECT_ROOT,
-        start_new_session=True,
-    )
-    assert result.returncode != 0
-    assert "has no attribute 'runners'" in result.stderr, result.stderr[-2000:]
-
-
-def test_a_bento_ships_the_model_code_and_the_service_only(served_bento):
-    from lifecycle.packaging import module_closure
-    from serving.backends.bentoml import SERVICE_MODULES
-
-    source = Path(served_bento.path_of("src"))
-    shipped = {str(p.relative_to(source)) for p in source.rglob("*.py")}
-    assert shipped == {str(p) for p in module_closure(SERVICE_MODULES)}
-    assert (source / "bento_model.json").is_file()
-    assert not {p for p in shipped if p.startswith(("measurement", "benchmarks", "pipelines", "workflows", "steps"))}
-
-
-@pytest.fixture(scope="module")
-def served_bento(two_versions):
-    """The bento the `bentoml` backend builds for version 2 (built here if no test built it yet)."""
-    from serving.backends.base import Release
-    from serving.backends.bentoml import BentoMLBackend
-
-    version = Client().get_model_version(MODEL_NAME, "2")
-    release = Release(MODEL_NAME, "2", str(version.id), two_versions["models"][2], two_versions["schema"])
-    return BentoMLBackend(deployer=None).bento_for(release, DeploymentConfig())
