@@ -45,15 +45,17 @@ run: setup
 	$(PY) run.py $(ARGS)
 
 # Two workers, one test file each at a time: servers start and models train in one file while the other waits on
-# its own servers. Each worker has its own throw-away ZenML store (tests/conftest.py). The long journeys (marked
+# its own servers, in the order tests/conftest.py gives (the longest files first; xdist would otherwise start the
+# files with the most tests first). Each worker has its own throw-away ZenML store. The long journeys (marked
 # e2e) and the team race run in their own suites below; `.ci/run` runs every suite.
 test: setup
-	$(PY) -m pytest -n 2 --dist loadfile -m "not e2e and not team" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team" $(PYTEST_ARGS)
 
 # The long end-to-end journeys: a generated project's own tests, the backend comparison, the CLI on every stack,
-# the shared MLflow server, the release race (three rounds).
+# the shared MLflow server, the release flow and the release race (three rounds), the shipped CI workflows' commands,
+# the monitoring replay.
 test-e2e: setup
-	$(PY) -m pytest -n 2 --dist loadfile -m e2e $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m e2e $(PYTEST_ARGS)
 
 # Unit and in-process tests only: no server, no stack switch, no comparison (the loop while changing code).
 test-fast: setup

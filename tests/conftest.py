@@ -140,27 +140,29 @@ def free_port_block() -> int:
     raise RuntimeError("no free port")
 
 
-# The longest test files first (measured: test_deployment.py alone is about a third of `make test`): the two
-# workers take whole files in collection order, so starting the long ones early keeps one worker from finishing
-# alone with the last of them. The e2e files are for `make test-e2e`, which balances them the same way.
+# The longest test files first (measured; test_deployment.py alone is about a third of `make test`): the two
+# workers take whole files in collection order (the Makefile turns xdist's own reordering off), so starting the
+# long ones early keeps one worker from finishing alone with the last of them. `make test-e2e` takes its files
+# (and the e2e tests of the others) in the same order.
 LONGEST_FIRST = [
     "test_deployment.py",
-    "test_deployment_paths.py",
     "test_release_race.py",
-    "test_stacks.py",
+    "test_release.py",
     "test_compare.py",
+    "test_production_loop.py",
+    "test_stacks.py",
+    "test_deployment_paths.py",
+    "test_reliability.py",
+    "test_template.py",
+    "test_hints.py",
     "test_monitoring.py",
     "test_modeling.py",
-    "test_release.py",
     "test_training_pipeline.py",
-    "test_production_loop.py",
-    "test_template.py",
-    "test_reliability.py",
+    "test_dashboard.py",
     "test_served_record.py",
     "test_workflows.py",
-    "test_hints.py",
-    "test_dashboard.py",
     "test_data_contract_served.py",
+    "test_security_data_paths.py",
     "test_team.py",
 ]
 

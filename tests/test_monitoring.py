@@ -222,6 +222,7 @@ def test_monitoring_pipeline_on_an_empty_batch(production_bike, tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.e2e
 def test_short_replay_retrains_when_drift_is_injected(zenml_client, bike_slice, tmp_path):
     from serving.rollout import live_endpoint, undeploy
     from serving.stack_backend import active_backend

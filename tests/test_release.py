@@ -18,7 +18,7 @@ from conftest import DEMO_CONFIG, free_port_block, note, run_cli, wait_until
 from serving import front_door
 from serving.contract import json_records
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 MODEL = "released_bike"
 
 

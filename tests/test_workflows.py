@@ -124,6 +124,7 @@ def test_actionlint_and_the_workflow_schema_accept_every_workflow(tmp_path):
     )
 
 
+@pytest.mark.e2e
 def test_the_workflows_commands_pass_here_in_order(zenml_client, bike_slice, tmp_path):
     from serving.rollout import undeploy
     from serving.stack_backend import active_backend
