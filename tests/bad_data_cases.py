@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
+import pytest
 from conftest import BIKE_DATA, DEMO_CONFIG, PROJECT_ROOT, make_churn_table, note
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -131,3 +132,15 @@ def bike_file(path: Path) -> DatasetConfig:
 
 def rows_of(table: pd.DataFrame, most: int | None = None) -> st.SearchStrategy[list[int]]:
     return st.lists(st.integers(0, len(table) - 1), min_size=1, max_size=most or len(table), unique=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cases_tried(request):
+    """Reports how many generated cases each property of the test file tried (and the total) once it is done."""
+    with cases_reported(request.module.__file__):
+        yield
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bad-data")

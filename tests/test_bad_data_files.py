@@ -36,13 +36,14 @@ from bad_data_cases import (
     WORDS,
     attempt,
     bike_file,
-    cases_reported,
+    cases_tried,
     clear,
     examples,
     new_path,
     rows_of,
     tried,
     with_cells,
+    workdir,
 )
 from conftest import BIKE_DATA, PROJECT_ROOT
 from hypothesis import assume, given
@@ -52,19 +53,9 @@ from lifecycle.data import read_table
 from lifecycle.errors import LifecycleError
 from lifecycle.validation import validate_file, validate_table
 
+__all__ = ["cases_tried", "workdir"]  # the shared fixtures, used by name
+
 NOBODY = 65534
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cases_tried():
-    """Reports how many generated cases each property tried (and the total) at the end of the run."""
-    with cases_reported(__file__):
-        yield
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("bad-data")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,6 @@ training pipeline on broken files in tests/test_bad_data_training.py.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,7 +29,7 @@ from bad_data_cases import (
     WORDS,
     attempt,
     bike_file,
-    cases_reported,
+    cases_tried,
     clear,
     examples,
     is_text,
@@ -39,6 +37,7 @@ from bad_data_cases import (
     rows_of,
     tried,
     with_cells,
+    workdir,
 )
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -46,17 +45,7 @@ from hypothesis import strategies as st
 from lifecycle.monitoring import check_batch
 from lifecycle.validation import NUMERIC_LOOKING_SHARE, validate_file, validate_table
 
-
-@pytest.fixture(scope="module", autouse=True)
-def cases_tried():
-    """Reports how many generated cases each property tried (and the total) at the end of the run."""
-    with cases_reported(__file__):
-        yield
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("bad-data")
+__all__ = ["cases_tried", "workdir"]  # the shared fixtures, used by name
 
 
 # --- columns: missing, renamed, duplicated -----------------------------------------------------------------

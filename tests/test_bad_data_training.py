@@ -10,7 +10,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from bad_data_cases import WORDS, attempt, cases_reported, clear, examples, new_path, tried, with_cells
+from bad_data_cases import (
+    WORDS,
+    attempt,
+    cases_tried,
+    clear,
+    examples,
+    new_path,
+    tried,
+    with_cells,
+    workdir,
+)
 from conftest import DEMO_CONFIG
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,17 +28,7 @@ from hypothesis import strategies as st
 from lifecycle.config import EstimatorConfig, apply_overrides, load_config
 from lifecycle.validation import validate_file
 
-
-@pytest.fixture(scope="module", autouse=True)
-def cases_tried():
-    """Reports how many generated cases each property tried (and the total) at the end of the run."""
-    with cases_reported(__file__):
-        yield
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("bad-data")
+__all__ = ["cases_tried", "workdir"]  # the shared fixtures, used by name
 
 
 # --- the real training pipeline: broken files never reach production ----------------------------------------
