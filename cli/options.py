@@ -38,39 +38,25 @@ def fail(error: Exception) -> NoReturn:
     sys.exit(getattr(error, "exit_code", EXIT_INVALID))
 
 
-def config_option(help_text: str) -> Callable[[Command], Command]:
+def _config_file_option(flag: str, name: str, default: Path, help_text: str) -> Callable[[Command], Command]:
+    """A YAML config file option, with the project's file as its shown default."""
     return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False),
-        default=str(DEFAULT_CONFIG),
-        show_default=True,
-        help=help_text,
+        flag, name, type=click.Path(dir_okay=False), default=str(default), show_default=True, help=help_text
     )
+
+
+def config_option(help_text: str) -> Callable[[Command], Command]:
+    return _config_file_option("--config", "config_path", DEFAULT_CONFIG, help_text)
 
 
 def monitoring_config_option(help_text: str) -> Callable[[Command], Command]:
-    return click.option(
-        "--monitoring-config",
-        "monitoring_path",
-        type=click.Path(dir_okay=False),
-        default=str(DEFAULT_MONITORING_CONFIG),
-        show_default=True,
-        help=help_text,
-    )
+    return _config_file_option("--monitoring-config", "monitoring_path", DEFAULT_MONITORING_CONFIG, help_text)
 
 
 def deployment_config_option(
     help_text: str = "Serving settings: host, port, timeouts, request limits.",
 ) -> Callable[[Command], Command]:
-    return click.option(
-        "--deployment-config",
-        "deployment_path",
-        type=click.Path(dir_okay=False),
-        default=str(DEFAULT_DEPLOYMENT_CONFIG),
-        show_default=True,
-        help=help_text,
-    )
+    return _config_file_option("--deployment-config", "deployment_path", DEFAULT_DEPLOYMENT_CONFIG, help_text)
 
 
 def checked_model_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
