@@ -79,9 +79,9 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# ZenML's dashboard on this project's runs (ZenML's local server on 127.0.0.1:8237; ARGS="--port N" moves it).
+# ZenML's dashboard on this project's runs (a ZenML server with sign-in on 127.0.0.1:8237; ARGS="--port N" moves
+# it). `make setup` installs the server (the dev extra holds the server extra's packages).
 dashboard: setup
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[server]'
 	$(PY) run.py dashboard $(ARGS)
 
 dashboard-stop: setup

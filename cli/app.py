@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from cli import monitoring, project, serving, training
-from cli.options import Settings
+from cli.options import Settings, fail
+from lifecycle.errors import LifecycleError
+
+# Commands that do not use the ZenML store (they start or stop its servers).
+WITHOUT_STORE = {"team"}
 
 
 @click.group(invoke_without_command=True)
@@ -14,6 +20,13 @@ from cli.options import Settings
 def cli(ctx: click.Context, verbose: bool) -> None:
     """Train, evaluate, register and promote a tabular model, then serve production (the default: train + deploy)."""
     ctx.obj = Settings(verbose=verbose)
+    if ctx.invoked_subcommand not in WITHOUT_STORE and "--help" not in sys.argv[1:]:
+        from stacks.remote_store import check_server_answers
+
+        try:
+            check_server_answers()
+        except LifecycleError as error:
+            fail(error)
     if ctx.invoked_subcommand is None:
         ctx.invoke(training.train, redeploy=False)  # the deploy below serves production, whether or not it changed
         ctx.invoke(serving.deploy)

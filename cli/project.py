@@ -27,11 +27,12 @@ from lifecycle.validation import validate_file
 @config_option("Training config: names the model whose runs are shown.")
 @model_name_option()
 @click.option("--port", type=int, default=8237, show_default=True, help="Port of ZenML's local server (127.0.0.1).")
-@click.option("--stop", is_flag=True, help="Stop the local ZenML server (the commands go back to the local store).")
+@click.option("--stop", is_flag=True, help="Stop the dashboard's ZenML server.")
 @reports_errors
 def dashboard(config_path: str, model_name: str | None, port: int, stop: bool) -> None:
-    """Open ZenML's dashboard on this project: start ZenML's local server (first-run form answered) and print
-    the addresses of the model's latest training run, model card, data-quality and drift reports."""
+    """Open ZenML's dashboard on this project: start a ZenML server on this project's store (sign-in on, with a
+    generated password; first-run form answered) and print the addresses of the model's latest training run,
+    model card, data-quality and drift reports."""
     from workflows import dashboard as zenml_dashboard
     from workflows.report_files import reports_folder
 
@@ -164,14 +165,15 @@ def stacks() -> None:
 @reports_errors
 def stacks_up_command(names: tuple[str, ...], files: tuple[str, ...]) -> None:
     """Register stacks idempotently (default: every stack file not marked `default: false`)."""
-    from stacks.manage import load_stack_file, select, stack_specs, stacks_up
+    from stacks.manage import load_stack_file, on_shared_server, select, stack_specs, stacks_up
 
     extra = [load_stack_file(Path(f)) for f in files]
     specs = stack_specs(include_examples=True)
     chosen = extra + (select(list(names), specs, for_registration=True) if names or not extra else [])
+    chosen, notes = on_shared_server(chosen, named=bool(names or files))
     changes = stacks_up(chosen)
-    for change in changes:
-        click.echo(f"  {change}")
+    for line in notes + changes:
+        click.echo(f"  {line}")
     click.echo(
         f"{', '.join(s.name for s in chosen)}: "
         + (f"{len(changes)} change(s)." if changes else "already registered, no changes.")

@@ -3,6 +3,11 @@
 Registration is idempotent: a second `stacks up` changes nothing; a component whose configuration drifted
 from its file is updated and the change is reported. Only the keys a file sets are managed, so ZenML's own
 settings of shared components (e.g. the default artifact store's path) are left alone.
+
+On a shared ZenML server (the store is a server: a team's), what one checkout registers is seen by every other:
+a stack that keeps its state in this checkout (`{state_dir}`, `{bentoml_home}` in its file: a SQLite MLflow
+database, BentoML's home) is refused when named and skipped otherwise, and a component or secret that the server
+already holds with other values is never rewritten: the command stops and says which values differ.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class StackSpec:
     unresolved: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()  # what running on the stack takes beyond registering it (cluster stacks)
     example: bool = False  # a file in stacks/examples/: registered only when named
+    in_checkout: tuple[str, ...] = ()  # the placeholders that put its state in this checkout ({state_dir}, ...)
 
     @property
     def integrations(self) -> tuple[str, ...]:
@@ -82,9 +88,14 @@ def _unresolved(value: Any) -> bool:
     return isinstance(value, str) and _ENV_REFERENCE.search(value) is not None
 
 
+CHECKOUT_PLACEHOLDERS = ("{state_dir}", "{bentoml_home}")
+
+
 def load_stack_file(path: Path) -> StackSpec:
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        raw = yaml.safe_load(text) or {}
+        body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())  # not the comments
         missing: list[str] = []
         components = {
             kind: ComponentSpec(
@@ -107,6 +118,7 @@ def load_stack_file(path: Path) -> StackSpec:
             unresolved=tuple(dict.fromkeys(missing)),
             needs=tuple(str(item) for item in raw.get("needs") or ()),
             example=path.parent.name == EXAMPLES_DIR.name,
+            in_checkout=tuple(p for p in CHECKOUT_PLACEHOLDERS if p in body),
         )
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
         raise StackError(f"stack file {path} is invalid ({exc!r}). Fix the file; see stacks/mlflow.yaml.") from exc
@@ -167,7 +179,7 @@ def _existing_stack(client, name: str):
         return None
 
 
-def _ensure_secret(client, name: str, values: dict[str, str], changes: list[str]) -> None:
+def _ensure_secret(client, name: str, values: dict[str, str], changes: list[str], shared: bool = False) -> None:
     try:
         secret = client.get_secret(name, allow_partial_name_match=False, allow_partial_id_match=False)
     except KeyError:
@@ -175,6 +187,14 @@ def _ensure_secret(client, name: str, values: dict[str, str], changes: list[str]
         changes.append(f"created secret {name} (keys: {', '.join(values)})")
         return
     if {key: secret.secret_values.get(key) for key in values} != values:
+        if shared:
+            differ = [key for key in values if secret.secret_values.get(key) != values[key]]
+            raise StackError(
+                f"the shared ZenML server's secret `{name}` holds other values for {', '.join(differ)} than this "
+                "environment. A shared server's secrets belong to the team: this checkout does not rewrite them. "
+                "Fix: export the team's values (`source .state/team/team.env` for `make team-up`'s servers), or "
+                f"change them for everyone on purpose: `zenml secret update {name} ...`."
+            )
         client.update_secret(name, add_or_update_values=values)
         changes.append(f"updated secret {name} (values changed in the environment)")
 
@@ -190,7 +210,7 @@ def _ensure_flavor(client, component: ComponentSpec, changes: list[str]) -> None
         changes.append(f"registered {component.type} flavor {component.flavor} ({component.flavor_source})")
 
 
-def _ensure_component(client, component: ComponentSpec, changes: list[str]) -> None:
+def _ensure_component(client, component: ComponentSpec, changes: list[str], shared: bool = False) -> None:
     _ensure_flavor(client, component, changes)
     existing = _existing_component(client, component.type, component.name)
     label = f"{component.type} {component.name}"
@@ -211,6 +231,15 @@ def _ensure_component(client, component: ComponentSpec, changes: list[str]) -> N
         for key, value in component.configuration.items()
         if existing.configuration.get(key) != value
     }
+    if drift and shared:
+        described = "; ".join(f"{key} is {old!r} there, {new!r} here" for key, (old, new) in drift.items())
+        raise StackError(
+            f"the shared ZenML server's {label} is configured differently from this checkout's stack file "
+            f"({described}). A shared server's components belong to the team: this checkout does not rewrite "
+            "them. Fix: export the team's values (`source .state/team/team.env` for `make team-up`'s servers), or "
+            f"change the component for everyone on purpose: `zenml {component.type.replace('_', '-')} update "
+            f"{component.name} ...`."
+        )
     if drift:
         client.update_stack_component(
             component.name, _component_type(component.type), configuration=dict(component.configuration)
@@ -219,10 +248,38 @@ def _ensure_component(client, component: ComponentSpec, changes: list[str]) -> N
         changes.append(f"updated {label} ({described})")
 
 
+def on_shared_server(specs: list[StackSpec], named: bool) -> tuple[list[StackSpec], list[str]]:
+    """(the stacks to register, what to say) when the store is a shared ZenML server: a stack that keeps its state
+    in this checkout is refused when named (StackError), skipped otherwise."""
+    from stacks.remote_store import server_url
+
+    url = server_url()
+    kept = [spec for spec in specs if url is None or not spec.in_checkout]
+    local = [spec for spec in specs if spec not in kept]
+    if not local:
+        return kept, []
+    names = ", ".join(f"`{spec.name}`" for spec in local)
+    why = (
+        f"{names} keep{'s' if len(local) == 1 else ''} state in this checkout (SQLite, folders under "
+        f"{', '.join(sorted({p for spec in local for p in spec.in_checkout}))}): registered on the shared ZenML "
+        f"server {url}, every checkout would rewrite {'it' if len(local) == 1 else 'them'} with its own paths"
+    )
+    if named:
+        raise StackError(
+            f"{why}. Fix: use the team's stacks (`stacks up team`, `stacks up mlflow_server`), or use this stack "
+            "with a local store (`unset ZENML_STORE_URL`)."
+        )
+    return kept, [f"skipped {why}"]
+
+
 def stacks_up(specs: list[StackSpec]) -> list[str]:
-    """Register the stacks (components, secrets, stack); return what changed (empty: nothing to do)."""
+    """Register the stacks (components, secrets, stack); return what changed (empty: nothing to do). On a shared
+    server (a team's), existing components and secrets are compared, never rewritten."""
     from zenml.client import Client
 
+    from stacks.remote_store import server_url
+
+    shared = server_url() is not None
     client = Client()
     seen: dict[str, ComponentSpec] = {}
     for spec in specs:
@@ -245,9 +302,9 @@ def stacks_up(specs: list[StackSpec]) -> list[str]:
     changes: list[str] = []
     for spec in specs:
         for secret_name, values in spec.secrets.items():
-            _ensure_secret(client, secret_name, values, changes)
+            _ensure_secret(client, secret_name, values, changes, shared)
         for component in spec.components.values():
-            _ensure_component(client, component, changes)
+            _ensure_component(client, component, changes, shared)
         wanted = {_component_type(kind): component.name for kind, component in spec.components.items()}
         existing = _existing_stack(client, spec.name)
         if existing is None:

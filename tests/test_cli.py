@@ -11,6 +11,7 @@ from pathlib import Path
 from unittest import mock
 
 import click
+import pytest
 from click.testing import CliRunner
 from conftest import PROJECT_ROOT
 
@@ -70,3 +71,34 @@ def test_each_command_function_is_short():
 
 def test_run_py_is_only_the_entry_point():
     assert len(Path(PROJECT_ROOT / "run.py").read_text().splitlines()) < 100
+
+
+@pytest.mark.integration  # three commands in subprocesses: left out of `make test-fast`
+def test_a_zenml_server_that_went_away_is_one_line_and_exit_3(tmp_path):
+    """Pointed at a ZenML server that does not answer (a team's server stopped, a closed port; or an address
+    that answers but is no ZenML server), a command ends with one line naming the address and the fix, exit 3,
+    without ZenML's retries and traceback. `team down` still runs: it needs no store."""
+    import http.server
+    import threading
+
+    from conftest import free_port_block
+
+    closed = f"http://127.0.0.1:{free_port_block()}"
+    not_zenml = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=not_zenml.serve_forever, daemon=True).start()
+    try:
+        for url, said in ((closed, "does not answer"), (f"http://127.0.0.1:{not_zenml.server_port}", "HTTP 404")):
+            env = {**os.environ, "ZENML_STORE_URL": url, "ZENML_STORE_USERNAME": "default", "NO_COLOR": "1"}
+            done = subprocess.run(
+                [sys.executable, "run.py", "history"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+            )
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 3 and len(lines) == 1 and said in lines[0] and url in lines[0], done.stderr
+            assert "Fix:" in lines[0]
+        env["MLOPS_STATE_DIR"] = str(tmp_path)
+        stopped = subprocess.run(
+            [sys.executable, "run.py", "team", "down"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+        )
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        not_zenml.shutdown()

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 from conftest import PROJECT_ROOT, free_port_block
 
 pytestmark = [pytest.mark.integration]
@@ -72,8 +71,6 @@ def client_env(servers, tmp_path_factory) -> dict[str, str]:
         "KUBE_CONTEXT": "team-cluster",
         "ARTIFACT_BUCKET": "s3://team-bucket/zenml",
         "CONTAINER_REGISTRY_URI": "registry.example.com/team",
-        "MLFLOW_TRACKING_USERNAME": "ci",
-        "MLFLOW_TRACKING_PASSWORD": "not-a-real-secret",
         "NO_COLOR": "1",
     }
 
@@ -85,7 +82,7 @@ def run_in(python: str, env: dict[str, str], *args: str) -> subprocess.Completed
 def registered_stacks(servers) -> dict[str, dict[str, str]]:
     """Each stack on the server with its components' flavors, from the server's REST API."""
     api = f"{servers.zenml_url}/api/v1"
-    stacks = requests.get(f"{api}/stacks", params={"size": 100, "hydrate": True}, timeout=10).json()["items"]
+    stacks = servers.zenml_api().get(f"{api}/stacks", params={"size": 100, "hydrate": True}, timeout=10).json()["items"]
     return {
         stack["name"]: {
             kind: components[0]["body"]["flavor_name"]

@@ -1,15 +1,19 @@
-"""The dashboard path a person follows, in a real headless Chromium: `python run.py dashboard` starts ZenML's
-local server on this session's store, the browser opens on the project's runs (not the first-run form), a
-training run shows its steps and renders its model card, and the card and drift report files render on their
-own. Screenshots go to reports/screenshots/."""
+"""The dashboard path a person follows, in a real headless Chromium: `python run.py dashboard` starts a ZenML
+server on this session's store with sign-in on (a generated password, printed once, kept 0600), a browser that
+has not signed in is sent to the sign-in page, a signed-in one opens on the project's runs (not the first-run
+form), a training run shows its steps and renders its model card, and the card and drift report files render on
+their own. Screenshots go to reports/screenshots/."""
 
 from __future__ import annotations
 
 import re
+import stat
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests
 from browser import assert_not_blank, browser_or_skip, chromium, screenshot, wait_for_text
 from conftest import free_port_block, run_cli
 
@@ -31,7 +35,7 @@ def dashboard(bike_slice, data_dir):
     trained = run_cli(*train, unset=("ZENML_LOGGING_VERBOSITY",))  # the output a user sees by default
     assert trained.returncode == 0, trained.stderr[-3000:]
     console = re.sub(r"\x1b\[[0-9;]*m", "", trained.stdout + trained.stderr)  # plain text either way
-    steps = re.findall(r"^\s+✓ (\w+)\s+\((?:[\d.]+s|cached)\)$", console, flags=re.MULTILINE)
+    steps = re.findall(r"^\s+✓ (\w+)\s+\((?:(?:\d+m)?[\d.]+s|cached)\)$", console, flags=re.MULTILINE)
     assert steps[:1] == ["ingest_data"] and steps[-1:] == ["write_model_card"], console[:3000]
     assert len(steps) == len(set(steps)) == 8 and "\x1b[" not in trained.stdout  # no colour codes in a pipe
     assert "has finished in" not in console and "ZenML Pro" not in console, console[:3000]
@@ -54,6 +58,51 @@ def printed(output: str, what: str) -> str:
     found = re.search(rf"^\s*{re.escape(what)}: (\S+)", output, flags=re.MULTILINE)
     assert found, f"`{what}` is not in the dashboard's output:\n{output}"
     return found.group(1)
+
+
+def password_printed(output: str) -> tuple[str, Path]:
+    """The password the first start printed, and the file that keeps it."""
+    found = re.search(r"sign in as `default`; password (\S+), generated now and shown this once; kept in (\S+)", output)
+    assert found, output
+    return found.group(1), Path(found.group(2))
+
+
+def sign_in(driver, url: str, password: str) -> None:
+    """What the dashboard's sign-in form does, done for it: the session cookie from ZenML's own password login
+    (POST /api/v1/login, as the form posts it) and the page's signed-in flag. The form itself keeps headless
+    Chromium's renderer busy (input events and scripts time out there), so it is not typed into."""
+    answer = requests.post(f"{url}/api/v1/login", data={"username": "default", "password": password}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    driver.get(f"{url}/health")  # a page of the server's origin that runs no dashboard script
+    driver.execute_script("window.localStorage.setItem('isAuthenticated', 'true')")
+    for cookie in answer.cookies:
+        driver.execute_cdp_cmd(
+            "Network.setCookie", {"name": cookie.name, "value": cookie.value, "url": f"{url}/", "httpOnly": True}
+        )
+
+
+def test_the_dashboard_asks_for_the_generated_password(dashboard):
+    output, url = dashboard
+    password, kept = password_printed(output)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and password in kept.read_text()
+    assert requests.get(f"{url}/api/v1/current-user", timeout=10).status_code == 401
+    wrong = requests.post(f"{url}/api/v1/login", data={"username": "default", "password": "x" + password}, timeout=30)
+    assert wrong.status_code == 401
+    right = requests.post(f"{url}/api/v1/login", data={"username": "default", "password": password}, timeout=30)
+    assert right.status_code == 200
+    # cross-origin requests are answered for the server's own address only
+    preflight = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+    foreign = requests.options(f"{url}/api/v1/current-user", headers={"Origin": "http://evil.example", **preflight})
+    own = requests.options(f"{url}/api/v1/current-user", headers={"Origin": url, **preflight})
+    assert foreign.headers.get("access-control-allow-origin") is None, foreign.headers
+    assert own.headers.get("access-control-allow-origin") == url, own.headers
+    again = run_cli("dashboard", "--model-name", MODEL, "--port", url.rsplit(":", 1)[1], timeout=300)
+    assert again.returncode == 0 and password not in again.stdout, again.stdout  # shown once only
+    assert f"the password is in {kept}" in again.stdout
+    with chromium() as driver:
+        driver.get(url)
+        wait_for_text(driver, "Log in to your account")  # its renderer then stays too busy for a screenshot
+        assert "/login" in driver.current_url
 
 
 def click(driver, element) -> None:
@@ -102,6 +151,7 @@ def test_dashboard_opens_on_the_project_with_the_run_and_its_model_card(dashboar
     training = printed(output, f"training run of `{MODEL}` version 1")
     assert runs.startswith(url) and training.startswith(url)
     with chromium() as driver:
+        sign_in(driver, url, password_printed(output)[0])
         driver.get(url)
         wait_for_text(driver, "Welcome back")  # the overview, not the first-run account form
         assert "/survey" not in driver.current_url and "/login" not in driver.current_url

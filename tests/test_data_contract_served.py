@@ -1,7 +1,9 @@
-"""A European CSV (`;`, decimal commas) with a True/False column, an integer code with gaps, leading-zero codes,
-unicode categories and a free-text column trains through the training pipeline, is served on every backend behind
-its front door, and answers the same rows exactly as `score` and the model in-process do, whichever natural JSON
-spelling the client uses for each value (generated: `true`/`"True"`, `1`/`"1"`/`"001"`, `null`/NaN)."""
+"""Generated tables with a True/False column, an integer code with gaps, leading-zero codes, unicode categories
+and a free-text column train through the training pipeline, are served on every backend behind their front door,
+and answer the same rows exactly as `score` and the model in-process do, whichever natural JSON spelling the
+client uses for each value (generated: `true`/`"True"`, `1`/`"1"`/`"001"`, `null`/NaN). Two tables: a European
+CSV (`;`, decimal commas) with a numeric target (`make test`), and a comma-separated one with a two-class text
+target (`make test-e2e`, to keep `make test` short)."""
 
 from __future__ import annotations
 
@@ -27,36 +29,53 @@ from stacks.manage import select, stack_specs, stacks_up
 from workflows.runner import run_deployment, run_scoring, run_training
 
 pytestmark = [pytest.mark.integration, needs_stacks("mlflow", "bentoml", "full")]
-MODEL_NAME = "european_contract"
+TABLES = {
+    "european_regression": dict(seed=11, rows=240, european=True, gaps=True, classification=False),
+    "plain_classification": dict(seed=29, rows=240, european=False, gaps=True, classification=True),
+}
 BACKEND_STACKS = {"zenml": "local", "mlflow": "mlflow", "bentoml": "bentoml"}
 
 
-@pytest.fixture(scope="module")
-def european_model(zenml_client, data_dir):
-    """The generated European table trained on `full` (so MLflow has its registry twin) and promoted; the rows
-    to send, as read from a batch file, and `score`'s predictions of that file on the plain stack."""
-    generated = make_table(seed=11, rows=240, european=True, gaps=True, classification=False)
-    source = write_csv(generated, generated.table, data_dir / "european.csv")
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("european_regression"),
+        pytest.param("plain_classification", marks=pytest.mark.e2e),
+    ],
+)
+def european_model(request, zenml_client, data_dir):
+    """A generated table trained on `full` (so MLflow has its registry twin) and promoted; the rows to send, as
+    read from a batch file, and `score`'s predictions of that file on the plain stack."""
+    table_name = request.param
+    model_name = f"contract_{table_name}"
+    generated = make_table(**TABLES[table_name])
+    source = write_csv(generated, generated.table, data_dir / f"{table_name}.csv")
     stacks_up(select([], stack_specs(), for_registration=True))
     activate_stack("full")
     try:
-        config = apply_overrides(load_config(DEMO_CONFIG), model_name=MODEL_NAME, enable_cache=False)
+        config = apply_overrides(load_config(DEMO_CONFIG), model_name=model_name, enable_cache=False)
         config = config.model_copy(update={"dataset": generated.dataset.model_copy(update={"path": str(source)})})
         outcome = run_training(config)
         assert outcome.decision.promoted, outcome.decision.reason
     finally:
         zenml_client.activate_stack("default")
-    version = zenml_client.get_model_version(MODEL_NAME, "production")
+    version = zenml_client.get_model_version(model_name, "production")
     schema = version.get_artifact(FEATURE_SCHEMA).load()
     assert "amount" in schema.numeric_features and "flag" in schema.boolean_features, schema
     batch_rows = generated.table.drop(columns=["target"]).tail(60)
-    batch_file = write_csv(generated, batch_rows, data_dir / "european_batch.csv")
-    scored = run_scoring(MODEL_NAME, str(batch_file), None, DeploymentConfig())
+    batch_file = write_csv(generated, batch_rows, data_dir / f"{table_name}_batch.csv")
+    scored = run_scoring(model_name, str(batch_file), None, DeploymentConfig())
     assert scored.skipped.empty, scored.skipped
     rows = read_table(batch_file)
     in_process = version.get_model_artifact(MODEL).load().predict(rows[schema.model_inputs])
     assert list(scored.scored["prediction"]) == list(in_process)
-    return {"schema": schema, "rows": rows, "expected": list(in_process), "version": str(version.number)}
+    return {
+        "name": model_name,
+        "schema": schema,
+        "rows": rows,
+        "expected": list(in_process),
+        "version": str(version.number),
+    }
 
 
 @pytest.mark.parametrize("backend_name", list(BACKEND_STACKS))
@@ -68,9 +87,9 @@ def test_served_answers_equal_score_on_every_backend(european_model, zenml_clien
     schema, expected = european_model["schema"], european_model["expected"]
     records = json.loads(json.dumps(json_records(european_model["rows"], schema)))
     try:
-        record = run_deployment(MODEL_NAME, config)
+        record = run_deployment(european_model["name"], config)
         assert record["model_version"] == european_model["version"]
-        endpoint = live_endpoint(backend, MODEL_NAME)
+        endpoint = live_endpoint(backend, european_model["name"])
         door = dataclasses.replace(endpoint, url=record["front_door_url"]) if record["front_door_url"] else endpoint
         answered = 0
 
@@ -89,11 +108,12 @@ def test_served_answers_equal_score_on_every_backend(european_model, zenml_clien
 
         same_answers()
         note(
-            f"data contract, served on {backend_name}: {answered} rows in 6 generated spellings through "
-            f"{'the front door' if record['front_door_url'] else 'the server'}, equal to score and in-process"
+            f"data contract, {european_model['name']} served on {backend_name}: {answered} rows in 6 generated "
+            f"spellings through {'the front door' if record['front_door_url'] else 'the server'}, equal to score "
+            "and in-process"
         )
     finally:
-        stopped = undeploy(backend, MODEL_NAME)
+        stopped = undeploy(backend, european_model["name"])
         assert all(not still_running(e.pid) for e in stopped)
         zenml_client.activate_stack("default")
 

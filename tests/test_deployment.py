@@ -100,6 +100,24 @@ def test_every_answered_row_is_logged_with_its_request_id_version_and_keys(serve
     assert len(with_keys) == 15 and set(served["schema"].model_inputs) <= set(logged.columns)
 
 
+def test_the_request_id_header_alone_names_the_logged_rows_on_every_backend(served):
+    """The front door sends a request's id as the X-Request-ID header to every backend (MLflow's scoring server
+    included, which hands its model only the body): a request with the header and nothing in its body is logged
+    under the header's id."""
+    backend = served["backend"]
+    endpoint = live_endpoint(backend, MODEL_NAME)
+    records = json_records(served["test_set"].tail(3), served["schema"])
+    request = urllib.request.Request(
+        endpoint.predict_url, data=json.dumps(backend.request_body(records)).encode(), method="POST"
+    )
+    request.add_header("Content-Type", "application/json")
+    request.add_header("X-Request-ID", f"header-only-{backend.name}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    logged = logged_rows({f"header-only-{backend.name}"})
+    assert len(logged) == 3 and set(logged["backend"]) == {backend.name}
+
+
 def _post_raw(url: str, raw: bytes) -> tuple[int, object]:
     return http_json(url, raw, timeout=30)
 

@@ -71,8 +71,6 @@ def client(root: Path, name: str, servers) -> dict[str, str]:
         "MLOPS_STATE_DIR": str(home / "state"),
         "MLOPS_REPORTS_DIR": str(home / "reports"),
         "BENTOML_HOME": str(home / "state" / "bentoml"),
-        "MLFLOW_TRACKING_USERNAME": "ci",
-        "MLFLOW_TRACKING_PASSWORD": "not-a-real-secret",
         "NO_COLOR": "1",
         "PWD": str(project),
     }
@@ -97,9 +95,9 @@ def finished(process: subprocess.Popen) -> str:
 
 def production_versions(servers) -> list[int]:
     """Asked of the ZenML server's REST API directly, as any other client would see it."""
-    api = f"{servers.zenml_url}/api/v1"
-    model = requests.get(f"{api}/models", params={"name": MODEL}, timeout=10).json()["items"][0]
-    versions = requests.get(
+    api, signed_in = f"{servers.zenml_url}/api/v1", servers.zenml_api()
+    model = signed_in.get(f"{api}/models", params={"name": MODEL}, timeout=10).json()["items"][0]
+    versions = signed_in.get(
         f"{api}/model_versions", params={"model": model["id"], "stage": "production", "size": 100}, timeout=10
     ).json()["items"]
     return sorted(int(v["body"]["number"]) for v in versions)
@@ -108,7 +106,11 @@ def production_versions(servers) -> list[int]:
 def champion_twin(servers) -> str:
     from mlflow import MlflowClient
 
-    twin = MlflowClient(servers.mlflow_url).get_model_version_by_alias(MODEL, "champion")
+    environment = servers.environment()
+    with pytest.MonkeyPatch.context() as patch:  # MLflow's client reads its credentials from the environment
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            patch.setenv(name, environment[name])
+        twin = MlflowClient(servers.mlflow_url).get_model_version_by_alias(MODEL, "champion")
     return twin.tags["zenml_model_version"]
 
 
@@ -168,3 +170,71 @@ def test_two_clients_promote_at_the_same_moment_and_one_wins_each_time(servers, 
         cwd=clients[0]["PWD"], env=clients[0], capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert history.returncode == 0 and "team drill" in history.stdout, history.stdout[-2000:]
+
+
+def test_the_team_servers_ask_for_the_generated_credentials(servers):
+    """Both servers refuse a client without the team's credentials; the credentials are generated, kept 0600 in
+    the team folder (and in team.env, which a shell can source), and said in full only by the `up` that made
+    them."""
+    import stat
+
+    from workflows import team
+
+    environment = servers.environment()
+    assert requests.get(f"{servers.zenml_url}/api/v1/current-user", timeout=10).status_code == 401
+    assert servers.zenml_api().get(f"{servers.zenml_url}/api/v1/current-user", timeout=10).status_code == 200
+    experiments = f"{servers.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(experiments, timeout=10).status_code == 401
+    credentials = (environment["MLFLOW_TRACKING_USERNAME"], environment["MLFLOW_TRACKING_PASSWORD"])
+    assert requests.get(experiments, auth=credentials, timeout=10).status_code == 200
+    assert requests.get(experiments, auth=(credentials[0], "wrong"), timeout=10).status_code == 401
+    root = Path(servers.root)
+    exported = team.environment_file(root)
+    for kept in (exported, root / "zenml-credentials.json", root / "mlflow-credentials.json"):
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600, kept
+    sourced = subprocess.run(
+        ["bash", "-c", f"source {exported} && env"], capture_output=True, text=True, check=True, env={}
+    ).stdout
+    for name, value in environment.items():
+        assert f"{name}={value}\n" in sourced
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    first = team.describe(servers)
+    assert servers.new_credentials and environment["ZENML_STORE_PASSWORD"] in first, first
+    again = team.up(root)  # already running: the same servers, the passwords no longer printed
+    assert again.zenml_pid == servers.zenml_pid and not again.new_credentials
+    assert environment["ZENML_STORE_PASSWORD"] not in team.describe(again)
+    assert environment["MLFLOW_TRACKING_PASSWORD"] not in team.describe(again)
+
+
+def test_a_second_checkout_never_rewrites_the_team_servers_components(servers, tmp_path):
+    """Two checkouts on one team server: the second one's `stacks up` with other values stops and names the
+    difference (the first one's component stays as it was); with the team's values it changes nothing; stacks that
+    keep state in a checkout (SQLite MLflow, BentoML's home) are skipped by the default set and refused by name."""
+
+    def stacks_up(env: dict[str, str], *names: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "run.py", "stacks", "up", *names]
+        return subprocess.run(command, cwd=env["PWD"], env=env, capture_output=True, text=True, timeout=600)
+
+    def component(name: str) -> dict:
+        found = servers.zenml_api().get(
+            f"{servers.zenml_url}/api/v1/components", params={"name": name, "hydrate": True}, timeout=10
+        )
+        return found.json()["items"]
+
+    first, second = (client(tmp_path, name, servers) for name in ("checkout_a", "checkout_b"))
+    registered = stacks_up(first, "team")
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    path_before = component("team_artifacts")[0]["metadata"]["configuration"]["path"]
+    refused = stacks_up({**second, "TEAM_ARTIFACT_STORE": str(tmp_path / "elsewhere")}, "team")
+    said = refused.stderr.strip()
+    assert refused.returncode == 3 and len(said.splitlines()) == 1, refused.stdout + refused.stderr
+    assert "team_artifacts" in said and "does not rewrite" in said and str(tmp_path / "elsewhere") in said
+    assert component("team_artifacts")[0]["metadata"]["configuration"]["path"] == path_before
+    again = stacks_up(second, "team")
+    assert again.returncode == 0 and "no changes" in again.stdout, again.stdout + again.stderr
+    default_set = stacks_up(second)
+    assert default_set.returncode == 0, default_set.stdout + default_set.stderr
+    assert "skipped `bentoml`, `full`, `mlflow` keep state in this checkout" in default_set.stdout
+    named = stacks_up(second, "mlflow")
+    assert named.returncode == 3 and "`mlflow` keeps state in this checkout" in named.stderr, named.stderr
+    assert component("mlflow_tracker") == []  # no checkout's SQLite database on the team's server

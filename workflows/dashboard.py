@@ -1,11 +1,11 @@
-"""The ZenML dashboard on this project's runs, in one step: ZenML's local server (`zenml login --local`), its
-first-run account form answered for the local default user, and the addresses of what to look at."""
+"""The ZenML dashboard on this project's runs, in one step: a ZenML server of the project's own on this project's
+store, with sign-in on (workflows/zenml_server.py), its first-run account form answered, and the addresses of what
+to look at. A project whose store is already a ZenML server (a team's) is shown that server's dashboard."""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
 from lifecycle.names import MONITORING_PIPELINE
+from lifecycle.project_state import private_folder, write_json
+from serving.processes import port_is_free, server_alive, stop_process
+from workflows import zenml_server
 
 if TYPE_CHECKING:
     from zenml.models import PipelineRunResponse
@@ -41,12 +45,16 @@ class Dashboard:
     url: str
     looks: list[Look] = field(default_factory=list)
     onboarding: str = ""
+    sign_in: str = ""  # how to sign in, said on the first line
 
 
-def _zenml(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ZENML_AUTO_OPEN_DASHBOARD": "false", "NO_COLOR": "1"}
-    command = [str(Path(sys.executable).parent / "zenml"), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+def dashboard_folder() -> Path:
+    """The dashboard server's configuration, log, record and credentials (0700)."""
+    return state_dir() / "dashboard"
+
+
+def _record() -> Path:
+    return dashboard_folder() / "server.json"
 
 
 def server_installed() -> bool:
@@ -58,23 +66,21 @@ def server_installed() -> bool:
     return True
 
 
-def finish_onboarding(url: str) -> str:
-    """Answer the dashboard's first-run account form for the local user (no name, no e-mail, no newsletter), so
-    the browser opens on the project instead of the form. The local server runs without authentication; ZenML's
-    own `update_user` call cannot do this (the server ignores the opt-in field there), `/current-user` can."""
-    current = requests.get(f"{url}/api/v1/current-user", timeout=10)
-    if current.status_code in (401, 403):
-        return "the server asks for a login, so its first-run form was left for you to fill in"
+def finish_onboarding(api: requests.Session, url: str) -> str:
+    """Answer the dashboard's first-run account form for the signed-in user (no name, no e-mail, no newsletter),
+    so the browser opens on the project instead of the form. ZenML's own `update_user` call cannot do this (the
+    server ignores the opt-in field there), `/current-user` can."""
+    current = api.get(f"{url}/api/v1/current-user", timeout=10)
     current.raise_for_status()
     metadata = dict((current.json().get("metadata") or {}).get("user_metadata") or {})
     metadata["finished_onboarding_survey"] = True
-    answer = requests.put(
+    answer = api.put(
         f"{url}/api/v1/current-user",
         json={"email_opted_in": False, "user_metadata": metadata},
         timeout=10,
     )
     answer.raise_for_status()
-    return "first-run account form answered for the local user"
+    return "first-run account form answered"
 
 
 def _latest_runs(model_name: str) -> tuple[PipelineRunResponse | None, PipelineRunResponse | None, int | None]:
@@ -147,76 +153,87 @@ def looks_for(url: str, model_name: str, reports: Path) -> list[Look]:
 
 
 def start(model_name: str, reports: Path, port: int = DEFAULT_PORT) -> Dashboard:
-    """Start (or reuse) ZenML's local server on 127.0.0.1:`port`, connect this project's client to it, answer
-    its first-run form, and say where this model's runs, card and reports are."""
+    """Start (or reuse) the project's ZenML server on 127.0.0.1:`port` over this project's store, with sign-in
+    on, answer its first-run form, and say where this model's runs, card and reports are."""
+    from zenml.config.global_config import GlobalConfiguration
+    from zenml.enums import StoreType
+
     if not server_installed():
         raise DashboardFailed(
             "the ZenML server is not installed in this environment. Fix: `make dashboard` installs it, or "
             "`pip install -c constraints.txt -e '.[server]'`."
         )
-    placeholder = "http://dashboard"
-    note = ""
-    try:  # read before the client moves to the server: the same records, either way
-        looks_before = looks_for(placeholder, model_name, reports)
-    except Exception as exc:  # an empty store still gets its dashboard
-        looks_before = []
-        note = f"(could not list this model's runs: {exc})"
-    done = _zenml("login", "--local", "--port", str(port), "--ip-address", "127.0.0.1")
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
-        raise DashboardFailed(
-            f"`zenml login --local --port {port}` failed:\n{tail}\nFix: free port {port} or pass --port, "
-            "and see `zenml logs` (the local server's log)."
+    store = GlobalConfiguration().store_configuration
+    if store.type == StoreType.REST:  # a team's server: its own dashboard has the runs
+        team_url = store.url.rstrip("/")
+        return Dashboard(
+            url=team_url,
+            looks=_looks_or_note(team_url, model_name, reports)[0],
+            onboarding="this project's store is this ZenML server: its dashboard is the one with the runs; "
+            "no local server was started",
+            sign_in="sign in with your account on that server",
         )
-    url = f"http://127.0.0.1:{port}"
-    onboarding = finish_onboarding(url)
-    looks = [Look(look.what, look.url.replace(placeholder, url), look.how, look.same_page) for look in looks_before]
-    return Dashboard(url=url, looks=looks, onboarding=onboarding + (f" {note}" if note else ""))
+    dashboard_folder().parent.mkdir(parents=True, exist_ok=True)
+    folder = private_folder(dashboard_folder())
+    credentials, new = zenml_server.Credentials.kept_in(folder / "credentials.json")
+    running = _running_url()
+    if running is not None:
+        url = running
+    else:
+        if not port_is_free("127.0.0.1", port):
+            raise DashboardFailed(
+                f"port {port} on 127.0.0.1 is taken by another program. Fix: pass --port with a free one."
+            )
+        zenml_server.set_local_password(credentials)
+        process, url = zenml_server.start(
+            folder / "zenml-server",
+            str(store.url),
+            port,
+            credentials,
+            folder / "server.log",
+            client_stores=GlobalConfiguration().local_stores_path,
+        )
+        write_json(_record(), {"pid": process.pid, "url": url})
+    onboarding = finish_onboarding(zenml_server.signed_in(url, credentials), url)
+    looks, note = _looks_or_note(url, model_name, reports)
+    kept = f"{folder / 'credentials.json'} (0600)"
+    sign_in = f"sign in as `{credentials.username}`; " + (
+        f"password {credentials.password}, generated now and shown this once; kept in {kept}"
+        if new
+        else f"the password is in {kept}"
+    )
+    return Dashboard(url=url, looks=looks, onboarding=onboarding + (f" {note}" if note else ""), sign_in=sign_in)
 
 
-def local_server_pids(config_dir: Path) -> list[int]:
-    """The daemon processes of the local ZenML server kept in `config_dir` (ZenML's configuration folder)."""
-    import psutil
-
-    marker = str(config_dir / "zen_server" / "daemon")
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if any(marker in part for part in process.info["cmdline"] or []):
-                found.append(process.info["pid"])
-    return found
+def _looks_or_note(url: str, model_name: str, reports: Path) -> tuple[list[Look], str]:
+    try:
+        return looks_for(url, model_name, reports), ""
+    except Exception as exc:  # an empty store still gets its dashboard
+        return [], f"(could not list this model's runs: {exc})"
 
 
-def wait_stopped(pids: list[int], timeout: float = 30) -> None:
-    """`zenml logout --local` asks the daemon to stop and returns: wait for it, and kill what outlives `timeout`."""
-    import psutil
-
-    processes = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            processes.append(psutil.Process(pid))
-    _, alive = psutil.wait_procs(processes, timeout=timeout)
-    for process in alive:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
-def zenml_config_dir() -> Path:
-    from zenml.utils.io_utils import get_global_config_directory
-
-    return Path(get_global_config_directory())
+def _running_url() -> str | None:
+    """The address of the project's dashboard server when it runs and answers."""
+    if not _record().is_file():
+        return None
+    known = json.loads(_record().read_text())
+    if not server_alive(known["pid"]):
+        return None
+    try:
+        requests.get(f"{known['url']}/health", timeout=5).raise_for_status()
+    except requests.RequestException:
+        return None
+    return str(known["url"])
 
 
 def stop() -> str:
-    """Stop the local server; the client goes back to the local store it used before."""
-    daemons = local_server_pids(zenml_config_dir())
-    done = _zenml("logout", "--local", timeout=120)
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
-        raise DashboardFailed(f"`zenml logout --local` failed:\n{tail}")
-    wait_stopped(daemons)
-    return "the local ZenML server is stopped; the commands use the local store again"
+    """Stop the project's dashboard server, by its process id."""
+    if not _record().is_file():
+        return "no dashboard server of this project is running"
+    known = json.loads(_record().read_text())
+    stop_process(known["pid"])
+    _record().unlink()
+    return f"the dashboard server ({known['url']}) is stopped"
 
 
 def open_runs_page(dashboard: Dashboard) -> bool:
@@ -232,7 +249,7 @@ def open_runs_page(dashboard: Dashboard) -> bool:
 
 
 def describe(dashboard: Dashboard) -> str:
-    lines = [f"ZenML dashboard: {dashboard.url}  ({dashboard.onboarding})"]
+    lines = [f"ZenML dashboard: {dashboard.url}  ({dashboard.sign_in})", f"  ({dashboard.onboarding})"]
     for look in dashboard.looks:
         lines.append(f"  {look.what}: {look.url}")
         if look.how:
@@ -241,5 +258,5 @@ def describe(dashboard: Dashboard) -> str:
             lines.append(f"      the same page as a file: {look.same_page}")
     if len(dashboard.looks) <= 1:
         lines.append("  (no training run of this model yet: `make run` trains one)")
-    lines.append("Stop it with `make dashboard-stop` (`zenml logout --local`).")
+    lines.append("Stop it with `make dashboard-stop`.")
     return "\n".join(lines)
