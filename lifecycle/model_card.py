@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from lifecycle.config import PROJECT_ROOT
+from lifecycle.hints import run_hint
 from lifecycle.metrics import LOWER_IS_BETTER, EvaluationReport
 from lifecycle.validation import DataQualityReport, FeatureSchema
 
@@ -231,7 +232,7 @@ def _serving(card: ModelCard) -> Section:
 
 def _monitoring(card: ModelCard) -> Section:
     if not card.monitoring:
-        return Section("Monitoring", ["Not monitored yet (`python run.py monitor`)."])
+        return Section("Monitoring", [f"Not monitored yet (`{run_hint()} monitor`)."])
     metric = card.evaluation.primary_metric
     rows, labels, drift, scores = [], [], [], []
     for record in card.monitoring:

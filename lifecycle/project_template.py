@@ -13,6 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from lifecycle.hints import run_hint
+
 ANSWERS_FILE = ".copier-answers.yml"
 DEMO_DATASET = "data/bike_sharing_hourly.csv.gz"
 
@@ -84,7 +86,7 @@ def main() -> None:
     except Exception as error:  # noqa: BLE001 - the project's own errors carry their fix; Copier stops on exit 1
         print(
             f"error: {error}\n(The project was not generated. Answer again, e.g. `copier copy --trust --data "
-            "target=COLUMN ...`; the checks are `python run.py train`'s.)",
+            f"target=COLUMN ...`; the checks are `{run_hint()} train`'s.)",
             file=sys.stderr,
         )
         sys.exit(1)

@@ -18,6 +18,7 @@ from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
 from lifecycle.data import read_table
 from lifecycle.environment import file_lock
 from lifecycle.errors import PipelineFailed
+from lifecycle.hints import run_hint
 from lifecycle.metrics import EvaluationReport
 from lifecycle.monitoring import MonitoringSummary
 from lifecycle.names import (
@@ -261,7 +262,7 @@ def _trial_version(model_name: str, role: str, version: str | None) -> str:
     if number == Client().get_model_version(model_name, "production").number:
         raise ReleaseError(
             f"version {number} of `{model_name}` is production already; a {role} serves another version beside "
-            "it. Fix: name a staging or earlier version (`python run.py history` lists them)."
+            f"it. Fix: name a staging or earlier version (`{run_hint()} history` lists them)."
         )
     return str(number)
 
