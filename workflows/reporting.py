@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lifecycle.hints import run_hint, tool_hint
+from lifecycle.metrics import LOWER_IS_BETTER
+from lifecycle.monitoring import versus_test_set
 
 if TYPE_CHECKING:
     from workflows.release import ReleaseOutcome
@@ -103,9 +105,9 @@ def monitoring_summary(outcome: MonitoringOutcome) -> str:
     if performance.judged:
         metric = performance.metric
         lines.append(
-            f"  performance: {metric} {performance.metrics[metric]:.4g} on {performance.labelled_rows} labelled rows "
-            f"vs {performance.reference_metrics[metric]:.4g} on the model's test set "
-            f"({performance.degradation:+.0%} {'worse' if (performance.degradation or 0) > 0 else 'better'})"
+            f"  performance: {metric} {performance.metrics[metric]:.4g} on {performance.labelled_rows} labelled rows, "
+            f"{versus_test_set(performance.degradation or 0.0)} ({performance.reference_metrics[metric]:.4g}; "
+            f"{'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)"
         )
     else:
         lines.append(f"  performance: not judged ({performance.reason})")
