@@ -15,13 +15,15 @@ import pytest
 from lifecycle.config import DEFAULT_CONFIG, load_config
 from lifecycle.data import read_table
 from lifecycle.metrics import evaluate_model
-from lifecycle.modeling import fit_model, predict_scores
+from lifecycle.modeling import fit_model, make_estimator, predict_scores
 from lifecycle.splitting import split_table
 from lifecycle.validation import validate_table
 from serving.contract import answer, json_records, parse_body
 
-# A smoke train: at most this many rows of the file (the newest, for time-ordered data), a few trees at most.
+# A smoke train: at most this many rows of the file (the newest, for time-ordered data), and at most this many
+# boosting iterations or trees (the configured estimator otherwise, without its grid search).
 SAMPLE_ROWS = 3000
+SMOKE_ROUNDS = {"max_iter": 30, "n_estimators": 30}
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +34,13 @@ def own():
     if len(clean) > SAMPLE_ROWS:
         clean = clean.iloc[-SAMPLE_ROWS:] if schema.time_columns else clean.sample(SAMPLE_ROWS, random_state=0)
     train, test = split_table(clean, schema, config.split, seed=config.training.seed)
-    # The configured values, no search: a smoke train.
-    estimator = config.training.estimator.model_copy(update={"param_grid": {}})
+    configured = config.training.estimator
+    accepted = make_estimator(configured.name, schema.task, configured.params, config.training.seed)[0].get_params()
+    params = {**configured.params}
+    for name, rounds in SMOKE_ROUNDS.items():
+        if isinstance(accepted.get(name), int):
+            params[name] = min(accepted[name], rounds)
+    estimator = configured.model_copy(update={"param_grid": {}, "params": params})
     training = config.training.model_copy(update={"estimator": estimator})
     model, _ = fit_model(train, schema, training)
     return config, schema, quality, model, train, test
