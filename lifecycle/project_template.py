@@ -21,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import statistics
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +46,7 @@ class Sample:
 
     columns: list[str]
     rows: list[dict[str, str]]
+    dialect: type[csv.Dialect] | csv.Dialect = csv.excel
 
 
 def locate_dataset(answer: str, template_root: str | None) -> Path:
@@ -106,7 +106,7 @@ def read_sample(path: Path, rows: int = SAMPLE_ROWS) -> Sample | None:
     reader = csv.reader(io.StringIO(text), dialect)
     header = [name.strip() for name in next(reader, [])]
     sample = [dict(zip(header, values, strict=False)) for _, values in zip(range(rows), reader, strict=False)]
-    return Sample(header, sample)
+    return Sample(header, sample, dialect)
 
 
 def _column_names(entries: list) -> list[str]:
@@ -144,19 +144,35 @@ def _parse_time(value: str, fmt: str | None) -> datetime | None:
         return None
 
 
-def time_grain_days(sample: Sample, answers: dict) -> float | None:
-    """The typical step between distinct times of the first time column in the sample, in days (1.0: daily
-    data); None without a time column or parseable times."""
+def time_grain_days(path: Path, sample: Sample, answers: dict) -> float | None:
+    """Days per row over the whole file: the first time column's span divided among its rows (1.0: one row a
+    day; the demo's dates with 24 hourly rows each: 1/24), whatever order the rows are in. None without a time
+    column or with fewer than three parseable, distinct times."""
     entries = answers.get("time_columns") or []
     if not entries:
         return None
     first = entries[0]
     column = first["column"] if isinstance(first, dict) else str(first)
     fmt = first.get("format") if isinstance(first, dict) else None
-    stamps = sorted({t for row in sample.rows if (t := _parse_time(row.get(column, ""), fmt)) is not None})
-    steps = [(b - a).total_seconds() / 86400 for a, b in zip(stamps, stamps[1:], strict=False)]
-    steps = [step for step in steps if step > 0]
-    return statistics.median(steps) if len(steps) >= 3 else None
+    if column not in sample.columns:
+        return None
+    position = sample.columns.index(column)
+    earliest = latest = None
+    rows = 0
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as text:
+        reader = csv.reader(text, sample.dialect)
+        next(reader, None)
+        for values in reader:
+            stamp = _parse_time(values[position], fmt) if position < len(values) else None
+            if stamp is None:
+                continue
+            rows += 1
+            earliest = stamp if earliest is None or stamp < earliest else earliest
+            latest = stamp if latest is None or stamp > latest else latest
+    if earliest is None or latest is None or rows < 3 or latest == earliest:
+        return None
+    return (latest - earliest).total_seconds() / 86400 / (rows - 1)
 
 
 def scaled_windows(grain_days: float) -> dict[str, int]:
@@ -220,7 +236,7 @@ def check_project(project: Path, answers: dict) -> str:
             f"checked {where}: target `{answers['target']}` and every named column are in its "
             f"{len(sample.columns)} columns ({len(sample.rows)} rows sampled)"
         )
-        grain = time_grain_days(sample, answers)
+        grain = time_grain_days(path, sample, answers)
         windows = scale_monitoring_config(project, grain) if grain is not None else None
         if windows:
             lines.append(

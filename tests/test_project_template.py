@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT
 
-from lifecycle.project_template import Sample, scaled_windows, time_grain_days
+from lifecycle.project_template import read_sample, scaled_windows, time_grain_days
 
 
 def project_with(tmp_path: Path) -> Path:
@@ -109,12 +109,16 @@ def test_daily_data_gets_windows_that_leave_a_real_test_set_and_hourly_data_keep
     assert (hourly_project / "configs" / "monitoring.yaml").read_text() == template
 
 
-def test_the_grain_is_the_typical_step_between_distinct_times():
-    days = [{"date": f"2021-03-{day:02d}"} for day in (1, 1, 2, 3, 5, 6, 7)]  # repeats and a gap
-    assert time_grain_days(Sample(["date"], days), {"time_columns": ["date"]}) == 1.0
-    hours = [{"hr": f"{h % 12 or 12}{'am' if h < 12 else 'pm'}"} for h in range(24)]
-    grain = time_grain_days(Sample(["hr"], hours), {"time_columns": [{"column": "hr", "format": "%I%p"}]})
-    assert grain == pytest.approx(1 / 24)
-    assert time_grain_days(Sample(["date"], days), {"time_columns": []}) is None
+def test_the_grain_is_days_per_row_over_the_whole_file_in_any_order(tmp_path):
+    daily = write_table(tmp_path / "daily.csv", timedelta(days=1), rows=50)
+    lines = daily.read_text().splitlines()
+    daily.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")  # newest first
+    assert time_grain_days(daily, read_sample(daily), {"time_columns": ["date"]}) == pytest.approx(1.0)
+    assert time_grain_days(daily, read_sample(daily), {"time_columns": []}) is None
+    # The demo's layout: shuffled rows, a date column and an hour column, 24 rows a day: hourly rows.
+    demo = PROJECT_ROOT / "data" / "bike_sharing_hourly.csv.gz"
+    answers = {"time_columns": ["dteday", {"column": "hr", "format": "%I%p"}]}
+    assert time_grain_days(demo, read_sample(demo), answers) == pytest.approx(1 / 24, rel=0.05)
     assert scaled_windows(1 / 24) == {"retrain_window_days": 56, "initial_training_days": 42, "period_days": 28}
+    assert scaled_windows(1.0) == {"retrain_window_days": 365, "initial_training_days": 365, "period_days": 90}
     assert scaled_windows(7)["retrain_window_days"] == 7 * 365
