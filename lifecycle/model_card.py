@@ -83,7 +83,7 @@ def share(value: Any) -> str:
     if value is None:
         return "—"
     number = float(value)
-    return f"{number:.0%}" if number == 0 or number >= 0.01 or number == 1 else f"{number:.1%}"
+    return f"{number:.0%}" if number == 0 or abs(number) >= 0.01 else f"{number:.1%}"  # 0.4%, not 0%
 
 
 NOT_FILLED_IN = (
