@@ -17,7 +17,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env run test test-fast test-e2e test-team test-race test-cluster lint dashboard dashboard-stop team-up team-down clean
+.PHONY: setup cluster-env run test test-template test-fast test-e2e test-team test-race test-cluster lint dashboard dashboard-stop team-up team-down clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -44,11 +44,25 @@ cluster-env: $(CLUSTER_INSTALLED)
 run: setup
 	$(PY) run.py $(ARGS)
 
+# A project generated from the template (it has configs/demo.yaml) tests its own model on its own data: a smoke
+# train on a sample, the serving contract on its columns (tests/test_project.py), and the tests that read its own
+# files (config, README and docs commands, workflows, layers). `make test-template` runs the template's suite.
+PROJECT_TESTS := tests/test_project.py tests/test_config.py tests/test_hints.py tests/test_architecture.py \
+	tests/test_workflows.py tests/test_ci_workflows.py
+GENERATED := $(wildcard configs/demo.yaml)
+
 # Two workers, one test file each at a time: servers start and models train in one file while the other waits on
 # its own servers, in the order tests/conftest.py gives (the longest files first; xdist would otherwise start the
 # files with the most tests first). Each worker has its own throw-away ZenML store. The long journeys (marked
 # e2e) and the team race run in their own suites below; `.ci/run` runs every suite.
+ifneq ($(GENERATED),)
 test: setup
+	$(PY) -m pytest -m "not integration" $(PROJECT_TESTS) $(PYTEST_ARGS)
+else
+test: test-template
+endif
+
+test-template: setup
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team" $(PYTEST_ARGS)
 
 # The long end-to-end journeys: a generated project's own tests, the backend comparison, the CLI on every stack,

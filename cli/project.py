@@ -20,6 +20,7 @@ from lifecycle.config import (
     load_config,
     load_monitoring_config,
 )
+from lifecycle.hints import run_hint, tool_hint
 from lifecycle.validation import validate_file
 
 
@@ -178,7 +179,7 @@ def stacks_up_command(names: tuple[str, ...], files: tuple[str, ...]) -> None:
         f"{', '.join(s.name for s in chosen)}: "
         + (f"{len(changes)} change(s)." if changes else "already registered, no changes.")
     )
-    click.echo("Switch with `zenml stack set NAME`; see them with `python run.py stacks list`.")
+    click.echo(f"Switch with `{tool_hint('zenml')} stack set NAME`; see them with `{run_hint()} stacks list`.")
 
 
 @stacks.command("list")

@@ -195,6 +195,10 @@ class ModelConfig(_Strict):
     name: str
     description: str = ""
     tags: list[str] = Field(default_factory=list)
+    # What the model is for and where it must not be trusted: the model card's "Intended use" and "Limitations"
+    # sections (recorded on the Model Control Plane's model as its use cases and limitations).
+    intended_use: str = ""
+    limitations: str = ""
 
     @field_validator("name")
     @classmethod

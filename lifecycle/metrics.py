@@ -10,8 +10,10 @@ from pydantic import BaseModel, Field
 from sklearn.dummy import DummyClassifier
 from sklearn.metrics import (
     accuracy_score,
+    confusion_matrix,
     f1_score,
     mean_absolute_error,
+    precision_recall_fscore_support,
     r2_score,
     roc_auc_score,
     root_mean_squared_error,
@@ -51,6 +53,52 @@ class NaiveBaseline(BaseModel):
     model_wins: float | None = None
 
 
+class ClassMetrics(BaseModel):
+    """One class of a classifier on the test set."""
+
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int  # test rows of this class
+
+
+class ClassBreakdown(BaseModel):
+    """What a classifier's overall metrics average over: each class's metrics, the confusion matrix (rows: the
+    true class, columns: the predicted one, in `labels` order) and each class's share of the train and test rows."""
+
+    labels: list[str]
+    classes: list[ClassMetrics]
+    confusion: list[list[int]]
+    train_shares: dict[str, float]
+    test_shares: dict[str, float]
+
+
+def class_breakdown(y_train: pd.Series, y_true: pd.Series, y_pred: np.ndarray) -> ClassBreakdown:
+    """Per-class precision, recall, F1 and support, the confusion matrix and the class balance, with every class
+    seen in training, testing or the predictions (labels as text, in sorted order)."""
+    train, true, predicted = (pd.Series(values).astype(str) for values in (y_train, y_true, y_pred))
+    labels = sorted(set(train) | set(true) | set(predicted))
+    precision, recall, f1, support = precision_recall_fscore_support(true, predicted, labels=labels, zero_division=0)
+    classes = [
+        ClassMetrics(label=label, precision=float(p), recall=float(r), f1=float(f), support=int(s))
+        for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+    ]
+    matrix = confusion_matrix(true, predicted, labels=labels)
+
+    def shares(values: pd.Series) -> dict[str, float]:
+        counts = values.value_counts()
+        return {label: float(counts.get(label, 0) / max(len(values), 1)) for label in labels}
+
+    return ClassBreakdown(
+        labels=labels,
+        classes=classes,
+        confusion=[[int(cell) for cell in row] for row in matrix],
+        train_shares=shares(train),
+        test_shares=shares(true),
+    )
+
+
 class EvaluationReport(BaseModel):
     task: str
     primary_metric: str
@@ -59,6 +107,7 @@ class EvaluationReport(BaseModel):
     baseline_metrics: dict[str, float]  # per metric, the strongest naive predictor's value
     naive_baseline: NaiveBaseline | None = None
     segments: list[SegmentMetrics] = Field(default_factory=list)
+    by_class: ClassBreakdown | None = None  # classifiers only
 
     @property
     def flagged_segments(self) -> list[SegmentMetrics]:
@@ -256,6 +305,11 @@ def evaluate_model(
     naive = naive_baseline(
         train, test, schema, evaluation.seasonal_naive, answers, metric, evaluation.bootstrap_resamples
     )
+    by_class = (
+        class_breakdown(train[schema.target], test[schema.target], answers[0])
+        if schema.task == "classification"
+        else None
+    )
     return EvaluationReport(
         task=schema.task,
         primary_metric=metric,
@@ -264,4 +318,5 @@ def evaluate_model(
         baseline_metrics=naive.metrics,
         naive_baseline=naive,
         segments=segments,
+        by_class=by_class,
     )

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from lifecycle.config import PROJECT_ROOT
+from lifecycle.hints import run_hint
 from lifecycle.metrics import LOWER_IS_BETTER, EvaluationReport
 from lifecycle.validation import DataQualityReport, FeatureSchema
 
@@ -21,6 +22,8 @@ class ModelCard(BaseModel):
     model_name: str
     version: str
     description: str = ""
+    intended_use: str = ""
+    limitations: str = ""
     stage: str | None = None
     created: str = ""
     run_name: str = ""
@@ -75,10 +78,26 @@ def _code(value: Any) -> str:
     return f"`{value}`"
 
 
+def share(value: Any) -> str:
+    """A share (0.42) as every page of the card shows it: a percentage (42%)."""
+    if value is None:
+        return "—"
+    number = float(value)
+    return f"{number:.0%}" if number == 0 or abs(number) >= 0.01 else f"{number:.1%}"  # 0.4%, not 0%
+
+
+NOT_FILLED_IN = (
+    "*Not filled in.* Say it in `model.{key}` of the training config (configs/training.yaml); the next training "
+    "run's card shows it."
+)
+
+
 def sections(card: ModelCard) -> list[Section]:
     """The card's content, in reading order."""
     return [
         _summary(card),
+        _intended_use(card),
+        _limitations(card),
         _data(card),
         _split(card),
         _metrics(card),
@@ -100,9 +119,18 @@ def _summary(card: ModelCard) -> Section:
         f"Stage: **{card.stage or 'none (not promoted)'}**. Trained {card.created or '?'} "
         f"in run {_code(card.run_name)}.",
     ]
-    if card.description:
+    # A description that says what the first line already says ("Predicts `cnt` ...") is not repeated.
+    if card.description and not card.description.startswith(f"Predicts `{schema.target}`"):
         blocks.insert(0, card.description)
     return Section(f"Model card: {card.model_name} version {card.version}", blocks)
+
+
+def _intended_use(card: ModelCard) -> Section:
+    return Section("Intended use", [card.intended_use.strip() or NOT_FILLED_IN.format(key="intended_use")])
+
+
+def _limitations(card: ModelCard) -> Section:
+    return Section("Limitations", [card.limitations.strip() or NOT_FILLED_IN.format(key="limitations")])
 
 
 def _data(card: ModelCard) -> Section:
@@ -187,7 +215,53 @@ def _metrics(card: ModelCard) -> Section:
         if production_segments:
             series[f"production (version {production_version})"] = theirs
         blocks.append(Chart(f"{metric} per segment", labels, series))
-    return Section("Metrics", blocks)
+    return Section("Metrics", blocks + _per_class(card))
+
+
+def _per_class(card: ModelCard) -> list[str | Table | Chart]:
+    """A classifier's metrics per class, its confusion matrix and the class balance of its train and test rows."""
+    breakdown = card.evaluation.by_class
+    if breakdown is None:
+        return []
+    metrics = card.evaluation.metrics
+    blocks: list[str | Table | Chart] = []
+    if "accuracy" in metrics and "f1_macro" in metrics:
+        blocks.append(
+            f"accuracy {_num(metrics['accuracy'])} counts rows, so the common classes dominate it; f1_macro "
+            f"{_num(metrics['f1_macro'])} is the plain mean of the per-class F1 below, so each class counts alike."
+        )
+    rows = [
+        [
+            _code(c.label),
+            _num(c.precision),
+            _num(c.recall),
+            _num(c.f1),
+            str(c.support),
+            share(breakdown.train_shares.get(c.label)),
+            share(breakdown.test_shares.get(c.label)),
+        ]
+        for c in breakdown.classes
+    ]
+    headers = ["class", "precision", "recall", "F1", "support (test rows)", "share of train", "share of test"]
+    blocks.append(Table(headers, rows))
+    blocks.append("Confusion matrix on the test rows (rows: the true class; columns: the predicted class):")
+    blocks.append(
+        Table(
+            ["true ↓ predicted →", *(_code(label) for label in breakdown.labels)],
+            [
+                [_code(label), *(str(cell) for cell in row)]
+                for label, row in zip(breakdown.labels, breakdown.confusion, strict=True)
+            ],
+        )
+    )
+    blocks.append(
+        Chart(
+            "F1 per class",
+            list(breakdown.labels),
+            {"F1": [c.f1 for c in breakdown.classes]},
+        )
+    )
+    return blocks
 
 
 def _promotion(card: ModelCard) -> Section:
@@ -231,7 +305,7 @@ def _serving(card: ModelCard) -> Section:
 
 def _monitoring(card: ModelCard) -> Section:
     if not card.monitoring:
-        return Section("Monitoring", ["Not monitored yet (`python run.py monitor`)."])
+        return Section("Monitoring", [f"Not monitored yet (`{run_hint()} monitor`)."])
     metric = card.evaluation.primary_metric
     rows, labels, drift, scores = [], [], [], []
     for record in card.monitoring:
@@ -241,7 +315,7 @@ def _monitoring(card: ModelCard) -> Section:
                 record.get("at", ""),
                 record.get("batch", ""),
                 str(record.get("rows", "")),
-                _num(record.get("drift_share")),
+                share(record.get("drift_share")),
                 ", ".join(record.get("drifted_columns") or []) or "none",
                 _num(performance),
                 "retrain" if record.get("retrain") else "keep",
@@ -268,8 +342,17 @@ def _reproduce(card: ModelCard) -> Section:
         "Reproduce",
         [
             f"Estimator {_code(card.estimator)} ({params}); seed {_num(card.seed)}.",
-            f"Code: git commit {_code(card.git_commit or 'unknown')}. Data: the file above, with the same sha256.",
+            f"Code: {_commit(card.git_commit)}. Data: the file above, with the same sha256.",
         ],
+    )
+
+
+def _commit(commit: str) -> str:
+    if commit and commit != "unknown":
+        return f"git commit {_code(commit)}"
+    return (
+        "git commit not recorded (the project is not a git repository, or has no commit yet). To tie each card "
+        "to the code that trained it: `git init && git add -A && git commit -m 'First version'`, then train again"
     )
 
 

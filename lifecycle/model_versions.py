@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import run_hint
 
 if TYPE_CHECKING:
     from zenml.models import ArtifactVersionResponse, ModelVersionResponse
@@ -27,7 +28,7 @@ def _loaded(artifact: ArtifactVersionResponse | None, version: ModelVersionRespo
         raise LifecycleError(
             f"model `{version.model.name}` version {version.number} has no artifact `{name}`: only versions "
             "made by this project's training pipeline have it. Fix: choose such a version, or train one "
-            "(`python run.py train`)."
+            f"(`{run_hint()} train`)."
         )
     return artifact.load()
 

@@ -386,14 +386,31 @@ def predict_scores(model: Pipeline, table: pd.DataFrame) -> tuple[np.ndarray, np
     return predictions, probabilities
 
 
-def column_treatments(schema: FeatureSchema, training: TrainingConfig) -> dict[str, str]:
-    """What `build_model` does with each input column, in words (for the model card)."""
+def calendar_parts(model: Pipeline) -> dict[str, list[str]]:
+    """The calendar features a fitted model derives from each time column: only those that varied in training
+    (daily dates give no `hour`)."""
+    preprocess = model.named_steps.get("preprocess")
+    time = getattr(preprocess, "named_transformers_", {}).get("time")
+    calendar = time.named_steps.get("calendar") if isinstance(time, Pipeline) else None
+    kept = list(getattr(calendar, "kept_", []))
+    columns = [str(column) for column in getattr(calendar, "feature_names_in_", [])]
+    return {column: [part for part in CalendarFeatures.PARTS if f"{column}_{part}" in kept] for column in columns}
+
+
+def column_treatments(
+    schema: FeatureSchema, training: TrainingConfig, calendar: dict[str, list[str]] | None = None
+) -> dict[str, str]:
+    """What `build_model` does with each input column, in words (for the model card). `calendar`: the features
+    the fitted model derives from each time column (`calendar_parts`); without it, the parts it may derive."""
     prep = training.preprocessing
     needs_scaling = ESTIMATORS.get(training.estimator.name, (None, None, False))[2]
     scaled = prep.scale_numeric == "always" or (prep.scale_numeric == "auto" and needs_scaling)
     then_scaled = ", then standardized" if scaled else ""
-    calendar = f"time: orders the rows for the split; features {', '.join(CalendarFeatures.PARTS)}{then_scaled}"
-    treatments = {column: calendar for column in schema.time_columns}
+    treatments = {}
+    for column in schema.time_columns:
+        parts = CalendarFeatures.PARTS if calendar is None else calendar.get(column, [])
+        features = f"features {', '.join(parts)}{then_scaled}" if parts else "no feature (none of its parts varied)"
+        treatments[column] = f"time: orders the rows for the split; {features}"
     numeric = f"numeric: missing values filled with the {prep.numeric_imputation}{then_scaled}"
     treatments.update({column: numeric for column in schema.numeric_features})
     categorical = f"categorical: one-hot, at most {prep.max_categories} categories (the rarest pooled), unseen ignored"

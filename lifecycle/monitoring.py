@@ -281,12 +281,21 @@ def decide_retraining(
     why = [
         f"drift {drift.share:.0%} < {policy.drift_share_threshold:.0%}" if drift.judged else f"drift: {drift.reason}",
         (
-            f"{performance.metric} change {performance.degradation:+.0%} < {policy.degradation_threshold:.0%}"
+            f"{performance.metric} {versus_test_set(performance.degradation)}, retraining from "
+            f"{policy.degradation_threshold:.0%} worse"
             if performance.judged and performance.degradation is not None
             else f"performance: {performance.reason}"
         ),
     ]
     return RetrainDecision(retrain=False, reasons=["no trigger: " + "; ".join(why)])
+
+
+def versus_test_set(degradation: float) -> str:
+    """A relative change of a metric, from `relative_gap` (positive = worse), in words that read right whether
+    the metric is an error (lower is better) or a score (higher is better): `83% better`, `12% worse`."""
+    if round(abs(degradation), 2) == 0:
+        return "as on the test set"
+    return f"{abs(degradation):.0%} {'worse' if degradation > 0 else 'better'} than on the test set"
 
 
 MONITORING_HISTORY = "monitoring_history"  # on the model version: one entry per monitoring run, oldest first

@@ -14,6 +14,8 @@ MODEL = "model"
 EVALUATION = "evaluation_report"
 PROMOTION = "promotion_decision"
 MODEL_CARD = "model_card"
+# Model version metadata: the calendar features the model derives from each time column (those that varied).
+CALENDAR_FEATURES = "calendar_features"
 
 TRAINING_PIPELINE = "training_pipeline"
 PROMOTE_STEP = "promote_model"

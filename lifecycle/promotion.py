@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from lifecycle.config import MinimumMetricGate, NaiveBaselineGate, PromotionGates, SegmentGate
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import run_hint
 from lifecycle.metrics import LOWER_IS_BETTER, EvaluationReport, SegmentMetrics, is_better, relative_gap
 
 
@@ -327,11 +328,11 @@ def rollback_target(
     if not earlier:
         raise RollbackRefused(
             f"version {current} of `{model_name}` is the first production version on record: there is no earlier one "
-            "to roll back to. Fix: name one with `--to VERSION` (`python run.py history` lists them)."
+            f"to roll back to. Fix: name one with `--to VERSION` (`{run_hint()} history` lists them)."
         )
     skipped = ", ".join(f"{v} (at {rolled_back[v]})" for v in dict.fromkeys(earlier))
     raise RollbackRefused(
         f"every version of `{model_name}` that was in production before version {current} was itself rolled back: "
         f"{skipped}; `rollback` does not return to a rolled-back version on its own. Fix: name the version with "
-        f"`--to VERSION` (`python run.py history --model-name {model_name}` lists them)."
+        f"`--to VERSION` (`{run_hint()} history --model-name {model_name}` lists them)."
     )

@@ -4,6 +4,7 @@ and batch scoring pipelines start from."""
 from zenml.client import Client
 
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import run_hint, tool_hint
 from lifecycle.names import EVALUATION, FEATURE_SCHEMA, MODEL, TEST_SET, TRAIN_SET
 
 
@@ -17,10 +18,10 @@ def production_artifacts(model_name: str, stage: str = "production", command: st
         version = Client().get_model_version(model_name, stage)
     except KeyError as exc:
         raise NoProductionModel(
-            f"`python run.py {command}`: model `{model_name}` has no {stage} version. Fix: train it until a version "
-            f"is promoted (`python run.py train --model-name {model_name} --data FILE --target COLUMN`, or "
+            f"`{run_hint()} {command}`: model `{model_name}` has no {stage} version. Fix: train it until a version "
+            f"is promoted (`{run_hint()} train --model-name {model_name} --data FILE --target COLUMN`, or "
             "`--config` with a file naming it), or pass --model-name of a model that has one "
-            "(`zenml model list` lists them)."
+            f"(`{tool_hint('zenml')} model list` lists them)."
         ) from exc
     return {
         "model": version.get_model_artifact(MODEL),

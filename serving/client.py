@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import run_hint
 
 
 def http_json(
@@ -54,7 +55,7 @@ def post_records(url: str, body: Any, timeout: float = 60.0, headers: dict[str, 
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise LifecycleError(
-            f"{url} did not answer ({reason}). Fix: `python run.py status`, then `python run.py deploy` if it is down."
+            f"{url} did not answer ({reason}). Fix: `{run_hint()} status`, then `{run_hint()} deploy` if it is down."
         ) from exc
     if status != 200:
         raise LifecycleError(f"{url} answered {status}: {error_text(answer)}")

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.environment import file_lock, state_dir
+from lifecycle.hints import run_hint
 from lifecycle.project_state import atomic_write_text, read_json, write_json
 from serving.front_door_config import Route, prepare_folders, render, runtime_folder, upstream_address
 from serving.front_door_nginx import (
@@ -196,7 +197,7 @@ def door_for_trial(model_name: str, config: DeploymentConfig, role: str) -> Fron
     if door is None:
         raise FrontDoorFailed(
             f"`{model_name}` has no front door, and a {role} needs one in front of production. Fix: "
-            + ("deploy production first (`python run.py deploy`)" if enabled(config) else INSTALL_HINT)
+            + (f"deploy production first (`{run_hint()} deploy`)" if enabled(config) else INSTALL_HINT)
         )
     return door
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.environment import model_lock
+from lifecycle.hints import run_hint
 from lifecycle.promotion import promotion_lock_name
 from serving import front_door
 from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBackend
@@ -319,8 +320,8 @@ def _serve_production(
         if now is None:
             raise DeploymentFailed(
                 f"no version of `{name}` is in production now (version {requested} was when this deploy started); "
-                "nothing was deployed. Fix: put one in production (`python run.py promote` or "
-                "`python run.py rollback --to VERSION`), then deploy"
+                f"nothing was deployed. Fix: put one in production (`{run_hint()} promote` or "
+                f"`{run_hint()} rollback --to VERSION`), then deploy"
             )
         if now != release.model_version:
             tell(

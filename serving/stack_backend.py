@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import run_hint, tool_hint
 from serving.backends.base import ServingBackend
 from serving.backends.bentoml import BentoMLBackend
 from serving.backends.mlflow import MLflowBackend
@@ -38,7 +39,7 @@ def _choose(capabilities: StackCapabilities) -> ServingBackend:
             if model_deployer.flavor != "bentoml_local":
                 raise LifecycleError(
                     f"stack `{capabilities.stack}` uses the `{model_deployer.flavor}` model deployer, which cannot "
-                    "start BentoML 1.4 services locally. Fix: `python run.py stacks up` registers the `bentoml` "
+                    f"start BentoML 1.4 services locally. Fix: `{run_hint()} stacks up` registers the `bentoml` "
                     "and `full` stacks with this project's `bentoml_local` flavor."
                 )
             return BentoMLBackend(component)
@@ -51,7 +52,8 @@ def _choose(capabilities: StackCapabilities) -> ServingBackend:
     if deployer is None:
         raise LifecycleError(
             f"stack `{capabilities.stack}` has neither a model deployer nor a pipeline deployer, so nothing can serve. "
-            "Fix: `zenml stack update <stack> -D default` (ZenML's local deployer) or `zenml stack set default`."
+            f"Fix: `{tool_hint('zenml')} stack update <stack> -D default` (ZenML's local deployer) or "
+            f"`{tool_hint('zenml')} stack set default`."
         )
     return ZenMLBackend(deployer.name)
 

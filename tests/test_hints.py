@@ -5,17 +5,23 @@ without `--model-name` (the commands follow the model trained last)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import PROJECT_ROOT, make_churn_table, run_cli, run_zenml
+from conftest import PROJECT_ROOT, make_churn_table, run_cli
+
+from lifecycle.hints import run_hint, tool_hint
 
 README = PROJECT_ROOT / "README.md"
-COMMAND_START = re.compile(r"^(python run\.py|make|zenml|mlflow|bentoml)(\s|$)")
+COMMAND_START = re.compile(r"^((?:\.venv/bin/)?python run\.py|make|(?:\.venv/bin/)?(?:zenml|mlflow|bentoml))(\s|$)")
+# What a shell the user opens in the project folder has: the system's PATH, no environment activated.
+PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 FENCED = re.compile(r"^```.*?^```", flags=re.S | re.M)
 LINK = re.compile(r"!?\[[^\]\n]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", flags=re.M)
@@ -59,6 +65,7 @@ def makefile_targets() -> set[str]:
 def parses(command: str) -> tuple[bool, str]:
     """Whether the command names a real command and real options (parsed up to `--help`, nothing run)."""
     words = shlex.split(command.replace("…", "x"))
+    words[0] = words[0].removeprefix(".venv/bin/")
     if words[0] == "make":
         target = next((w for w in words[1:] if "=" not in w), "all")
         return target in makefile_targets(), f"no Makefile target `{target}`"
@@ -195,6 +202,37 @@ def hint_commands(output: str) -> list[str]:
     return commands
 
 
+def in_plain_shell(command: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """A printed command run as the user runs it: by a shell in the project folder that has not activated the
+    project's `.venv` (the system's PATH; this test session's ZenML store)."""
+    env = {name: value for name, value in os.environ.items() if name not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(PATH=PLAIN_PATH, NO_COLOR="1")
+    return subprocess.run(
+        ["/bin/sh", "-c", command], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+@pytest.mark.integration
+def test_printed_commands_work_from_a_shell_that_activated_nothing():
+    """The hints name the project's own interpreter, and what they print runs in a plain shell: `status` for a
+    model nothing serves prints the deploy command, which (with no such model) fails with its own Fix, which
+    parses; a bare `python run.py` in that shell would not even import the project."""
+    assert run_hint("status") == ".venv/bin/python run.py status" and tool_hint("zenml model list").startswith(
+        ".venv/bin/zenml "
+    )
+    bare = in_plain_shell("python run.py status 2>&1 || python3 run.py status 2>&1")
+    assert bare.returncode != 0, bare.stdout  # why the hints do not say `python run.py`
+    status = in_plain_shell(run_hint("status --model-name nobody_here"))
+    assert status.returncode == 0, status.stderr[-2000:]
+    deploy = status.stdout.rsplit(": ", 1)[-1].strip()
+    assert deploy == ".venv/bin/python run.py deploy --model-name nobody_here", status.stdout
+    deployed = in_plain_shell(deploy)
+    assert deployed.returncode == 2 and "Traceback" not in deployed.stderr, deployed.stderr[-2000:]
+    shown = [command for command in re.findall(r"`([^`]+)`", deployed.stderr) if COMMAND_START.match(command)]
+    assert len(shown) == 3 and all(command.startswith(".venv/bin/") for command in shown), deployed.stderr
+    assert all(parses(command)[0] for command in shown) and shown[-1] == ".venv/bin/zenml model list", shown
+
+
 @pytest.mark.integration
 def test_your_own_model_end_to_end_with_the_printed_hints(zenml_client, data_dir):
     """A churn table the project has never seen: train, then deploy, try it, status, stop it and monitor, with
@@ -210,10 +248,10 @@ def test_your_own_model_end_to_end_with_the_printed_hints(zenml_client, data_dir
     assert "estimator: hist_gradient_boosting (" in trained.stdout
     assert "there was no production version to compare with" in trained.stdout
     for command in hint_commands(trained.stdout[trained.stdout.index("Where to look:") :]):
-        if command.startswith("zenml"):
-            ran = run_zenml(*shlex.split(command)[1:])
+        if command.startswith(".venv/bin/zenml"):
+            ran = in_plain_shell(command)
             assert ran.returncode == 0, f"{command}: {ran.stderr[-1500:]}"
-        elif command.startswith("python run.py card"):  # the model card of a model the project has never seen
+        elif command.startswith(".venv/bin/python run.py card"):  # the model card of a model the project has never seen
             card = run_cli(*shlex.split(command)[2:])
             assert card.returncode == 0, card.stderr[-2000:]
             assert card.stdout.startswith("# Model card: accounts version 1\n"), card.stdout[:500]
@@ -229,12 +267,12 @@ def test_your_own_model_end_to_end_with_the_printed_hints(zenml_client, data_dir
         hints = hint_commands(deployed.stdout)
         assert len(hints) == 3, deployed.stdout
         try_it, status, stop_it = hints
-        tried = run_cli(*shlex.split(try_it)[2:])
+        tried = in_plain_shell(try_it)
         assert tried.returncode == 0, tried.stderr[-2000:]
         labels_and_probabilities = [line.split("\t") for line in tried.stdout.split("\n") if line]
         assert len(labels_and_probabilities) == 3
         assert all(label in ("yes", "no") and 0 <= float(p) <= 1 for label, p in labels_and_probabilities)
-        shown = run_cli(*shlex.split(status)[2:])
+        shown = in_plain_shell(status)
         assert shown.returncode == 0 and "accounts" in shown.stdout and "healthy" in shown.stdout, shown.stdout
         everything = run_cli("status")  # no name: every model served on the active stack
         assert "every model" in everything.stdout and "accounts" in everything.stdout, everything.stdout
@@ -245,9 +283,8 @@ def test_your_own_model_end_to_end_with_the_printed_hints(zenml_client, data_dir
         written = pd.read_csv(output)
         assert len(written) == len(table) and {"prediction", "probability"} <= set(written.columns)
     finally:
-        stopped = run_cli("undeploy")
+        stopped = in_plain_shell(stop_it) if "stop_it" in locals() else run_cli("undeploy")
     assert stopped.returncode == 0 and "1 server(s) stopped" in stopped.stdout, stopped.stdout + stopped.stderr
-    assert parses(stop_it)[0]
 
     missing = run_cli("predict", "--input", str(data))
     assert missing.returncode == 2

@@ -93,7 +93,25 @@ def test_the_templates_question_applies_the_same_rule():
         extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"], **copier["_envops"]
     )
     validator = environment.from_string(copier["model_name"]["validator"])
-    assert validator.render(model_name=copier["model_name"]["default"]) == ""
+    # The default: the demo's name for the demo data, else the project's name made a model name (else the file's).
+    default = environment.from_string(copier["model_name"]["default"])
+    demo = default.render(dataset_path="data/bike_sharing_hourly.csv.gz", project_name="x")
+    made = {
+        (project, data): default.render(dataset_path=data, project_name=project)
+        for project, data in [
+            ("Seattle Weather!", "/d/w.csv"),
+            ("churn-watch", "/d/c.csv"),
+            ("Ünïcode ✓", "/d/Sales 2024.csv.gz"),
+            ("x" * 80, "/d/x.csv"),
+        ]
+    }
+    assert demo == "bike_demand"
+    assert made[("Seattle Weather!", "/d/w.csv")] == "seattle_weather"
+    assert made[("churn-watch", "/d/c.csv")] == "churn_watch"
+    assert made[("Ünïcode ✓", "/d/Sales 2024.csv.gz")] == "n_code"
+    assert made[("x" * 80, "/d/x.csv")] == "x" * 64
+    for name in [demo, *made.values()]:
+        assert validator.render(model_name=name) == "", name
     for name in GOOD:
         assert validator.render(model_name=name) == "", name
     for name in BAD:

@@ -3,6 +3,7 @@ one that found production's version serving already (started by another command)
 
 from __future__ import annotations
 
+from lifecycle.hints import run_hint
 from workflows.release import ReleaseOutcome
 from workflows.reporting import release_summary
 
@@ -26,4 +27,4 @@ def test_a_server_that_was_serving_already_is_not_reported_as_replaced():
 
 
 def test_no_server_says_how_to_start_one():
-    assert "`python run.py deploy` starts a server" in release_summary(outcome(None))
+    assert f"`{run_hint('deploy')}` starts a server" in release_summary(outcome(None))

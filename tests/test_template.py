@@ -105,10 +105,12 @@ def test_zenml_init_with_the_template_defaults_gives_the_demo_project(template, 
     assert {n for n in same if (project / n).read_bytes() != (template / n).read_bytes()} == {
         "README.md",
         "configs/training.yaml",
+        "pyproject.toml",  # the package is named after the project: its folder, `demo`
     }
+    assert 'name = "demo"' in (project / "pyproject.toml").read_text()
     assert (project / "configs" / "demo.yaml").read_bytes() == (template / "configs" / "training.yaml").read_bytes()
     readme = (project / "README.md").read_text()
-    assert readme.startswith("# mlops-lifecycle\n\nThe model `bike_demand` predicts `cnt`")
+    assert readme.startswith("# demo\n\nThe model `bike_demand` predicts `cnt`")
     # The project's own page, short, linking to the guide's pages (copied into docs/) rather than pasting them.
     assert "## Keeping up with the template" in readme and "## Quickstart" not in readme
     guide = re.findall(r"\]\((docs/[\w.-]+\.md)\)", readme)
@@ -157,6 +159,14 @@ def test_a_project_for_an_unseen_csv_trains_serves_passes_its_fast_tests_and_tak
     assert readme.startswith("# churn-watch\n\nThe model `churn` predicts `churned` from\n`data/customers.csv`")
     config = yaml.safe_load((project / "configs" / "training.yaml").read_text())
     assert config["model"]["name"] == "churn" and config["dataset"]["path"] == "data/customers.csv"
+    # Named after the user's project everywhere, with nothing of the demo's: the package, the workflows' defaults,
+    # the replay's model line, the config's comments.
+    assert 'name = "churn-watch"' in (project / "pyproject.toml").read_text()
+    assert "default: churn\n" in (project / ".github" / "workflows" / "release.yml").read_text()
+    assert "vars.MODEL_NAME || 'churn' }}" in (project / ".github" / "workflows" / "monitor.yml").read_text()
+    assert "model_name: churn_replay " in (project / "configs" / "monitoring.yaml").read_text()
+    for name in ("configs/training.yaml", "configs/monitoring.yaml", ".github/workflows/release.yml"):
+        assert not re.search(r"bike|\bcnt\b|\(demo\)", (project / name).read_text(), flags=re.I), name
     assert config["promotion"]["metric"] is None  # picked by the inferred task
 
     # `make run` after its set-up: train, promote and serve, on ports of this test's own.
@@ -176,24 +186,12 @@ def test_a_project_for_an_unseen_csv_trains_serves_passes_its_fast_tests_and_tak
     finally:
         sh(python, "run.py", "undeploy", cwd=project, env=env)
 
-    # Its fast tests that read the project's own files (config and data, README commands, workflows, layers,
-    # security); the rest are this repository's code, tested here already.
-    own_files = [
-        f"tests/test_{name}.py"
-        for name in (
-            "config",
-            "validation",
-            "hints",
-            "architecture",
-            "security",
-            "security_models",
-            "security_data_paths",
-            "workflows",
-            "ci_workflows",
-            "names",
-            "data_contract",
-        )
-    ]
+    # Its `make test`: its own model on its own data (tests/test_project.py) and the tests that read its own files,
+    # as the project's Makefile lists them (run here with this environment's Python rather than a new .venv).
+    makefile = (project / "Makefile").read_text()
+    listed = re.search(r"^PROJECT_TESTS := (.*?[^\\])$", makefile, flags=re.M | re.S)
+    assert listed and "tests/test_project.py" in listed.group(1)
+    own_files = listed.group(1).replace("\\\n", " ").split()
     fast = sh(python, "-m", "pytest", "-m", "not integration", "-q", "-p", "no:cacheprovider", "-x", *own_files,
               cwd=project, env={**env, "PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
     assert fast.returncode == 0, fast.stdout[-4000:]

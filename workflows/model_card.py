@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from zenml.client import Client
 
+from lifecycle.hints import run_hint, tool_hint
 from lifecycle.model_card import ModelCard, write_card_files
 from lifecycle.model_versions import loaded_artifact
 from lifecycle.names import DATA_QUALITY, EVALUATION, FEATURE_SCHEMA, MODEL_CARD
@@ -41,7 +42,7 @@ def card_for(model_name: str, number: int | str) -> ModelCard:
 
         raise LifecycleError(
             f"model `{model_name}` version {number} has no `{EVALUATION}` artifact: it was not made by this "
-            "project's training pipeline, so it has no card. Fix: pick a version `python run.py train` made."
+            f"project's training pipeline, so it has no card. Fix: pick a version `{run_hint()} train` made."
         )
     training, split, run_name = training_facts(produced_by.producer_pipeline_run_id)
     return compose_card(
@@ -100,8 +101,8 @@ def default_card_version(model_name: str) -> int:
     version = card_version(model_name)
     if version is None:
         raise LifecycleError(
-            f"model `{model_name}` has no versions. Fix: train it first (`python run.py train`), or pass "
-            "--model-name of a model that has some (`zenml model list` lists them)."
+            f"model `{model_name}` has no versions. Fix: train it first (`{run_hint()} train`), or pass "
+            f"--model-name of a model that has some (`{tool_hint('zenml')} model list` lists them)."
         )
     return version.number
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from lifecycle.config import load_deployment_config
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import run_hint
 from serving.client import read_request_rows
 from serving.served import served_on_active_stack
 
@@ -30,7 +31,7 @@ def predict_file(input_path: str, output_path: str | None, deployment_path: str,
     if endpoint is None:
         raise LifecycleError(
             f"`python run.py predict`: no healthy {served.backend_name} server is serving `{name}` on stack "
-            f"`{served.stack}`. Fix: `python run.py deploy --model-name {name}` (`python run.py status` shows "
+            f"`{served.stack}`. Fix: `{run_hint()} deploy --model-name {name}` (`{run_hint()} status` shows "
             "what serves here)."
         )
     answer = served.backend.predict_all(endpoint, records, deployment.max_rows_per_request)
@@ -51,7 +52,7 @@ def predict_file(input_path: str, output_path: str | None, deployment_path: str,
     result.note = (
         f"`{name}` version {answer.model_version} served by {served.backend_name} at {endpoint.predict_url}: "
         f"{len(answer.predictions)} rows; request id {', '.join(answer.request_ids) or 'not returned'} "
-        "(`python run.py trace ID`)"
+        f"(`{run_hint()} trace ID`)"
         + (
             "; second column: probability of the positive class"
             if answer.probabilities is not None and not output_path

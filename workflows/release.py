@@ -20,6 +20,7 @@ from typing import Any
 from zenml.client import Client
 
 from lifecycle.config import DeploymentConfig, PromotionConfig
+from lifecycle.hints import run_hint
 from lifecycle.model_versions import loaded_artifact, metadata_list
 from lifecycle.names import EVALUATION, FEATURE_SCHEMA, TEST_SET
 from lifecycle.promotion import PromotionDecision, release_order, rollback_target
@@ -121,7 +122,7 @@ def promote(
         candidate = in_stage(model_name, "staging")
         if candidate is None:
             raise ReleaseError(
-                f"no version of `{model_name}` is in staging. Fix: `python run.py train --stage staging` trains a "
+                f"no version of `{model_name}` is in staging. Fix: `{run_hint()} train --stage staging` trains a "
                 "candidate, or name one with `--version N`."
             )
     else:
@@ -133,7 +134,7 @@ def promote(
     except Exception as exc:  # noqa: BLE001 - a version without its evaluation cannot be judged
         raise ReleaseError(
             f"version {candidate.number} of `{model_name}` lacks its test set or evaluation ({exc}); it cannot be "
-            "judged. Fix: promote a version trained by `python run.py train`."
+            f"judged. Fix: promote a version trained by `{run_hint()} train`."
         ) from None
     with promotion_lock(model_name):  # production as it is now, not as it was before the wait
         production = in_stage(model_name, promotion.stage)
@@ -175,7 +176,7 @@ def rollback(
         if current is None:
             raise ReleaseError(
                 f"no version of `{model_name}` is in production: there is nothing to roll back. "
-                "Fix: `python run.py train` (or `promote`) puts one there."
+                f"Fix: `{run_hint()} train` (or `promote`) puts one there."
             )
         target = rollback_target(model_name, timeline(model_name), current.number, named)
         why = f"rollback from version {current.number}" + (f": {reason}" if reason else "")
@@ -192,7 +193,7 @@ def history(model_name: str) -> list[dict[str, Any]]:
     """The production timeline: every time a version entered or left production (and staging), oldest first."""
     if not version_numbers(model_name):
         raise ReleaseError(
-            f"model `{model_name}` has no versions. Fix: `python run.py train --model-name {model_name}`."
+            f"model `{model_name}` has no versions. Fix: `{run_hint()} train --model-name {model_name}`."
         )
     return timeline(model_name)
 

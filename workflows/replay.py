@@ -24,6 +24,7 @@ from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
 from lifecycle.data import read_table
 from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import run_hint
 from lifecycle.metrics import score
 from lifecycle.model_versions import loaded_artifact, loaded_model
 from lifecycle.names import FEATURE_SCHEMA, MODEL
@@ -122,7 +123,7 @@ def replay(
         try:
             record = run_deployment(settings.model_name, deployment or DeploymentConfig(), verbose=verbose)
         except LifecycleError as exc:
-            raise LifecycleError(f"{exc} (or replay without serving: `python run.py lifecycle --no-serve`)") from exc
+            raise LifecycleError(f"{exc} (or replay without serving: `{run_hint()} lifecycle --no-serve`)") from exc
         served, result.endpoint = record["model_version"], record["predict_url"]
         progress(f"serving version {served} at {record['predict_url']} ({record['backend']})")
 
@@ -384,6 +385,6 @@ def replay_with_reports(
     if result.endpoint:
         lines.append(
             f"still serving `{result.model_name}` at {result.endpoint}; "
-            f"stop it with: python run.py undeploy --model-name {result.model_name}"
+            f"stop it with: {run_hint()} undeploy --model-name {result.model_name}"
         )
     return lines

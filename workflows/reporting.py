@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lifecycle.hints import run_hint, tool_hint
+from lifecycle.metrics import LOWER_IS_BETTER
+from lifecycle.monitoring import versus_test_set
+
 if TYPE_CHECKING:
     from workflows.release import ReleaseOutcome
     from workflows.runner import MonitoringOutcome, TrainingOutcome
@@ -72,14 +76,14 @@ def training_summary(outcome: TrainingOutcome) -> str:
     lines += [
         "",
         "Where to look:",
-        f"  zenml model version list --model={outcome.model_name}",
-        f"  zenml pipeline runs list --name={outcome.run.name}",
-        f"  python run.py card --model-name {outcome.model_name} --version {outcome.model_version}   (model card; "
+        f"  {tool_hint('zenml')} model version list --model={outcome.model_name}",
+        f"  {tool_hint('zenml')} pipeline runs list --name={outcome.run.name}",
+        f"  {run_hint()} card --model-name {outcome.model_name} --version {outcome.model_version}   (model card; "
         f"also {shown_path(str(cards_folder(outcome.model_name) / f'v{outcome.model_version}.html'))})",
         "  make dashboard   (the ZenML dashboard on this project's runs; `make dashboard-stop` ends it)",
     ]
     if links:
-        lines.append("  python run.py stacks list   (prints the MLflow UI command for this stack)")
+        lines.append(f"  {run_hint()} stacks list   (prints the MLflow UI command for this stack)")
     return "\n".join(lines)
 
 
@@ -101,9 +105,9 @@ def monitoring_summary(outcome: MonitoringOutcome) -> str:
     if performance.judged:
         metric = performance.metric
         lines.append(
-            f"  performance: {metric} {performance.metrics[metric]:.4g} on {performance.labelled_rows} labelled rows "
-            f"vs {performance.reference_metrics[metric]:.4g} on the model's test set "
-            f"({performance.degradation:+.0%} {'worse' if (performance.degradation or 0) > 0 else 'better'})"
+            f"  performance: {metric} {performance.metrics[metric]:.4g} on {performance.labelled_rows} labelled rows, "
+            f"{versus_test_set(performance.degradation or 0.0)} ({performance.reference_metrics[metric]:.4g}; "
+            f"{'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)"
         )
     else:
         lines.append(f"  performance: not judged ({performance.reason})")
@@ -137,11 +141,11 @@ def trial_summary(model_name: str, record: dict) -> str:
             f"  ready in {record['seconds_to_ready']:.1f} s; smoke test: {record['smoke_test_rows']} held-out rows, "
             f"max |difference| {record['parity_max_abs_difference']:g}",
             *([f"  replaced: {', '.join(replaced)}"] if replaced else []),
-            f"  judge it: python run.py monitor --served --model-name {model_name}   (per version and role; "
+            f"  judge it: {run_hint()} monitor --served --model-name {model_name}   (per version and role; "
             "with labels attached, their errors too)",
-            f"  end it:   python run.py deploy --{role} none --model-name {model_name}"
+            f"  end it:   {run_hint()} deploy --{role} none --model-name {model_name}"
             + (
-                "   (or promote it: python run.py promote --version " + str(record["model_version"]) + ")"
+                f"   (or promote it: {run_hint()} promote --version " + str(record["model_version"]) + ")"
                 if role == "canary"
                 else ""
             ),
@@ -173,9 +177,9 @@ def deployment_summary(model_name: str, record: dict) -> str:
             f"over HTTP, max |difference| from in-process predictions {record['parity_max_abs_difference']:g}",
             *([f"  replaced: {', '.join(replaced)} (stopped after the new server passed)"] if replaced else []),
             f"  predict: POST {record['predict_url']}   health: GET {record['health_url']}",
-            f"  try it:  python run.py predict --model-name {model_name} --input {example}",
-            f"  status:  python run.py status --model-name {model_name}",
-            f"  stop it: python run.py undeploy --model-name {model_name}",
+            f"  try it:  {run_hint()} predict --model-name {model_name} --input {example}",
+            f"  status:  {run_hint()} status --model-name {model_name}",
+            f"  stop it: {run_hint()} undeploy --model-name {model_name}",
         ]
     )
 
@@ -220,7 +224,7 @@ def status_table(stack: str, backend: str, model_name: str | None, endpoints, he
     lines = [f"stack `{stack}` serves with {backend}" + (f"; model `{model_name}`" if model_name else "; every model")]
     lines += front_door_lines({e.model_name for e in endpoints} | ({model_name} if model_name else set()))
     if not endpoints:
-        deploy = f"python run.py deploy --model-name {model_name}" if model_name else "python run.py deploy"
+        deploy = f"{run_hint()} deploy --model-name {model_name}" if model_name else f"{run_hint()} deploy"
         lines.append("  nothing deployed" + (f" for `{model_name}`" if model_name else "") + f": {deploy}")
     for endpoint in sorted(endpoints, key=lambda e: (e.model_name, e.created)):
         state = "healthy" if health.get(endpoint.name) else ("running, not answering" if endpoint.running else "DOWN")
@@ -231,7 +235,7 @@ def status_table(stack: str, backend: str, model_name: str | None, endpoints, he
         )
         if not endpoint.running:
             lines.append(
-                f"    (its process is gone: `python run.py deploy --model-name {endpoint.model_name}` starts a new one)"
+                f"    (its process is gone: `{run_hint()} deploy --model-name {endpoint.model_name}` starts a new one)"
             )
     return "\n".join(lines)
 
@@ -248,7 +252,7 @@ def release_summary(outcome: ReleaseOutcome) -> str:
     if not outcome.changed:
         lines += [
             f"NOT promoted: production stays version {outcome.previous}.",
-            f"  To override: python run.py promote --model-name {name} --version {outcome.version} --force "
+            f"  To override: {run_hint()} promote --model-name {name} --version {outcome.version} --force "
             '--reason "..."',
         ]
         return "\n".join(lines)
@@ -259,7 +263,7 @@ def release_summary(outcome: ReleaseOutcome) -> str:
     )
     lines += [f"  {note}" for note in outcome.notes]
     if outcome.redeployed is None:
-        lines.append("  nothing serves this model on the active stack: `python run.py deploy` starts a server")
+        lines.append(f"  nothing serves this model on the active stack: `{run_hint()} deploy` starts a server")
     else:
         # A redeploy that found production's version serving already started nothing: nothing was replaced.
         replaced = not outcome.redeployed.get("already_serving")
@@ -268,7 +272,7 @@ def release_summary(outcome: ReleaseOutcome) -> str:
             f"  {how}: {outcome.redeployed['predict_url']} answers with version "
             f"{outcome.answering_version}, {outcome.seconds_to_answer:.1f} s after the command started"
         )
-    lines.append(f"  python run.py history --model-name {name}")
+    lines.append(f"  {run_hint()} history --model-name {name}")
     return "\n".join(lines)
 
 
@@ -277,7 +281,7 @@ def history_table(model_name: str, events: list[dict]) -> str:
     if not events:
         return (
             f"`{model_name}`: no stage change recorded yet (versions promoted before release history was kept "
-            "show only in `zenml model version list`)."
+            f"show only in `{tool_hint('zenml')} model version list`)."
         )
     header = ("when (UTC)", "version", "stage", "command", "by")
     rows = [header] + [
@@ -442,7 +446,7 @@ def redeploy_note(promoted: bool, redeployed: dict | None) -> str:
     if redeployed is None:
         return (
             "A new version is in production; batch monitoring uses it from now on. Nothing serves this model on "
-            "the active stack: `python run.py deploy` starts a server."
+            f"the active stack: `{run_hint()} deploy` starts a server."
         )
     door = redeployed.get("front_door_url")
     return (

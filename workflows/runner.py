@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
 from lifecycle.data import read_table
 from lifecycle.environment import file_lock
 from lifecycle.errors import PipelineFailed
+from lifecycle.hints import run_hint
 from lifecycle.metrics import EvaluationReport
 from lifecycle.monitoring import MonitoringSummary
 from lifecycle.names import (
@@ -99,10 +101,27 @@ def run_pipeline(
     return Client().get_pipeline_run(started.id)
 
 
+def sync_model_texts(config: RunConfig) -> None:
+    """An existing model takes the config's description, intended use and limitations (ZenML sets them only when
+    it creates the model), so the next card shows what the config says now."""
+    texts = config.model
+    with contextlib.suppress(KeyError):  # a new model: the run creates it with these texts
+        Client().update_model(
+            texts.name, description=texts.description, use_cases=texts.intended_use, limitations=texts.limitations
+        )
+
+
 def run_training(config: RunConfig, verbose: bool = False) -> TrainingOutcome:
     capabilities = ready_stack(verbose)
     prepare_tracking(capabilities)
-    model = Model(name=config.model.name, description=config.model.description, tags=config.model.tags)
+    model = Model(
+        name=config.model.name,
+        description=config.model.description,
+        tags=config.model.tags,
+        use_cases=config.model.intended_use,
+        limitations=config.model.limitations,
+    )
+    sync_model_texts(config)
     pipeline = training_pipeline.with_options(
         model=model, enable_cache=config.enable_cache, steps=capabilities.step_options()
     )
@@ -261,7 +280,7 @@ def _trial_version(model_name: str, role: str, version: str | None) -> str:
     if number == Client().get_model_version(model_name, "production").number:
         raise ReleaseError(
             f"version {number} of `{model_name}` is production already; a {role} serves another version beside "
-            "it. Fix: name a staging or earlier version (`python run.py history` lists them)."
+            f"it. Fix: name a staging or earlier version (`{run_hint()} history` lists them)."
         )
     return str(number)
 

@@ -12,6 +12,7 @@ import pandas as pd
 from lifecycle.config import DeploymentConfig, RunConfig
 from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import run_hint
 from lifecycle.metrics import score
 from lifecycle.model_versions import loaded_artifact, metadata_dict
 from serving.prediction_log_format import LABEL_COLUMN
@@ -188,7 +189,7 @@ class ServedBatch:
             production, shadow = _metric_text(found["production_metrics"]), _metric_text(found["shadow_metrics"])
             lines.append(f"  on the {found['labelled_pairs']} with labels: production {production}; shadow {shadow}")
         elif found["paired_rows"]:
-            lines.append("  no labels yet on these rows: `python run.py labels` attaches them, then compare errors")
+            lines.append(f"  no labels yet on these rows: `{run_hint()} labels` attaches them, then compare errors")
         return lines
 
 
@@ -221,15 +222,15 @@ def served_batch(
     window = f"{since or 'the start'} .. {until or 'now'}"
     if frame.empty:
         raise LifecycleError(
-            f"the prediction log of `{name}` has no rows for {window}. Fix: deploy it (`python run.py deploy`) and "
-            "send it requests, or widen --since/--until (`python run.py predictions` lists what is logged)."
+            f"the prediction log of `{name}` has no rows for {window}. Fix: deploy it (`{run_hint()} deploy`) and "
+            f"send it requests, or widen --since/--until (`{run_hint()} predictions` lists what is logged)."
         )
     missing = [c for c in schema.model_inputs if c not in frame.columns]
     if missing:
         raise LifecycleError(
             f"the prediction log of `{name}` does not keep the input(s) {', '.join(missing)} (configs/deployment.yaml "
             "`log.inputs`), so drift cannot be judged on them. Fix: log all inputs, or monitor a batch file "
-            "(`python run.py monitor --batch FILE`)."
+            f"(`{run_hint()} monitor --batch FILE`)."
         )
     answered = frame[frame["role"] != "shadow"]  # what clients got: a shadow's copies are judged, not monitored
     batch = answered[schema.model_inputs].copy()
@@ -328,7 +329,7 @@ def trace(request_id: str, model_name: str | None = None, deployment: Deployment
         raise LifecycleError(
             f"request `{request_id}` is not in the prediction log{f' of `{model_name}`' if model_name else ''}. "
             "Fix: check the id (servers return it as `request_id` and the X-Request-ID header); "
-            "`python run.py predictions` lists what is logged."
+            f"`{run_hint()} predictions` lists what is logged."
         )
     answered, shadow = answers(rows)
     first = answered.iloc[0]

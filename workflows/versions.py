@@ -6,6 +6,7 @@ from zenml.client import Client
 from zenml.models import ModelVersionResponse
 
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import tool_hint
 
 
 class ReleaseError(LifecycleError):
@@ -20,7 +21,7 @@ def version_named(model_name: str, number: str | int) -> ModelVersionResponse:
         raise ReleaseError(
             f"model `{model_name}` has no version {number}"
             + (f" (its versions: {', '.join(map(str, known))})" if known else " (it has no versions)")
-            + ". Fix: `zenml model version list --model="
+            + f". Fix: `{tool_hint('zenml')} model version list --model="
             + model_name
             + "` lists them."
         ) from None

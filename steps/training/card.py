@@ -11,7 +11,7 @@ from lifecycle.model_card import ModelCard, render_html, write_card_files
 from lifecycle.model_versions import metadata_dict, metadata_list
 from lifecycle.modeling import column_treatments
 from lifecycle.monitoring import MONITORING_HISTORY
-from lifecycle.names import MODEL_CARD, SPLIT_STEP
+from lifecycle.names import CALENDAR_FEATURES, MODEL_CARD, SPLIT_STEP
 from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import DataQualityReport, FeatureSchema
 from steps.training.releases import RELEASES
@@ -58,6 +58,13 @@ def training_facts(run_id: Any) -> tuple[TrainingConfig, dict[str, Any], str]:
     return training, split, run.name
 
 
+def calendar_features(metadata: dict[str, Any]) -> dict[str, list[str]] | None:
+    """The calendar features the version's model derives from each time column, as the register step recorded
+    them; None for a version registered before they were recorded."""
+    recorded = metadata_dict(metadata, CALENDAR_FEATURES)
+    return {str(column): [str(part) for part in parts] for column, parts in recorded.items()} if recorded else None
+
+
 def compose_card(
     version: ModelVersionResponse,
     evaluation: EvaluationReport,
@@ -73,13 +80,15 @@ def compose_card(
         model_name=version.model.name,
         version=str(version.number),
         description=version.model.description or "",
+        intended_use=version.model.use_cases or "",
+        limitations=version.model.limitations or "",
         stage=str(getattr(version.stage, "value", version.stage) or "") or None,  # an enum member or text
         created=f"{version.created:%Y-%m-%d %H:%M} UTC" if version.created else "",
         run_name=run_name,
         schema_=schema,
         data=quality,
         data_fingerprint=str(metadata.get("data_fingerprint_sha256", "")),
-        treatments=column_treatments(schema, training),
+        treatments=column_treatments(schema, training, calendar_features(metadata)),
         split=split,
         evaluation=evaluation,
         promotion=metadata_dict(metadata, "promotion"),

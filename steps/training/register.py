@@ -10,7 +10,8 @@ from zenml.utils.source_utils import get_source_root
 
 from lifecycle.config import TrainingConfig, load_deployment_config
 from lifecycle.metrics import EvaluationReport
-from lifecycle.modeling import chosen_params
+from lifecycle.modeling import calendar_parts, chosen_params
+from lifecycle.names import CALENDAR_FEATURES
 from lifecycle.tracking import active_run_id, as_plain_columns, log_metrics, log_params
 from lifecycle.validation import DataQualityReport, FeatureSchema
 from serving.backends.mlflow import LoggedModel, log_and_register
@@ -92,6 +93,7 @@ def register_model(
         "primary_metric": evaluation_report.primary_metric,
         "estimator": training.estimator.name,
         "estimator_params": chosen_params(model, training),
+        CALENDAR_FEATURES: calendar_parts(model),
         "param_grid": training.estimator.param_grid,
         "seed": training.seed,
         "data_source": data_quality_report.source,
