@@ -14,7 +14,11 @@ from lifecycle.errors import LifecycleError
 
 # Command-line markers of the server processes this project starts (ZenML's service daemon, ZenML's deployment
 # app): a recorded pid that no longer shows one of them is a recycled pid, not our server.
-SERVER_MARKERS = (b"zenml.services.local.local_daemon_entrypoint", b"zenml.deployers.server")
+SERVER_MARKERS = (
+    b"zenml.services.local.local_daemon_entrypoint",
+    b"zenml.deployers.server",
+    b"org.apache.spark.deploy.",  # the Spark master and workers of `python run.py spark up`
+)
 
 
 def pid_alive(pid: int | None) -> bool:
