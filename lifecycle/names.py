@@ -44,6 +44,10 @@ SCORE_STEP = "score_batch"
 SCORED = "scored_rows"
 SKIPPED = "skipped_rows"
 
+SPARK_SCORING_PIPELINE = "spark_scoring_pipeline"
+SPARK_SCORE_STEP = "score_on_spark_step"
+SPARK_SCORING = "spark_scoring_summary"
+
 # A model name becomes part of file paths (state, reports, locks), config files and command lines: one rule, checked
 # where a name comes in (a config file, `--model-name`, and copier.yml's question for a generated project).
 MODEL_NAME_RULE = "1 to 64 letters, digits, `_`, `-` or `.`, starting with a letter or digit"

@@ -84,6 +84,27 @@ def spark_session(master_url: str, config: SparkConfig, app_name: str = "mlops-l
     )
 
 
+def stop_session(spark: SparkSession) -> None:
+    """Stop the job's executors on the cluster and the driver's own JVM (pyspark keeps it for the life of the
+    Python process otherwise)."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    spark.stop()
+    if gateway is not None:
+        gateway.shutdown()
+        process = getattr(gateway, "proc", None)
+        if process is not None:
+            process.stdin.close() if process.stdin else None
+            try:
+                process.wait(timeout=30)
+            except Exception:
+                process.kill()
+                process.wait(timeout=10)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+
+
 def input_files(path: str | Path) -> tuple[list[Path], str]:
     """The files of a batch (a file, or a folder of them) and their format, `parquet` or `csv`."""
     source = Path(path)
@@ -132,7 +153,9 @@ def read_input(spark: SparkSession, path: str, schema: FeatureSchema) -> tuple[D
         plain = F.regexp_replace(F.col(LINE), "^\ufeff", "")
         frame = frame.where((F.col(LINE) != "") & (plain != header))  # pandas skips blank lines; headers are no rows
         header = sep + header  # the separator travels with the header (its first character)
-    frame = frame.select("*", F.col("_metadata.file_path").alias(PATH), F.col("_metadata.file_block_start").alias(START))
+    frame = frame.select(
+        "*", F.col("_metadata.file_path").alias(PATH), F.col("_metadata.file_block_start").alias(START)
+    )
     return frame, kind, header
 
 
@@ -176,7 +199,7 @@ def _replace(folder: Path, name: str, write: Any) -> None:
 def _log_rows(log: dict[str, Any], names: tuple[str, str, str], split: str, rows: Any) -> None:
     """The prediction-log lines of one slice, written by the log's own writer into a scratch folder, then moved
     under the log's root as predictions-batch-spark-<run>-<split>.jsonl."""
-    from serving.prediction_log import PredictionLog, LogSettings
+    from serving.prediction_log import LogSettings, PredictionLog
 
     settings = LogSettings.from_dict(log)
     if settings is None:
@@ -230,14 +253,14 @@ def score_partitions(
             if log is not None and len(scored):
                 kept = table.iloc[positions]
 
-                def rows(writer: Any, s: pd.DataFrame = scored, k: pd.DataFrame = kept) -> None:
+                def rows(writer: Any, s: pd.DataFrame = scored, k: pd.DataFrame = kept, t0: float = started) -> None:
                     writer.record_table(
                         s["request_id"].tolist(),
                         k,
                         schema.model_inputs,
                         s["prediction"].tolist(),
                         s["probability"].tolist() if "probability" in s else None,
-                        (time.perf_counter() - started) * 1000,
+                        (time.perf_counter() - t0) * 1000,
                     )
 
                 _log_rows(log, names, name, rows)

@@ -14,7 +14,7 @@ from zenml import Model
 from zenml.client import Client
 from zenml.models import PipelineRunResponse
 
-from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
+from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig, SparkConfig
 from lifecycle.data import read_table
 from lifecycle.environment import file_lock
 from lifecycle.errors import PipelineFailed
@@ -327,4 +327,53 @@ def run_scoring(
         model_version=str(run.model_version.number) if run.model_version else stage,
         scored=step_output(run, SCORE_STEP, SCORED),
         skipped=step_output(run, SCORE_STEP, SKIPPED),
+    )
+
+
+@dataclass
+class SparkScoringOutcome:
+    run: PipelineRunResponse
+    model_name: str
+    model_version: str
+    summary: dict[str, Any]  # rows, scored_rows, skipped_rows, output, skipped_folder, splits, master_url
+
+
+def run_spark_scoring(
+    model_name: str,
+    input_path: str,
+    output_path: str,
+    version: str | None,
+    deployment: DeploymentConfig,
+    spark: SparkConfig,
+    master_url: str,
+    verbose: bool = False,
+) -> SparkScoringOutcome:
+    """Score a file or folder on a Spark cluster in a pipeline run on the active stack: the run records the job's
+    summary (an artifact of the model version); the predictions stay in `output_path`."""
+    from zenml.enums import ModelStages
+
+    from lifecycle.names import SPARK_SCORE_STEP, SPARK_SCORING
+    from pipelines.spark_scoring import spark_scoring_pipeline
+
+    ready_stack(verbose)
+    stage = version or "production"
+    production_artifacts(model_name, stage=stage, command="score")  # the version exists, before a run is recorded
+    pipeline = spark_scoring_pipeline.with_options(
+        model=Model(name=model_name, version=version or ModelStages.PRODUCTION)
+    )
+    run = run_pipeline(
+        pipeline,
+        model_name=model_name,
+        version=stage,
+        input_path=str(Path(input_path).resolve()),
+        output_path=str(Path(output_path).resolve()),
+        master_url=master_url,
+        spark=spark.model_dump(),
+        log=deployment.log.settings(),
+    )
+    return SparkScoringOutcome(
+        run=run,
+        model_name=model_name,
+        model_version=str(run.model_version.number) if run.model_version else stage,
+        summary=step_output(run, SPARK_SCORE_STEP, SPARK_SCORING),
     )

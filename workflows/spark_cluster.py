@@ -208,9 +208,11 @@ def master_url(config: SparkConfig) -> str:
 
 
 def describe(cluster: SparkCluster) -> str:
-    workers = ", ".join(f"{host} (pid {pid})" for host, pid in zip(cluster.worker_hosts, cluster.worker_pids))
+    pairs = zip(cluster.worker_hosts, cluster.worker_pids, strict=True)
+    workers = ", ".join(f"{host} (pid {pid})" for host, pid in pairs)
     return (
         f"Spark master {cluster.master_url} (pid {cluster.master_pid}); workers: {workers or 'none'}\n"
-        f"Logs: {Path(cluster.root) / 'logs'}. Score on it: python run.py score --engine spark --input ... --output ...\n"
+        f"Logs: {Path(cluster.root) / 'logs'}\n"
+        "Score on it: python run.py score --engine spark --input FILE_OR_FOLDER --output FOLDER\n"
         "Stop it: python run.py spark down"
     )
