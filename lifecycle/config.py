@@ -528,7 +528,7 @@ class SparkConfig(_Strict):
     monitor_sample_rows: int = Field(100_000, ge=100)
     monitor_sample_seed: int = 0
     # Histogram bins per numeric column for the drift distances computed on Spark.
-    histogram_bins: int = Field(100, ge=10, le=10_000)
+    histogram_bins: int = Field(1000, ge=10, le=100_000)
 
     @field_validator("master_url")
     @classmethod

@@ -14,7 +14,7 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
-from conftest import DEMO_CONFIG, free_port_block, make_churn_table, run_cli
+from conftest import BIKE_DATA, DEMO_CONFIG, free_port_block, make_churn_table, run_cli
 
 from lifecycle.config import DatasetConfig, SparkConfig, TrainingConfig, load_config
 from lifecycle.data import read_table
@@ -52,7 +52,7 @@ def spark(cluster):
     from lifecycle.spark_engine import spark_session, stop_session
 
     session = spark_session(
-        cluster["record"]["master_url"], SparkConfig(max_partition_bytes="32k", arrow_batch_rows=400)
+        cluster["record"]["master_url"], SparkConfig(max_partition_bytes="48k", arrow_batch_rows=1000)
     )
     yield session
     stop_session(session)
@@ -101,8 +101,8 @@ def test_classification_on_spark_equals_the_pandas_path_csv_and_a_parquet_folder
     the same rows scored, the same labels and probabilities, the same rows skipped with the same reason, every
     scored row in the prediction log with the pandas path's request id."""
     model, schema, _ = churn_model
-    batch = make_churn_table(3000, seed=11).drop(columns=["churned"]).astype({"tenure_months": object})
-    batch.loc[[5, 2100], "tenure_months"] = "soon"
+    batch = make_churn_table(1500, seed=11).drop(columns=["churned"]).astype({"tenure_months": object})
+    batch.loc[[5, 1400], "tenure_months"] = "soon"
     batch.loc[7, ["plan", "region", "tenure_months", "support_tickets"]] = None
     batch.to_csv(tmp_path / "batch.csv", index=False)
     expected, expected_skipped = score_rows(model, read_table(tmp_path / "batch.csv"), schema)
@@ -111,7 +111,7 @@ def test_classification_on_spark_equals_the_pandas_path_csv_and_a_parquet_folder
     result, scored, skipped = _scored_on_spark(
         spark, model, schema, tmp_path / "batch.csv", tmp_path / "out", tmp_path / "log", "csv00001"
     )
-    assert result.splits > 2 and result.rows == 3000 and result.skipped_rows == 3
+    assert result.splits > 1 and result.rows == 1500 and result.skipped_rows == 3
     assert scored["row"].tolist() == expected["row"].tolist()
     assert scored["prediction"].tolist() == expected["prediction"].tolist()
     assert np.array_equal(scored["probability"].to_numpy(), expected["probability"].to_numpy())
@@ -124,9 +124,9 @@ def test_classification_on_spark_equals_the_pandas_path_csv_and_a_parquet_folder
 
     folder = tmp_path / "parquet"
     folder.mkdir()
-    clean = batch.drop(index=[5, 2100, 7]).astype({"tenure_months": float}).reset_index(drop=True)
-    clean.iloc[:1800].to_parquet(folder / "part-a.parquet")
-    clean.iloc[1800:].to_parquet(folder / "part-b.parquet")
+    clean = batch.drop(index=[5, 1400, 7]).astype({"tenure_months": float}).reset_index(drop=True)
+    clean.iloc[:900].to_parquet(folder / "part-a.parquet")
+    clean.iloc[900:].to_parquet(folder / "part-b.parquet")
     whole, none_skipped = score_rows(model, clean, schema)
     result, scored, skipped = _scored_on_spark(
         spark, model, schema, folder, tmp_path / "out-parquet", tmp_path / "log", "pq000001"
@@ -173,3 +173,52 @@ def test_bad_input_is_named_with_the_fix(spark, churn_model, tmp_path):
     (tmp_path / "utf16.csv").write_text("plan,region\nbasic,north\n", encoding="utf-16")
     with pytest.raises(DataError, match="Spark reads UTF-8 only. Fix"):
         score_on_spark(spark, model, schema, str(tmp_path / "utf16.csv"), str(tmp_path / "out"), "x")
+    done = run_cli("score", "--engine", "spark", "--input", str(mixed / "a.csv"), "--output", str(tmp_path / "o.csv"))
+    assert done.returncode != 0 and "with --engine spark the predictions are a Parquet folder. Fix" in done.stderr
+
+
+def test_drift_decision_from_whole_batch_counts_on_spark_equals_the_in_memory_path(spark, tmp_path):
+    """A calm and a drifted batch of the bike data, both small enough for the in-memory path: the drift tests
+    computed on Spark from counts give Evidently's scores (Jensen-Shannon exactly, Wasserstein within half a bin),
+    the same drifted columns, the same batch check and the same retraining decision."""
+    from lifecycle.batch_statistics import JENSEN_SHANNON, drift_from_counts, seeded_sample, statistics_on_spark
+    from lifecycle.config import MonitoringPolicy
+    from lifecycle.monitoring import PerformanceSummary, check_batch, decide_retraining, run_drift_report
+
+    config = load_config(DEMO_CONFIG)
+    table = pd.read_csv(BIKE_DATA)
+    dates = pd.to_datetime(table["dteday"])
+    reference_rows = table[(dates >= "2011-03-01") & (dates < "2011-05-01")]
+    reference, schema, _ = validate_table(reference_rows.reset_index(drop=True), config.dataset, "reference")
+    policy = MonitoringPolicy()
+    no_labels = PerformanceSummary(judged=False, reason="no labels")
+    decisions = []
+    batches = {
+        "calm": reference_rows.sample(700, random_state=1),  # the reference's own months
+        "drifted": table[(dates >= "2012-07-01") & (dates < "2012-09-01")],
+    }
+    for name, rows in batches.items():
+        rows = rows.drop(columns=[schema.target])
+        rows.to_csv(tmp_path / f"{name}.csv", index=False)
+        batch = read_table(tmp_path / f"{name}.csv")
+        prepared, expected_check = check_batch(batch, schema, reference)
+        _, expected = run_drift_report(reference, prepared, schema, policy.min_rows_for_drift)
+
+        check, columns, histograms, edges, frame, kind, header = statistics_on_spark(
+            spark, str(tmp_path / f"{name}.csv"), schema, reference, bins=1000
+        )
+        assert check == expected_check
+        sample = seeded_sample(spark, frame, kind, header, schema, check.rows, 500, seed=0)
+        _, on_sample = run_drift_report(reference, check_batch(sample, schema, reference)[0], schema, 50)
+        drift = drift_from_counts(
+            reference, schema, columns, histograms, edges, check.rows, policy.min_rows_for_drift, on_sample, len(sample)
+        )
+        assert set(drift.columns) == set(expected.columns) and drift.drifted_columns == expected.drifted_columns
+        for column, judged in drift.columns.items():
+            assert judged.method == expected.columns[column].method or "sample" in judged.method, column
+            tolerance = 1e-9 if judged.method == JENSEN_SHANNON else 0.01
+            assert judged.score == pytest.approx(expected.columns[column].score, abs=tolerance), column
+        decision = decide_retraining(check, drift, no_labels, policy)
+        assert decision == decide_retraining(expected_check, expected, no_labels, policy)
+        decisions.append(decision.retrain)
+    assert decisions == [False, True]
