@@ -64,3 +64,9 @@ def check_model_name(name: str) -> str:
         f"model name {name!r} is not allowed: a model name is {MODEL_NAME_RULE}. "
         f"Fix: choose a name that follows this rule, e.g. `{suggestion}`."
     )
+
+
+SPARK_MONITORING_PIPELINE = "spark_monitoring_pipeline"
+WHOLE_BATCH_CHECK = "whole_batch_check"
+BATCH_SAMPLE = "batch_sample"
+BATCH_COUNTS = "batch_counts"
