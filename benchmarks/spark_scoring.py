@@ -102,6 +102,7 @@ def _deployment() -> Path:
 
 
 def measure(variant: str, batch: Path, output: Path, spark_config: Path) -> dict:
+    """One measurement in a process of its own; logged as soon as it is known (a long run can be stopped)."""
     done = subprocess.run(
         [sys.executable, __file__, "--one", variant, "--batch", str(batch), "--output", str(output)]
         + ["--spark-config", str(spark_config)],
@@ -111,6 +112,7 @@ def measure(variant: str, batch: Path, output: Path, spark_config: Path) -> dict
     if done.returncode != 0:
         raise SystemExit(f"{variant} on {batch} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    log(f"  {variant}: {result}")
     shutil.rmtree(output, ignore_errors=True)
     for leftover in output.parent.glob(output.name + ".*"):
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
@@ -163,9 +165,6 @@ def main() -> None:
         batch = write_batch(source, rows, folder / f"batch-{rows}")
         log(f"{rows:,} rows: bare ...")
         results[(rows, "bare")] = measure("bare", batch, folder / "out", spark_config)
-        if not args.skip_pandas_above or rows <= args.skip_pandas_above:
-            log(f"{rows:,} rows: pandas path ...")
-            results[(rows, "pandas")] = measure("pandas", batch, folder / "out", spark_config)
     fixed = {}
     for count in workers:
         spark_cluster.down()
@@ -176,6 +175,10 @@ def main() -> None:
             log(f"{rows:,} rows: Spark, {count} worker(s) ...")
             results[(rows, f"spark-{count}")] = measure("spark", folder / f"batch-{rows}", folder / "out", spark_config)
     spark_cluster.down()
+    for rows in sizes:
+        if not args.skip_pandas_above or rows <= args.skip_pandas_above:
+            log(f"{rows:,} rows: pandas path ...")
+            results[(rows, "pandas")] = measure("pandas", folder / f"batch-{rows}", folder / "out", spark_config)
 
     lines = [
         "| rows | path | seconds | rows/s | vs bare | driver peak RSS MiB (Python + its JVM) |",

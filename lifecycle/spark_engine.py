@@ -10,7 +10,7 @@ every file split; a split's first row is the sum of the rows before it (files in
 order). Request ids are `batch-<run>-<row>`, as on the pandas path.
 
 What a task writes beside Spark's own output (the rows it could not score, its prediction-log lines) goes to a
-file named after its split, written whole and renamed into place: a task retried by Spark replaces its file
+file named after its slice, written whole and renamed into place: a task retried by Spark replaces its file
 instead of adding a second copy. The driver holds the split counts only: its memory does not grow with the batch.
 
 CSV input is read as lines (UTF-8): a quoted field holding a line break is not supported on Spark (convert such a
@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,28 +196,6 @@ def _replace(folder: Path, name: str, write: Any) -> None:
     os.replace(temporary, folder / name)
 
 
-def _log_rows(log: dict[str, Any], names: tuple[str, str, str], split: str, rows: Any) -> None:
-    """The prediction-log lines of one slice, written by the log's own writer into a scratch folder, then moved
-    under the log's root as predictions-batch-spark-<run>-<split>.jsonl."""
-    from serving.prediction_log import LogSettings, PredictionLog
-
-    settings = LogSettings.from_dict(log)
-    if settings is None:
-        return
-    model_name, model_version, run_name = names
-    root = Path(settings.root)
-    with tempfile.TemporaryDirectory(dir=root if root.is_dir() else None) as scratch:
-        writer = PredictionLog(
-            LogSettings(scratch, True, settings.inputs, 0, settings.role), model_name, model_version, "batch", run_name
-        )
-        rows(writer)
-        for written in Path(scratch).rglob("predictions-*.jsonl"):
-            day = written.parent.relative_to(scratch)
-            target = root / day
-            target.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.replace(written, target / f"predictions-batch-spark-{run_name}-{split}.jsonl")
-
-
 def score_partitions(
     frames: Iterator[pd.DataFrame],
     model: Any,
@@ -228,8 +206,7 @@ def score_partitions(
     run_key: str,
     skipped_folder: str,
     output_columns: list[str],
-    log: dict[str, Any] | None,
-    names: tuple[str, str, str],
+    log: Callable[..., None] | None,
 ) -> Iterator[pd.DataFrame]:
     """The body of every Spark task: slices in, scored rows out (row, request id, prediction, probability, then
     the input's own columns); skipped rows and log lines go to files named after the slice."""
@@ -251,19 +228,15 @@ def score_partitions(
                 skipped = skipped.assign(row=skipped["row"] + first)
                 _replace(Path(skipped_folder), f"skipped-{name}.csv", lambda p, s=skipped: s.to_csv(p, index=False))
             if log is not None and len(scored):
-                kept = table.iloc[positions]
-
-                def rows(writer: Any, s: pd.DataFrame = scored, k: pd.DataFrame = kept, t0: float = started) -> None:
-                    writer.record_table(
-                        s["request_id"].tolist(),
-                        k,
-                        schema.model_inputs,
-                        s["prediction"].tolist(),
-                        s["probability"].tolist() if "probability" in s else None,
-                        (time.perf_counter() - t0) * 1000,
-                    )
-
-                _log_rows(log, names, name, rows)
+                log(
+                    name,
+                    scored["request_id"].tolist(),
+                    table.iloc[positions],
+                    schema.model_inputs,
+                    scored["prediction"].tolist(),
+                    scored["probability"].tolist() if "probability" in scored else None,
+                    (time.perf_counter() - started) * 1000,
+                )
             inputs = table.iloc[positions].reset_index(drop=True)
             out = pd.concat(
                 [scored.reset_index(drop=True), inputs.drop(columns=[c for c in inputs if c in scored])], axis=1
@@ -310,12 +283,12 @@ def score_on_spark(
     input_path: str,
     output_path: str,
     run_key: str,
-    log: dict[str, Any] | None = None,
-    names: tuple[str, str, str] = ("", "", ""),
+    log: Callable[..., None] | None = None,
 ) -> SparkScoring:
     """Score `input_path` (a file or folder, CSV or Parquet) on the cluster behind `spark`: predictions to the
     Parquet folder `output_path`, skipped rows (row, reason) to `<output_path>.skipped/` as CSV parts, answered
-    rows to the prediction log (`log`: serving/prediction_log.py settings; `names`: model, version, run)."""
+    rows to `log` (called in the task with the slice's name, then `PredictionLog.record_table`'s arguments;
+    serving.prediction_log.slice_log_writer writes the prediction log)."""
     output = Path(output_path).resolve()
     skipped_folder = output.with_name(output.name + ".skipped")
     frame, kind, header = read_input(spark, input_path, schema)
@@ -350,7 +323,6 @@ def score_on_spark(
             str(skipped_folder),
             output_columns,
             log,
-            names,
         )
 
     frame.mapInPandas(task, ddl).write.mode("overwrite").parquet(str(output))

@@ -5,6 +5,7 @@ skips the same rows with the same reasons, and writes every answered row to the 
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 from pathlib import Path
@@ -21,6 +22,7 @@ from lifecycle.data import read_table
 from lifecycle.modeling import fit_model
 from lifecycle.scoring import score_rows
 from lifecycle.validation import validate_table
+from serving.prediction_log import record_slice
 from serving.processes import process_tree
 
 pytestmark = pytest.mark.integration
@@ -72,8 +74,9 @@ def test_the_cluster_listens_on_loopback_only_without_rest_or_ui_ports(cluster):
 def _scored_on_spark(spark, model, schema, source: Path, output: Path, log_root: Path, run_key: str):
     from lifecycle.spark_engine import score_on_spark
 
-    log = {"root": str(log_root), "enabled": True, "inputs": "all", "retention_days": 30, "role": "production"}
-    result = score_on_spark(spark, model, schema, str(source), str(output), run_key, log, ("m", "1", "run-1"))
+    settings = {"root": str(log_root), "enabled": True, "inputs": "all", "retention_days": 30, "role": "production"}
+    log = functools.partial(record_slice, settings, "m", "1", "run-1")
+    result = score_on_spark(spark, model, schema, str(source), str(output), run_key, log)
     scored = pd.read_parquet(result.output).sort_values("row").reset_index(drop=True)
     parts = sorted(glob.glob(f"{result.skipped_folder}/*.csv"))
     skipped = pd.concat([pd.read_csv(p) for p in parts]) if parts else pd.DataFrame({"row": [], "reason": []})
@@ -101,6 +104,7 @@ def test_classification_on_spark_equals_the_pandas_path_csv_and_a_parquet_folder
     the same rows scored, the same labels and probabilities, the same rows skipped with the same reason, every
     scored row in the prediction log with the pandas path's request id."""
     model, schema, _ = churn_model
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "16k")
     batch = make_churn_table(1500, seed=11).drop(columns=["churned"]).astype({"tenure_months": object})
     batch.loc[[5, 1400], "tenure_months"] = "soon"
     batch.loc[7, ["plan", "region", "tenure_months", "support_tickets"]] = None
@@ -140,6 +144,7 @@ def test_classification_on_spark_equals_the_pandas_path_csv_and_a_parquet_folder
 
 def test_regression_on_spark_differs_from_the_pandas_path_by_exactly_zero(spark, bike_slice, tmp_path):
     """The demo's model (time columns, categories, numbers) on a slice of the bike data, in several splits."""
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "96k")
     config = load_config(DEMO_CONFIG)
     table = read_table(bike_slice)
     clean, schema, _ = validate_table(table, config.dataset, str(bike_slice))

@@ -1,3 +1,4 @@
+import functools
 from typing import Annotated, Any
 
 from sklearn.pipeline import Pipeline
@@ -7,6 +8,7 @@ from lifecycle.config import SparkConfig
 from lifecycle.names import SPARK_SCORING
 from lifecycle.spark_engine import score_on_spark, spark_session, stop_session
 from lifecycle.validation import FeatureSchema
+from serving.prediction_log import record_slice
 
 
 @step(enable_cache=False)
@@ -33,8 +35,7 @@ def score_on_spark_step(
             input_path,
             output_path,
             run_key=str(run.id)[:8],
-            log=log,
-            names=(version.name, str(version.number), run.name),
+            log=functools.partial(record_slice, log, version.name, str(version.number), run.name) if log else None,
         )
     finally:
         stop_session(session)
