@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import glob
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,7 +76,9 @@ def test_score_and_monitor_on_spark_from_the_command_line(tmp_path, zenml_client
         make_churn_table(1200, seed=9).to_csv(folder / "part-1.csv", index=False)
         monitored = run_cli("monitor", "--batch", str(folder), "--model-name", MODEL, "--retrain", "never")
         assert monitored.returncode == 0, monitored.stdout[-2000:] + monitored.stderr[-3000:]
-        print(monitored.stdout)
+        assert "on 1200 rows of" in monitored.stdout and "decision: no retraining" in monitored.stdout
+        report = re.search(r"report: (\S+\.html)", monitored.stdout).group(1)
+        assert "Evidently report on a seeded sample of 1200 of 1200 rows" in Path(report).read_text()
     finally:
         family = {pid for root in [record["master_pid"], *record["worker_pids"]] for pid in process_tree(root)}
         stopped = run_cli("spark", "down")
