@@ -291,6 +291,11 @@ def score_on_spark(
     serving.prediction_log.slice_log_writer writes the prediction log)."""
     output = Path(output_path).resolve()
     skipped_folder = output.with_name(output.name + ".skipped")
+    if output.exists() and not (output / "_SUCCESS").is_file():  # Spark replaces the folder it writes
+        raise DataError(
+            f"--output {output_path} exists and is not a predictions folder a Spark run wrote. Fix: name a new "
+            "folder (or remove that one yourself)."
+        )
     frame, kind, header = read_input(spark, input_path, schema)
     offsets, rows = split_offsets(frame)
     input_columns = (

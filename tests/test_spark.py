@@ -178,6 +178,11 @@ def test_bad_input_is_named_with_the_fix(spark, churn_model, tmp_path):
     (tmp_path / "utf16.csv").write_text("plan,region\nbasic,north\n", encoding="utf-16")
     with pytest.raises(DataError, match="Spark reads UTF-8 only. Fix"):
         score_on_spark(spark, model, schema, str(tmp_path / "utf16.csv"), str(tmp_path / "out"), "x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="is not a predictions folder a Spark run wrote. Fix"):
+        score_on_spark(spark, model, schema, str(mixed / "a.csv"), str(tmp_path / "mine"), "x")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     done = run_cli("score", "--engine", "spark", "--input", str(mixed / "a.csv"), "--output", str(tmp_path / "o.csv"))
     assert done.returncode != 0 and "with --engine spark the predictions are a Parquet folder. Fix" in done.stderr
 
