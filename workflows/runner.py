@@ -162,17 +162,22 @@ class MonitoringOutcome:
 
 
 def on_spark(batch_path: str, spark_path: str | Path = DEFAULT_SPARK_CONFIG) -> SparkConfig | None:
-    """The Spark settings when this batch is monitored on Spark (a folder, or more rows than
-    `monitor_above_rows` in configs/spark.yaml), else None."""
+    """The Spark settings when this batch is monitored on Spark (a folder of CSV or Parquet files, or more rows
+    than `monitor_above_rows` in configs/spark.yaml), else None."""
     from lifecycle.config import load_spark_config
 
     spark = load_spark_config(spark_path)
     if not spark.monitor_above_rows or not Path(batch_path).exists():
         return None
+    from lifecycle.errors import DataError
+    from lifecycle.spark_engine import estimated_rows, input_files
+
+    try:
+        input_files(batch_path)
+    except DataError:
+        return None  # an empty folder: the in-memory path names the problem
     if Path(batch_path).is_dir():
         return spark
-    from lifecycle.spark_engine import estimated_rows
-
     return spark if estimated_rows(batch_path) > spark.monitor_above_rows else None
 
 
