@@ -71,7 +71,10 @@ def monitor(
     if bool(batch_path) == served:
         raise click.UsageError("give either --batch FILE or --served (what the model's servers answered).")
     if batch_path:
-        read_table(batch_path, allow_empty=True)  # a bad batch file is named before anything else is said or run
+        from workflows.runner import on_spark
+
+        if on_spark(batch_path) is None:  # a batch for Spark is not read here: it may not fit in memory
+            read_table(batch_path, allow_empty=True)  # a bad batch file is named before anything else is said or run
     config = chosen_model(config_path, model_name).config
     monitoring, deployment = load_monitoring_config(monitoring_path), load_deployment_config(deployment_path)
     if served:

@@ -1,4 +1,4 @@
-"""The project's surroundings: `dashboard`, `team`, `compare`, `stacks up|list|down`.
+"""The project's surroundings: `dashboard`, `team`, `compare`, `stacks up|list|down`, `spark up|status|down`.
 
 Workflows are imported inside the commands: importing ZenML takes seconds, and `--help` needs none of it."""
 
@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from cli.options import chosen_model, config_option, model_name_option, reports_errors, summary_options, write_summaries
+from cli.options import (
+    chosen_model,
+    config_option,
+    model_name_option,
+    reports_errors,
+    spark_config_option,
+    summary_options,
+    write_summaries,
+)
 from lifecycle.config import (
     DEFAULT_COMPARISON_CONFIG,
     DEFAULT_MONITORING_CONFIG,
@@ -71,6 +79,31 @@ def team(action: str, zenml_port: int, mlflow_port: int, python: str) -> None:
         return
     started = team_servers.up(zenml_port=zenml_port, mlflow_port=mlflow_port, python=python)
     click.echo(team_servers.describe(started))
+
+
+@click.command()
+@click.argument("action", type=click.Choice(["up", "status", "down"]))
+@click.option("--workers", type=int, help="Workers to start (up; default: cluster.workers in the Spark config).")
+@spark_config_option()
+@reports_errors
+def spark(action: str, workers: int | None, spark_path: str) -> None:
+    """Start (up), show (status) or stop (down) the project's Spark standalone cluster: a master and workers on
+    loopback addresses, started from the pyspark package; `score --engine spark` scores on it."""
+    from lifecycle.config import load_spark_config
+    from workflows import spark_cluster
+
+    if action == "down":
+        stopped = spark_cluster.down()
+        click.echo("stopped: " + (", ".join(stopped) or "nothing was running"))
+        return
+    if action == "status":
+        known = spark_cluster.running()
+        click.echo(spark_cluster.describe(known) if known else "no Spark cluster is running (`python run.py spark up`)")
+        return
+    cluster = load_spark_config(spark_path).cluster
+    if workers is not None:
+        cluster = type(cluster).model_validate({**cluster.model_dump(), "workers": workers})
+    click.echo(spark_cluster.describe(spark_cluster.up(cluster)))
 
 
 def comparison_progress(names: list[str]) -> Callable[[str, str], None]:
@@ -207,4 +240,4 @@ def stacks_down_command(names: tuple[str, ...]) -> None:
     click.echo("Nothing to remove." if not changes else "Done.")
 
 
-COMMANDS = [dashboard, team, compare, stacks]
+COMMANDS = [dashboard, team, compare, stacks, spark]

@@ -19,6 +19,7 @@ from cli.options import (
     pass_settings,
     say,
     serving_target,
+    spark_config_option,
 )
 from lifecycle.config import load_deployment_config
 
@@ -124,12 +125,20 @@ def undeploy(config_path: str, model_name: str | None, all_models: bool) -> None
 
 
 @click.command()
-@click.option("--input", "input_path", required=True, help="Rows to score: CSV or Parquet.")
-@click.option("--output", "output_path", required=True, help="Predictions file to write: .parquet or .csv.")
+@click.option("--input", "input_path", required=True, help="Rows to score: CSV or Parquet (spark: a folder too).")
+@click.option(
+    "--output", "output_path", required=True, help="Predictions to write: .parquet or .csv (spark: a Parquet folder)."
+)
 @click.option("--version", help="Model version number (default: the production version).")
+@click.option(
+    "--engine",
+    type=click.Choice(["pandas", "spark"]),
+    help="pandas: in this process; spark: on the Spark cluster (default: configs/spark.yaml, per stack).",
+)
 @config_option("Training config: names the model.")
 @model_name_option()
 @deployment_config_option("Serving settings: where the prediction log is.")
+@spark_config_option()
 @on_stack
 @pass_settings
 def score(
@@ -137,16 +146,23 @@ def score(
     input_path: str,
     output_path: str,
     version: str | None,
+    engine: str | None,
     config_path: str,
     model_name: str | None,
     deployment_path: str,
+    spark_path: str,
 ) -> None:
     """Batch scoring without a server: a pipeline run on the active stack scores the file; each row gets a
-    request id, goes to the prediction log (backend `batch`) and to the output file."""
-    from workflows.scoring import score_file
+    request id, goes to the prediction log (backend `batch`) and to the output. `--engine spark` scores on a
+    Spark cluster (`python run.py spark up`), partition by partition."""
+    from workflows.scoring import chosen_engine, score_file, score_on_spark
 
     model = functools.partial(_target, config_path, model_name)  # asked once the files are known to be usable
-    for line in score_file(input_path, output_path, version, deployment_path, model, settings.verbose):
+    if chosen_engine(engine, spark_path) == "spark":
+        lines = score_on_spark(input_path, output_path, version, deployment_path, spark_path, model, settings.verbose)
+    else:
+        lines = score_file(input_path, output_path, version, deployment_path, model, settings.verbose)
+    for line in lines:
         click.echo(line)
 
 

@@ -487,3 +487,63 @@ class ComparisonConfig(_Strict):
 
 def load_comparison_config(path: str | Path = DEFAULT_COMPARISON_CONFIG) -> ComparisonConfig:
     return _load_yaml_model(path, ComparisonConfig, "comparison", "--comparison-config")
+
+
+DEFAULT_SPARK_CONFIG = PROJECT_ROOT / "configs" / "spark.yaml"
+
+
+class SparkClusterConfig(_Strict):
+    """The project's own standalone cluster (`python run.py spark up`): a master and `workers` workers, each on
+    its own loopback address (127.0.0.2, 127.0.0.3, ...)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(7077, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=32)
+    cores: int = Field(1, ge=1)  # per worker
+    memory: str = Field("1g", pattern=r"^\d+[mg]$")  # per worker, for its executors
+    startup_timeout: int = Field(120, ge=1)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        if not value.startswith("127."):
+            raise ValueError("the project's own cluster binds loopback addresses only (127.x.x.x)")
+        return value
+
+
+class SparkConfig(_Strict):
+    """Scoring and batch statistics on Spark (configs/spark.yaml)."""
+
+    # A running cluster of your own (spark://host:7077); "" uses the project's cluster from `python run.py spark up`.
+    master_url: str = ""
+    cluster: SparkClusterConfig = Field(default_factory=SparkClusterConfig)
+    executor_memory: str = Field("1g", pattern=r"^\d+[mg]$")
+    driver_memory: str = Field("1g", pattern=r"^\d+[mg]$")
+    # Rows a task reads at most (Parquet row groups / CSV bytes are split so that a task holds about this many).
+    max_partition_bytes: str = Field("64m", pattern=r"^\d+[kmg]$")
+    # Rows handed to the model at once inside a task (Arrow batches of mapInPandas).
+    arrow_batch_rows: int = Field(50_000, ge=1)
+    # The engine of `python run.py score` when --engine is not given, and per stack (stack name -> engine).
+    engine: Literal["pandas", "spark"] = "pandas"
+    engine_by_stack: dict[str, Literal["pandas", "spark"]] = Field(default_factory=dict)
+    # `monitor --batch`: batches with more rows than this get their statistics on Spark (0: never).
+    monitor_above_rows: int = Field(1_000_000, ge=0)
+    # ... and the Evidently report on a seeded sample of this many rows.
+    monitor_sample_rows: int = Field(100_000, ge=100)
+    monitor_sample_seed: int = 0
+    # Histogram bins per numeric column for the drift distances computed on Spark.
+    histogram_bins: int = Field(1000, ge=10, le=100_000)
+
+    @field_validator("master_url")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        if value and not value.startswith(("spark://", "local")):
+            raise ValueError("master_url is spark://HOST:PORT (a standalone master) or local[N]")
+        return value
+
+    def engine_for(self, stack: str | None) -> str:
+        return self.engine_by_stack.get(stack or "", self.engine)
+
+
+def load_spark_config(path: str | Path = DEFAULT_SPARK_CONFIG) -> SparkConfig:
+    return _load_yaml_model(path, SparkConfig, "spark", "--spark-config")

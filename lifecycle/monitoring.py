@@ -129,25 +129,29 @@ def check_batch(batch: pd.DataFrame, schema: FeatureSchema, reference: pd.DataFr
         prepared[schema.target] = pd.to_numeric(prepared[schema.target], errors="coerce")
     check.missing_values = {c: int(prepared[c].isna().sum()) for c in present if prepared[c].isna().any()}
 
-    if check.rows == 0:
-        check.predictions_note = "predictions skipped: the batch is empty"
-    elif check.missing_columns:
-        check.predictions_note = (
-            f"predictions skipped: the model needs {', '.join(check.missing_columns)}, absent from the batch"
-        )
-    else:
+    if check.rows and not check.missing_columns:
         missing_share = prepared[schema.model_inputs].isna().mean(axis=1)
         predictable = missing_share <= MAX_MISSING_INPUT_SHARE
         check.predictable_rows = int(predictable.sum())
-        if check.predictable_rows < check.rows:
-            check.predictions_note = (
-                f"predictions partial: {check.rows - check.predictable_rows} of {check.rows} rows have more than "
-                f"{MAX_MISSING_INPUT_SHARE:.0%} of their inputs missing and were not predicted"
-            )
         prepared = prepared.assign(_predictable=predictable.to_numpy())
+    check.predictions_note = predictions_note(check)
     if "_predictable" not in prepared.columns:
         prepared = prepared.assign(_predictable=False)
     return prepared, check
+
+
+def predictions_note(check: BatchCheck) -> str:
+    """What the check means for the predictions ("" when every row is predicted)."""
+    if check.rows == 0:
+        return "predictions skipped: the batch is empty"
+    if check.missing_columns:
+        return f"predictions skipped: the model needs {', '.join(check.missing_columns)}, absent from the batch"
+    if check.predictable_rows < check.rows:
+        return (
+            f"predictions partial: {check.rows - check.predictable_rows} of {check.rows} rows have more than "
+            f"{MAX_MISSING_INPUT_SHARE:.0%} of their inputs missing and were not predicted"
+        )
+    return ""
 
 
 def predict_rows(model: Any, prepared: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:

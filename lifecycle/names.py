@@ -46,6 +46,10 @@ SCORE_STEP = "score_batch"
 SCORED = "scored_rows"
 SKIPPED = "skipped_rows"
 
+SPARK_SCORING_PIPELINE = "spark_scoring_pipeline"
+SPARK_SCORE_STEP = "score_on_spark_step"
+SPARK_SCORING = "spark_scoring_summary"
+
 # A model name becomes part of file paths (state, reports, locks), config files and command lines: one rule, checked
 # where a name comes in (a config file, `--model-name`, and copier.yml's question for a generated project).
 MODEL_NAME_RULE = "1 to 64 letters, digits, `_`, `-` or `.`, starting with a letter or digit"
@@ -62,3 +66,9 @@ def check_model_name(name: str) -> str:
         f"model name {name!r} is not allowed: a model name is {MODEL_NAME_RULE}. "
         f"Fix: choose a name that follows this rule, e.g. `{suggestion}`."
     )
+
+
+SPARK_MONITORING_PIPELINE = "spark_monitoring_pipeline"
+WHOLE_BATCH_CHECK = "whole_batch_check"
+BATCH_SAMPLE = "batch_sample"
+BATCH_COUNTS = "batch_counts"

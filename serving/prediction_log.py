@@ -349,6 +349,39 @@ def process_log(
         return writer
 
 
+def record_slice(
+    settings: dict[str, Any] | None,
+    model_name: str,
+    model_version: str,
+    server: str,
+    name: str,
+    request_ids: Sequence[str],
+    table: pd.DataFrame,
+    model_inputs: Sequence[str],
+    predictions: Sequence[Any],
+    probabilities: Sequence[float] | None,
+    latency_ms: float,
+) -> None:
+    """One slice of a batch scored on Spark, as `record_table` writes it, into a file of its own named after the
+    slice (predictions-batch-spark-<server>-<name>.jsonl): written whole in a scratch folder, then renamed into
+    place, so a slice that Spark runs again replaces its file instead of adding its rows twice."""
+    import tempfile
+
+    parsed = LogSettings.from_dict(settings)
+    if parsed is None:
+        return
+    root = Path(parsed.root)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".slice-") as scratch:
+        scratch_settings = LogSettings(scratch, True, parsed.inputs, 0, parsed.role)
+        writer = PredictionLog(scratch_settings, model_name, model_version, "batch", server)
+        writer.record_table(request_ids, table, model_inputs, predictions, probabilities, latency_ms)
+        for written in Path(scratch).rglob("predictions-*.jsonl"):
+            day = written.parent.relative_to(scratch)
+            target = private_folders(root, *day.parts)
+            os.replace(written, target / f"predictions-batch-spark-{server}-{name}.jsonl")
+
+
 def register_smoke_test(root: Path | str, model_name: str, request_id: str) -> None:
     """Before a deploy's smoke test sends `request_id`: readers then leave its rows out of traffic. Written by
     the deploy, not by a server, so nothing a client sends can mark its own rows as a smoke test's."""

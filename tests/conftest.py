@@ -151,6 +151,7 @@ LONGEST_FIRST = [
     "test_compare.py",
     "test_production_loop.py",
     "test_stacks.py",
+    "test_spark.py",
     "test_deployment_paths.py",
     "test_reliability.py",
     "test_template.py",

@@ -15,7 +15,7 @@ from zenml import Model
 from zenml.client import Client
 from zenml.models import PipelineRunResponse
 
-from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
+from lifecycle.config import DEFAULT_SPARK_CONFIG, DeploymentConfig, MonitoringConfig, RunConfig, SparkConfig
 from lifecycle.data import read_table
 from lifecycle.environment import file_lock
 from lifecycle.errors import PipelineFailed
@@ -180,30 +180,78 @@ class MonitoringOutcome:
     summary_path: Path
 
 
+def on_spark(batch_path: str, spark_path: str | Path = DEFAULT_SPARK_CONFIG) -> SparkConfig | None:
+    """The Spark settings when this batch is monitored on Spark (a folder of CSV or Parquet files, or more rows
+    than `monitor_above_rows` in configs/spark.yaml), else None."""
+    from lifecycle.config import load_spark_config
+
+    spark = load_spark_config(spark_path)
+    if not spark.monitor_above_rows or not Path(batch_path).exists():
+        return None
+    from lifecycle.errors import DataError
+    from lifecycle.spark_engine import estimated_rows, input_files
+
+    try:
+        input_files(batch_path)
+    except DataError:
+        return None  # an empty folder: the in-memory path names the problem
+    if Path(batch_path).is_dir():
+        return spark
+    return spark if estimated_rows(batch_path) > spark.monitor_above_rows else None
+
+
+def sampled_report_header(html: str, sample_rows: int, rows: int) -> str:
+    """The sample's Evidently report, saying what it is and where the decision's figures come from."""
+    note = (
+        f'<div style="padding:8px;background:#fff3cd"><b>Evidently report on a seeded sample of {sample_rows} of '
+        f"{rows} rows.</b> The batch check and the drift verdicts the decision uses (Wasserstein, Jensen-Shannon) "
+        "are computed on Spark over the whole batch (the JSON summary); performance figures are the sample's.</div>"
+    )
+    return html.replace("<body>", "<body>" + note, 1) if "<body>" in html else note + html
+
+
 def run_monitoring(
     model_name: str,
     batch_path: str,
     monitoring: MonitoringConfig,
     retrain_on_demand: bool = False,
     verbose: bool = False,
+    spark_path: str | Path = DEFAULT_SPARK_CONFIG,
 ) -> MonitoringOutcome:
-    """Monitor one batch against the production model; write the HTML report and JSON summary to reports/."""
+    """Monitor one batch against the production model; write the HTML report and JSON summary to reports/. A batch
+    above configs/spark.yaml's `monitor_above_rows` (or a folder) is monitored on Spark."""
     from zenml.enums import ModelStages
 
     from pipelines.monitoring import monitoring_pipeline
 
     ready_stack(verbose)
-    read_table(batch_path, allow_empty=True)  # an unreadable or missing file fails here, with its fix
-    pipeline = monitoring_pipeline.with_options(model=Model(name=model_name, version=ModelStages.PRODUCTION))
+    spark = on_spark(batch_path, spark_path)
+    parameters: dict[str, Any] = {}
+    if spark is None:
+        read_table(batch_path, allow_empty=True)  # an unreadable or missing file fails here, with its fix
+        chosen = monitoring_pipeline
+    else:
+        from pipelines.monitoring import spark_monitoring_pipeline
+        from workflows.spark_cluster import master_url
+
+        chosen = spark_monitoring_pipeline
+        parameters = {"master_url": master_url(spark), "spark": spark.model_dump()}
+    pipeline = chosen.with_options(model=Model(name=model_name, version=ModelStages.PRODUCTION))
     run = run_pipeline(
         pipeline,
         model_name=model_name,
         batch_path=str(Path(batch_path).resolve()),
         policy=monitoring.policy,
         retrain_on_demand=retrain_on_demand,
+        **parameters,
     )
     summary = step_output(run, SUMMARY_STEP, MONITORING_SUMMARY)
     drift_html = str(step_output(run, DRIFT_STEP, DRIFT_REPORT))
+    if spark is not None:
+        from lifecycle.names import BATCH_COUNTS
+
+        counts = step_output(run, "batch_statistics_on_spark", BATCH_COUNTS)
+        drift_html = sampled_report_header(drift_html, counts["sample_rows"], counts["rows"])
     report_path, summary_path = write_monitoring_report(
         monitoring, model_name, summary, drift_html, run.name, batch_path
     )
@@ -346,4 +394,53 @@ def run_scoring(
         model_version=str(run.model_version.number) if run.model_version else stage,
         scored=step_output(run, SCORE_STEP, SCORED),
         skipped=step_output(run, SCORE_STEP, SKIPPED),
+    )
+
+
+@dataclass
+class SparkScoringOutcome:
+    run: PipelineRunResponse
+    model_name: str
+    model_version: str
+    summary: dict[str, Any]  # rows, scored_rows, skipped_rows, output, skipped_folder, splits, master_url
+
+
+def run_spark_scoring(
+    model_name: str,
+    input_path: str,
+    output_path: str,
+    version: str | None,
+    deployment: DeploymentConfig,
+    spark: SparkConfig,
+    master_url: str,
+    verbose: bool = False,
+) -> SparkScoringOutcome:
+    """Score a file or folder on a Spark cluster in a pipeline run on the active stack: the run records the job's
+    summary (an artifact of the model version); the predictions stay in `output_path`."""
+    from zenml.enums import ModelStages
+
+    from lifecycle.names import SPARK_SCORE_STEP, SPARK_SCORING
+    from pipelines.spark_scoring import spark_scoring_pipeline
+
+    ready_stack(verbose)
+    stage = version or "production"
+    production_artifacts(model_name, stage=stage, command="score")  # the version exists, before a run is recorded
+    pipeline = spark_scoring_pipeline.with_options(
+        model=Model(name=model_name, version=version or ModelStages.PRODUCTION)
+    )
+    run = run_pipeline(
+        pipeline,
+        model_name=model_name,
+        version=stage,
+        input_path=str(Path(input_path).resolve()),
+        output_path=str(Path(output_path).resolve()),
+        master_url=master_url,
+        spark=spark.model_dump(),
+        log=deployment.log.settings(),
+    )
+    return SparkScoringOutcome(
+        run=run,
+        model_name=model_name,
+        model_version=str(run.model_version.number) if run.model_version else stage,
+        summary=step_output(run, SPARK_SCORE_STEP, SPARK_SCORING),
     )
