@@ -14,6 +14,11 @@ MODEL = "model"
 EVALUATION = "evaluation_report"
 PROMOTION = "promotion_decision"
 MODEL_CARD = "model_card"
+# The trainers judged side by side when challengers are configured (`training.challengers`).
+CONFIGURED_MODEL = "configured_model"
+AUTOML_MODEL = "automl_model"
+AUTOML_LEADERBOARD = "automl_leaderboard"
+TRAINER_COMPARISON = "trainer_comparison"
 
 TRAINING_PIPELINE = "training_pipeline"
 PROMOTE_STEP = "promote_model"

@@ -10,6 +10,7 @@ from lifecycle.metrics import EvaluationReport
 from lifecycle.model_card import ModelCard, render_html, write_card_files
 from lifecycle.model_versions import metadata_dict, metadata_list
 from lifecycle.modeling import column_treatments
+from lifecycle.mojo_model import h2o_treatments
 from lifecycle.monitoring import MONITORING_HISTORY
 from lifecycle.names import MODEL_CARD, SPLIT_STEP
 from lifecycle.promotion import PromotionDecision
@@ -79,7 +80,9 @@ def compose_card(
         schema_=schema,
         data=quality,
         data_fingerprint=str(metadata.get("data_fingerprint_sha256", "")),
-        treatments=column_treatments(schema, training),
+        treatments=h2o_treatments(schema)
+        if str(metadata.get("estimator", "")).startswith("h2o_automl")
+        else column_treatments(schema, training),
         split=split,
         evaluation=evaluation,
         promotion=metadata_dict(metadata, "promotion"),
