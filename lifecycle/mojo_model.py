@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from lifecycle.errors import LifecycleError
@@ -155,8 +156,9 @@ class _Scorer:
         Path(errors.name).unlink(missing_ok=True)
 
 
-class MojoModel:
-    """A trained H2O model (an AutoML leader) with the sklearn model's prediction interface."""
+class MojoModel(BaseEstimator):
+    """A trained H2O model (an AutoML leader) with the sklearn model's prediction interface (an sklearn estimator
+    by type too, so the backends that store sklearn models, BentoML's among them, take it as they take those)."""
 
     _estimator_type: str
 
@@ -177,6 +179,7 @@ class MojoModel:
         self.mojo, self.genmodel_jar, self.scorer_class = mojo, genmodel_jar, scorer_class
         self.features = features
         self.task = task
+        self.classes, self.domain = classes, domain
         self.algorithm, self.model_id = algorithm, model_id
         self.jvm_options = list(jvm_options)
         self.feature_names_in_ = np.asarray(features.inputs, dtype=object)

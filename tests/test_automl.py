@@ -18,17 +18,19 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from conftest import DEMO_CONFIG, make_churn_table
+from conftest import DEMO_CONFIG, activate_stack, free_port_block, make_churn_table, note
 
 from lifecycle.automl import h2o_cluster, require_automl, train_automl
 from lifecycle.config import (
     DatasetConfig,
+    DeploymentConfig,
     EstimatorConfig,
     H2OAutoMLConfig,
     SplitConfig,
     TrainingConfig,
     apply_overrides,
     load_config,
+    load_deployment_config,
 )
 from lifecycle.errors import ConfigError
 from lifecycle.metrics import score
@@ -36,7 +38,12 @@ from lifecycle.mojo_model import MojoModel
 from lifecycle.names import AUTOML_LEADERBOARD, AUTOML_MODEL, CONFIGURED_MODEL, MODEL, TRAINER_COMPARISON
 from lifecycle.splitting import split_table
 from lifecycle.validation import validate_table
-from workflows.runner import run_training
+from serving.contract import json_records
+from serving.processes import still_running
+from serving.rollout import live_endpoint, undeploy
+from serving.stack_backend import backend_for
+from stacks.manage import select, stack_specs, stacks_up
+from workflows.runner import run_deployment, run_scoring, run_training
 
 pytestmark = pytest.mark.automl
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +132,12 @@ def challenged(zenml_client, bike_slice):
     config = config.model_copy(
         update={"dataset": config.dataset.model_copy(update={"path": str(bike_slice)}), "training": training}
     )
-    return config, run_training(config)
+    stacks_up(select([], stack_specs(), for_registration=True))
+    activate_stack("full")  # MLflow records it too, and holds the twin its server loads
+    try:
+        return config, run_training(config)
+    finally:
+        zenml_client.activate_stack("default")
 
 
 def test_leader_is_the_candidate_judged_by_the_gates(challenged, zenml_client):
@@ -165,8 +177,6 @@ def test_predictions_are_identical_in_process_pickled_and_in_batches(challenged,
     assert copy._scorer is None  # the JVM is not pickled; the copy starts its own
     assert np.array_equal(copy.predict(test_set), whole)
     copy.stop_scorer()
-    from lifecycle.config import load_deployment_config
-    from workflows.runner import run_scoring
 
     batch = tmp_path / "batch.csv"
     raw = pd.read_csv(config.dataset.path)
@@ -196,3 +206,32 @@ def test_classification_leader_gives_labels_and_probabilities():
 def test_config_rejects_an_unknown_challenger():
     with pytest.raises(ConfigError, match="challengers"):
         apply_overrides(load_config(DEMO_CONFIG), challengers=["autosklearn"])
+
+
+@pytest.mark.parametrize("backend_name", ["zenml", "bentoml", "mlflow"])
+def test_served_answers_equal_in_process_on_every_backend(challenged, zenml_client, backend_name):
+    config, outcome = challenged
+    version = zenml_client.get_model_version("bike_automl", outcome.model_version)
+    model = version.get_model_artifact(MODEL).load()
+    test_set = outcome.run.steps["split_data"].outputs["test_set"][0].load().head(200)
+    schema = version.get_artifact("feature_schema").load()
+    expected = model.predict(test_set).tolist()
+    stack = {"zenml": "local", "bentoml": "bentoml", "mlflow": "mlflow"}[backend_name]
+    backend = backend_for(activate_stack(stack))
+    deployment = DeploymentConfig(
+        port=free_port_block(), drain_seconds=1.0, smoke_rows=20, front_door={"port": free_port_block()}
+    )
+    try:
+        record = run_deployment("bike_automl", deployment)
+        assert record["model_version"] == outcome.model_version
+        endpoint = live_endpoint(backend, "bike_automl")
+        records = json_records(test_set, schema)
+        predictions, _ = backend.predict(endpoint, records, timeout=120)
+        assert predictions == expected
+        one, _ = backend.predict(endpoint, records[7:8], timeout=60)
+        assert one == [expected[7]]
+        note(f"H2O leader served on {backend_name}: {len(records) + 1} rows equal to in-process")
+    finally:
+        stopped = undeploy(backend, "bike_automl")
+        assert all(not still_running(e.pid) for e in stopped)
+        zenml_client.activate_stack("default")
