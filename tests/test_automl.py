@@ -34,6 +34,7 @@ from lifecycle.config import (
 )
 from lifecycle.errors import ConfigError
 from lifecycle.metrics import score
+from lifecycle.model_card import cards_folder
 from lifecycle.mojo_model import MojoModel
 from lifecycle.names import AUTOML_LEADERBOARD, AUTOML_MODEL, CONFIGURED_MODEL, MODEL, TRAINER_COMPARISON
 from lifecycle.splitting import split_table
@@ -164,6 +165,8 @@ def test_leader_is_the_candidate_judged_by_the_gates(challenged, zenml_client):
     assert 1 <= len(leaderboard) <= 2 and model.model_id == leaderboard["model_id"].iloc[0]
     assert metadata["automl_leaderboard"][0]["model_id"] == model.model_id
     assert version.get_model_artifact(CONFIGURED_MODEL) is not None and version.get_model_artifact(AUTOML_MODEL)
+    card = (cards_folder("bike_automl") / f"v{outcome.model_version}.md").read_text()
+    assert "## Trainers compared" in card and model.model_id in card and "h2o_automl:" in card
 
 
 def test_predictions_are_identical_in_process_pickled_and_in_batches(challenged, zenml_client, tmp_path):

@@ -93,6 +93,8 @@ def compose_card(
         releases=metadata_list(metadata, RELEASES),
         serving=serving_of(version.model.name, str(version.number)),
         monitoring=metadata_list(metadata, MONITORING_HISTORY),
+        trainers=metadata_dict(metadata, "trainer_comparison"),
+        leaderboard=metadata_list(metadata, "automl_leaderboard"),
     )
 
 
