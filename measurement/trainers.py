@@ -14,7 +14,7 @@ from lifecycle.automl import require_automl, train_automl
 from lifecycle.config import RunConfig
 from lifecycle.data import read_table
 from lifecycle.metrics import DEFAULT_METRIC, LOWER_IS_BETTER
-from lifecycle.modeling import fit_model
+from lifecycle.modeling import fit_model, one_thread
 from lifecycle.splitting import split_table
 from lifecycle.trainers import CONFIGURED, TrainerFigures, trainer_figures
 from lifecycle.validation import validate_table
@@ -23,15 +23,18 @@ from serving.contract import json_records, records_frame
 
 
 def _speed(model: Any, schema: Any, test: pd.DataFrame, requests: int) -> dict[str, float]:
-    """One-row latency through the request contract's table (p50, ms) and whole-test-set rows per second."""
+    """One-row latency through the request contract's table (p50, ms) and whole-test-set rows per second (best of 3)."""
     bodies = [{"records": [record]} for record in json_records(test.head(200), schema)]
     frames = [records_frame(body, schema) for body in bodies]
     model.predict(frames[0])  # warm: the H2O model's JVM starts on its first call
-    one_row = in_process_latency(model.predict, frames, requests)
-    started = time.perf_counter()
-    model.predict(test)
-    seconds = time.perf_counter() - started
-    return {"p50_ms": one_row["p50_ms"], "batch_rows_per_s": len(test) / seconds}
+    seconds = []
+    with one_thread():  # as the servers run (OMP_NUM_THREADS=1); the H2O scorer is one thread too
+        one_row = in_process_latency(model.predict, frames, requests)
+        for _ in range(3):  # the best of three: a shared machine's load comes and goes
+            started = time.perf_counter()
+            model.predict(test)
+            seconds.append(time.perf_counter() - started)
+    return {"p50_ms": one_row["p50_ms"], "batch_rows_per_s": len(test) / min(seconds)}
 
 
 def reading(metric: str, figures: list[TrainerFigures], speed: dict[str, dict[str, float]]) -> str:
@@ -43,8 +46,8 @@ def reading(metric: str, figures: list[TrainerFigures], speed: dict[str, dict[st
     apart = better.interval[1] < other.interval[0] if lower else better.interval[0] > other.interval[1]
     slower = speed[leader.trainer]["p50_ms"] / speed[configured.trainer]["p50_ms"]
     cost = (
-        f"the AutoML leader trains in {leader.train_seconds / max(configured.train_seconds, 1e-9):.0f}x the time "
-        f"and answers one row in {slower:.1f}x"
+        f"the AutoML leader trains in {leader.train_seconds / max(configured.train_seconds, 1e-9):.1f}x the time "
+        f"and answers one row in {slower:.1f}x the time"
     )
     if apart:
         return (

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from conftest import DEMO_CONFIG, activate_stack, free_port_block, make_churn_table, note
+import yaml
+from conftest import DEMO_CONFIG, activate_stack, free_port_block, make_churn_table, note, run_cli
 
 from lifecycle.automl import h2o_cluster, require_automl, train_automl
 from lifecycle.config import (
@@ -238,3 +239,36 @@ def test_served_answers_equal_in_process_on_every_backend(challenged, zenml_clie
         stopped = undeploy(backend, "bike_automl")
         assert all(not still_running(e.pid) for e in stopped)
         zenml_client.activate_stack("default")
+
+
+def test_cli_trains_both_on_an_unseen_csv_serves_the_winner_and_predicts(zenml_client, churn_csv, tmp_path):
+    config = tmp_path / "churn.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": "churn_automl"},
+                "dataset": {"path": str(churn_csv), "target": "churned", "task": "classification"},
+                "training": {"h2o_automl": SMALL.model_dump(exclude={"scorer_jvm_options"})},
+            }
+        )
+    )
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text(
+        yaml.safe_dump({"port": free_port_block(), "drain_seconds": 1.0, "front_door": {"port": free_port_block()}})
+    )
+    trained = run_cli("train", "--config", str(config), "--challenger", "h2o_automl", "--no-redeploy")
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    version = zenml_client.get_model_version("churn_automl", "production")
+    chosen = version.run_metadata["trainer"]
+    assert chosen in {"configured", "h2o_automl"} and "trainer_comparison" in version.run_metadata
+    rows = tmp_path / "rows.csv"
+    pd.read_csv(churn_csv).drop(columns=["churned"]).head(5).to_csv(rows, index=False)
+    try:
+        deployed = run_cli("deploy", "--config", str(config), "--deployment-config", str(deployment))
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        predicted = run_cli("predict", "--model-name", "churn_automl", "--input", str(rows))
+        assert predicted.returncode == 0, predicted.stdout[-3000:] + predicted.stderr[-3000:]
+        assert predicted.stdout.count("yes") + predicted.stdout.count("no") >= 5, predicted.stdout
+        note(f"CLI journey with the challenger on an unseen CSV: {chosen} won, served and answered 5 rows")
+    finally:
+        run_cli("undeploy", "--model-name", "churn_automl")
