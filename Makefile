@@ -10,6 +10,8 @@ INSTALLED := $(VENV)/.installed
 # which .venv cannot have), for registering the stacks in stacks/examples/.
 CLUSTER_VENV ?= .venv-cluster
 CLUSTER_INSTALLED := $(CLUSTER_VENV)/.installed
+# The `automl` extra (H2O) in .venv, for the AutoML challenger and its tests.
+AUTOML_INSTALLED := $(VENV)/.installed-automl
 
 export ZENML_ANALYTICS_OPT_IN ?= false
 export DO_NOT_TRACK ?= true
@@ -17,7 +19,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env run test test-template test-fast test-e2e test-team test-race test-cluster lint dashboard dashboard-stop team-up team-down clean
+.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-cluster lint dashboard dashboard-stop team-up team-down clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -41,6 +43,12 @@ $(CLUSTER_INSTALLED): pyproject.toml constraints-cluster.txt
 
 cluster-env: $(CLUSTER_INSTALLED)
 
+$(AUTOML_INSTALLED): $(INSTALLED)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,automl]'
+	touch $@
+
+automl-env: setup $(AUTOML_INSTALLED)
+
 run: setup
 	$(PY) run.py $(ARGS)
 
@@ -63,7 +71,7 @@ test: test-template
 endif
 
 test-template: setup
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team and not automl" $(PYTEST_ARGS)
 
 # The long end-to-end journeys: a generated project's own tests, the backend comparison, the CLI on every stack,
 # the shared MLflow server, the release flow and the release race (three rounds), the shipped CI workflows' commands,
@@ -73,7 +81,7 @@ test-e2e: setup
 
 # Unit and in-process tests only: no server, no stack switch, no comparison (the loop while changing code).
 test-fast: setup
-	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not integration and not automl" $(PYTEST_ARGS)
 
 # The two-client promotion race through a live ZenML server, ten rounds.
 test-team: setup
@@ -82,6 +90,11 @@ test-team: setup
 # Promote, rollback and deploy started together, twenty rounds (`make test-e2e` runs three); about 15 minutes.
 test-race: setup
 	MLOPS_RACE_ROUNDS=20 $(PY) -m pytest tests/test_release_race.py $(PYTEST_ARGS)
+
+# The H2O AutoML challenger (tests marked automl): the `automl` extra installed into .venv, one small AutoML search
+# shared by the suite's tests.
+test-automl: automl-env
+	$(PY) -m pytest -m automl $(PYTEST_ARGS)
 
 # The cluster stacks (stacks/examples/) registered from the cluster environment through a live local ZenML server.
 test-cluster: setup cluster-env

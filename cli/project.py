@@ -139,6 +139,12 @@ def comparison_progress(names: list[str]) -> Callable[[str, str], None]:
 )
 @click.option("--workspace", help="The comparison's own store and state (default: <state folder>/compare; replaced).")
 @click.option("--output", "output_dir", help="Folder for comparison.md/.html/.json (default: reports/).")
+@click.option(
+    "--trainers",
+    is_flag=True,
+    help="Instead of the stacks: the configured estimator against the H2O AutoML leader on the same split "
+    "(needs the `automl` extra); writes trainers.md/.json.",
+)
 @summary_options
 @reports_errors
 def compare(
@@ -150,20 +156,33 @@ def compare(
     comparison_path: str,
     workspace: str | None,
     output_dir: str | None,
+    trainers: bool,
     summary_md: str | None,
     summary_json: str | None,
 ) -> None:
-    """Run the same training, monitoring and serving on each stack and write a side-by-side report."""
+    """Run the same training, monitoring and serving on each stack and write a side-by-side report (with
+    `--trainers`: the configured estimator against the H2O AutoML leader on the same split)."""
     from lifecycle.environment import state_dir
     from workflows.report_files import reports_folder
 
     comparison = load_comparison_config(comparison_path)
     config = apply_overrides(load_config(config_path), data=data, target=target)
     validate_file(config.dataset)
+    output = Path(output_dir) if output_dir else reports_folder(load_monitoring_config())
+    if trainers:
+        from measurement.trainers import compare_trainers, trainers_markdown
+
+        result = compare_trainers(config)
+        markdown = trainers_markdown(result)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "trainers.md").write_text(markdown + "\n")
+        (output / "trainers.json").write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(f"{markdown}\nreport: {output / 'trainers.md'}")
+        write_summaries(result, markdown, summary_md, summary_json)
+        return
     run_comparison = comparison_runner()
     names = [n.strip() for n in stack_names.split(",") if n.strip()] if stack_names else comparison.stacks
     workspace_root = Path(workspace) if workspace else state_dir() / "compare"
-    output = Path(output_dir) if output_dir else reports_folder(load_monitoring_config())
     paths = run_comparison(names, config, comparison, quick, workspace_root, output, comparison_progress(names))
     click.echo((paths["markdown"]).read_text())
     click.echo(f"report: {paths['markdown']}\npage (opens offline): {paths['html']}\nmeasurements: {paths['json']}")

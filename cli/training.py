@@ -42,6 +42,13 @@ from lifecycle.errors import EXIT_NOT_PROMOTED
 @click.option("--seed", type=int, help="Random seed (default: from the config).")
 @click.option("--no-cache", is_flag=True, help="Re-run every step instead of reusing cached results.")
 @click.option(
+    "--challenger",
+    "challengers",
+    multiple=True,
+    type=click.Choice(["h2o_automl"]),
+    help="Also train this challenger on the same rows; the better one is the candidate (needs the `automl` extra).",
+)
+@click.option(
     "--stage",
     type=click.Choice(["production", "staging"]),
     help="Where a candidate that passes goes: production (default), or staging to wait for `run.py promote`.",
@@ -63,6 +70,7 @@ def train(
     time_columns: tuple[str, ...],
     segment_columns: tuple[str, ...],
     no_cache: bool,
+    challengers: tuple[str, ...],
     stage: str | None,
     require_promotion: bool,
     redeploy: bool,
@@ -77,7 +85,9 @@ def train(
 
     columns = {"time_columns": list(time_columns), "segment_columns": list(segment_columns)}
     cache = {"enable_cache": False if no_cache else None}
-    config = training.training_config(config_path, stage, **columns, **cache, **overrides)
+    config = training.training_config(
+        config_path, stage, **columns, **cache, challengers=list(challengers), **overrides
+    )
     outcome = training.train(config, say, settings.verbose)
     write_summaries(*training.training_result(outcome), summary_md, summary_json)
     if redeploy:

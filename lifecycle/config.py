@@ -109,10 +109,36 @@ class PreprocessingConfig(_Strict):
     max_categories: int = Field(30, ge=2)
 
 
+H2OAlgorithm = Literal["DRF", "GLM", "XGBoost", "GBM", "DeepLearning", "StackedEnsemble"]
+
+
+class H2OAutoMLConfig(_Strict):
+    """The H2O AutoML challenger (`training.challengers: [h2o_automl]`): a local H2O cluster on 127.0.0.1 for the
+    search, stopped when it ends; the leader is exported as a MOJO (`lifecycle.mojo_model`)."""
+
+    max_models: int = Field(5, ge=1)
+    max_runtime_secs: int = Field(300, ge=10)  # the whole search, models and cross-validation
+    exclude_algos: list[H2OAlgorithm] = ["DeepLearning"]
+    nfolds: int = Field(3, ge=2)
+    seed: int | None = None  # None: training.seed
+    port: int = Field(54321, ge=1024, le=65000)  # the first port tried; the next free one is used
+    nthreads: int = Field(2, ge=1)
+    max_mem_size: str = Field("2G", pattern=r"^[0-9]+[mMgG]$")
+    startup_timeout_secs: int = Field(120, ge=10)
+    # The scoring JVM that every process predicting with the leader starts once (`lifecycle.mojo_model`).
+    scorer_jvm_options: list[str] = Field(default_factory=lambda: ["-Xmx256m", "-XX:+UseSerialGC"])
+
+
+Challenger = Literal["h2o_automl"]
+
+
 class TrainingConfig(_Strict):
     seed: int = 42
     estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    # Trainers judged beside the configured estimator on the same rows; the better one becomes the candidate.
+    challengers: list[Challenger] = Field(default_factory=list)
+    h2o_automl: H2OAutoMLConfig = Field(default_factory=H2OAutoMLConfig)
 
 
 class EvaluationConfig(_Strict):
@@ -288,6 +314,7 @@ def apply_overrides(
     model_name: str | None = None,
     seed: int | None = None,
     enable_cache: bool | None = None,
+    challengers: list[str] | None = None,
 ) -> RunConfig:
     """Command-line flags over a config file.
 
@@ -326,6 +353,8 @@ def apply_overrides(
         raw["promotion"]["metric"] = None  # the config's metric belongs to its own task
     if seed is not None:
         raw["training"]["seed"] = seed
+    if challengers:
+        raw["training"]["challengers"] = list(dict.fromkeys([*raw["training"]["challengers"], *challengers]))
     if enable_cache is not None:
         raw["enable_cache"] = enable_cache
     return parse_config(raw, source="command-line options")

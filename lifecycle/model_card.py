@@ -41,6 +41,9 @@ class ModelCard(BaseModel):
     releases: list[dict[str, Any]] = Field(default_factory=list)
     serving: list[dict[str, Any]] = Field(default_factory=list)  # stack, backend, role, url, front_door
     monitoring: list[dict[str, Any]] = Field(default_factory=list)  # oldest first
+    # With challengers: each trainer's figures on the same test rows (lifecycle.trainers) and the AutoML leaderboard.
+    trainers: dict[str, Any] = Field(default_factory=dict)
+    leaderboard: list[dict[str, Any]] = Field(default_factory=list)
 
     model_config = {"populate_by_name": True}
 
@@ -101,6 +104,7 @@ def sections(card: ModelCard) -> list[Section]:
         _data(card),
         _split(card),
         _metrics(card),
+        *([_trainers(card)] if card.trainers else []),
         _promotion(card),
         _releases(card),
         _serving(card),
@@ -262,6 +266,33 @@ def _per_class(card: ModelCard) -> list[str | Table | Chart]:
         )
     )
     return blocks
+
+
+def _trainers(card: ModelCard) -> Section:
+    comparison = card.trainers
+    metric = comparison.get("primary_metric", "")
+    rows = []
+    for figures in comparison.get("trainers", []):
+        low, high = figures.get("interval") or (None, None)
+        rows.append(
+            [
+                _code(figures.get("trainer")),
+                _code(figures.get("estimator")),
+                _num(figures.get("metrics", {}).get(metric)),
+                f"{_num(low)} to {_num(high)}",
+                _num(figures.get("train_seconds")),
+                f"{(figures.get('size_bytes') or 0) / 1024:.0f} KiB",
+            ]
+        )
+    blocks: list[Any] = [
+        f"Chosen: **{comparison.get('chosen', '')}**. {comparison.get('reason', '')}.",
+        Table(["trainer", "estimator", metric, "95% interval", "train s", "size"], rows),
+    ]
+    if card.leaderboard:
+        headers = list(card.leaderboard[0])
+        blocks.append("H2O AutoML leaderboard (cross-validated on the training rows):")
+        blocks.append(Table(headers, [[_num(row.get(h)) for h in headers] for row in card.leaderboard]))
+    return Section("Trainers compared", blocks)
 
 
 def _promotion(card: ModelCard) -> Section:

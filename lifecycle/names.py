@@ -16,6 +16,11 @@ PROMOTION = "promotion_decision"
 MODEL_CARD = "model_card"
 # Model version metadata: the calendar features the model derives from each time column (those that varied).
 CALENDAR_FEATURES = "calendar_features"
+# The trainers judged side by side when challengers are configured (`training.challengers`).
+CONFIGURED_MODEL = "configured_model"
+AUTOML_MODEL = "automl_model"
+AUTOML_LEADERBOARD = "automl_leaderboard"
+TRAINER_COMPARISON = "trainer_comparison"
 
 TRAINING_PIPELINE = "training_pipeline"
 PROMOTE_STEP = "promote_model"

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MODEL_MODULES = ("lifecycle.modeling",)  # what unpickling a trained model imports
+# What unpickling a trained model imports: the sklearn Pipeline's transformers, or an H2O model's MOJO wrapper.
+MODEL_MODULES = ("lifecycle.modeling", "lifecycle.mojo_model")
 
 
 def _module_file(module: str, root: Path) -> Path | None:

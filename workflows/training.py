@@ -23,6 +23,10 @@ def training_config(config_path: str, stage: str | None = None, **overrides: Any
 
 def train(config: RunConfig, say: Callable[[str], None], verbose: bool = False) -> TrainingOutcome:
     """Check the data, run the training pipeline, and make this model the one the next commands act on."""
+    if config.training.challengers:
+        from lifecycle.automl import require_automl
+
+        require_automl()  # a missing `h2o` package or JDK is named here, before any pipeline run is recorded
     validate_file(config.dataset)  # bad data fails here, before any pipeline run is recorded
     outcome = run_training(config, verbose=verbose)
     remember_training(config)

@@ -2,7 +2,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.logger import get_logger
@@ -10,6 +9,7 @@ from zenml.logger import get_logger
 from lifecycle.config import DeploymentConfig
 from lifecycle.environment import state_dir
 from lifecycle.model_versions import metadata_dict
+from lifecycle.mojo_model import TrainedModel
 from lifecycle.project_state import write_json
 from lifecycle.validation import FeatureSchema
 from serving.backends.base import Release
@@ -29,7 +29,7 @@ def write_example_request(release: Release, test_set: pd.DataFrame, rows: int = 
 
 
 def release_of(
-    model: Pipeline,
+    model: TrainedModel,
     feature_schema: FeatureSchema,
     test_set: pd.DataFrame,
     number: str | None = None,
@@ -54,7 +54,7 @@ def release_of(
 
 @step(enable_cache=False)
 def deploy_model(
-    model: Pipeline,
+    model: TrainedModel,
     feature_schema: FeatureSchema,
     test_set: pd.DataFrame,
     version_number: str | None,

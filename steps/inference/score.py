@@ -2,9 +2,9 @@ import time
 from typing import Annotated, Any
 
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
 
+from lifecycle.mojo_model import TrainedModel
 from lifecycle.names import SCORED, SKIPPED
 from lifecycle.scoring import score_rows
 from lifecycle.validation import FeatureSchema
@@ -13,7 +13,7 @@ from serving.prediction_log import process_log
 
 @step(enable_cache=False)
 def score_batch(
-    model: Pipeline, batch: pd.DataFrame, feature_schema: FeatureSchema, log: dict[str, Any] | None = None
+    model: TrainedModel, batch: pd.DataFrame, feature_schema: FeatureSchema, log: dict[str, Any] | None = None
 ) -> tuple[Annotated[pd.DataFrame, SCORED], Annotated[pd.DataFrame, SKIPPED]]:
     """Predict every row that can be predicted, each with a request id, into the prediction log (backend `batch`);
     the rows that cannot be predicted are returned with the reason, never dropped silently."""

@@ -1,9 +1,9 @@
 from typing import Annotated
 
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
 
+from lifecycle.mojo_model import TrainedModel
 from lifecycle.monitoring import predict_rows
 from lifecycle.names import PREDICTIONS
 from lifecycle.validation import FeatureSchema
@@ -11,7 +11,7 @@ from lifecycle.validation import FeatureSchema
 
 @step
 def predict_batch(
-    model: Pipeline, checked_batch: pd.DataFrame, feature_schema: FeatureSchema
+    model: TrainedModel, checked_batch: pd.DataFrame, feature_schema: FeatureSchema
 ) -> Annotated[pd.DataFrame, PREDICTIONS]:
     """Batch predictions with the production model; rows that cannot be predicted keep an empty prediction."""
     predictions = predict_rows(model, checked_batch, feature_schema)

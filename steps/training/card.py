@@ -10,6 +10,7 @@ from lifecycle.metrics import EvaluationReport
 from lifecycle.model_card import ModelCard, render_html, write_card_files
 from lifecycle.model_versions import metadata_dict, metadata_list
 from lifecycle.modeling import column_treatments
+from lifecycle.mojo_model import h2o_treatments
 from lifecycle.monitoring import MONITORING_HISTORY
 from lifecycle.names import CALENDAR_FEATURES, MODEL_CARD, SPLIT_STEP
 from lifecycle.promotion import PromotionDecision
@@ -88,7 +89,9 @@ def compose_card(
         schema_=schema,
         data=quality,
         data_fingerprint=str(metadata.get("data_fingerprint_sha256", "")),
-        treatments=column_treatments(schema, training, calendar_features(metadata)),
+        treatments=h2o_treatments(schema)
+        if str(metadata.get("estimator", "")).startswith("h2o_automl")
+        else column_treatments(schema, training, calendar_features(metadata)),
         split=split,
         evaluation=evaluation,
         promotion=metadata_dict(metadata, "promotion"),
@@ -99,6 +102,8 @@ def compose_card(
         releases=metadata_list(metadata, RELEASES),
         serving=serving_of(version.model.name, str(version.number)),
         monitoring=metadata_list(metadata, MONITORING_HISTORY),
+        trainers=metadata_dict(metadata, "trainer_comparison"),
+        leaderboard=metadata_list(metadata, "automl_leaderboard"),
     )
 
 

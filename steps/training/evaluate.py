@@ -1,18 +1,18 @@
 from typing import Annotated
 
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from zenml import log_metadata, step
 
 from lifecycle.config import EvaluationConfig
 from lifecycle.metrics import EvaluationReport, evaluate_model
+from lifecycle.mojo_model import TrainedModel
 from lifecycle.names import EVALUATION
 from lifecycle.validation import FeatureSchema
 
 
 @step
 def evaluate(
-    model: Pipeline,
+    model: TrainedModel,
     train_set: pd.DataFrame,
     test_set: pd.DataFrame,
     feature_schema: FeatureSchema,

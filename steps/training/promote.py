@@ -3,12 +3,12 @@
 from typing import Annotated
 
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
 from lifecycle.config import PromotionConfig
 from lifecycle.metrics import EvaluationReport
+from lifecycle.mojo_model import TrainedModel
 from lifecycle.names import PROMOTION
 from lifecycle.promotion import PromotionDecision
 from lifecycle.validation import FeatureSchema
@@ -19,7 +19,7 @@ logger = get_logger(__name__)
 
 @step(enable_cache=False)
 def promote_model(
-    model: Pipeline,
+    model: TrainedModel,
     test_set: pd.DataFrame,
     feature_schema: FeatureSchema,
     evaluation_report: EvaluationReport,

@@ -3,16 +3,17 @@ from typing import Annotated
 
 import mlflow
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
 from zenml.metadata.metadata_types import MetadataType
 from zenml.utils.source_utils import get_source_root
 
 from lifecycle.config import TrainingConfig, load_deployment_config
 from lifecycle.metrics import EvaluationReport
-from lifecycle.modeling import calendar_parts, chosen_params
+from lifecycle.modeling import calendar_parts
+from lifecycle.mojo_model import MojoModel, TrainedModel
 from lifecycle.names import CALENDAR_FEATURES
 from lifecycle.tracking import active_run_id, as_plain_columns, log_metrics, log_params
+from lifecycle.trainers import describe_model
 from lifecycle.validation import DataQualityReport, FeatureSchema
 from serving.backends.mlflow import LoggedModel, log_and_register
 from stacks.capabilities import mlflow_registry, mlflow_tracking_enabled
@@ -38,7 +39,7 @@ def git_commit(directory: str) -> str:
 
 
 def mirror_to_mlflow(
-    model: Pipeline,
+    model: TrainedModel,
     schema: FeatureSchema,
     example: pd.DataFrame,
     report: EvaluationReport,
@@ -71,9 +72,13 @@ def mirror_to_mlflow(
     return log_and_register(logged, example, client, active_run_id(), tags, description)
 
 
+def estimator_class(model: TrainedModel) -> str:
+    return f"H2O {model.algorithm}" if isinstance(model, MojoModel) else type(model[-1]).__name__
+
+
 @step(enable_cache=False)
 def register_model(
-    model: Pipeline,
+    model: TrainedModel,
     test_set: pd.DataFrame,
     evaluation_report: EvaluationReport,
     feature_schema: FeatureSchema,
@@ -84,6 +89,7 @@ def register_model(
     """Record on the Model Control Plane version what is needed to trust and reproduce the model; on a stack
     with MLflow, log the model there too and link the MLflow registry version both ways."""
     mcp = get_step_context().model
+    estimator, estimator_params = describe_model(model, training)
     metadata: dict[str, MetadataType] = {
         "task": feature_schema.task,
         "target": feature_schema.target,
@@ -91,9 +97,9 @@ def register_model(
         "metrics": evaluation_report.metrics,
         "baseline_metrics": evaluation_report.baseline_metrics,
         "primary_metric": evaluation_report.primary_metric,
-        "estimator": training.estimator.name,
-        "estimator_params": chosen_params(model, training),
-        CALENDAR_FEATURES: calendar_parts(model),
+        "estimator": estimator,
+        "estimator_params": estimator_params,
+        CALENDAR_FEATURES: {} if isinstance(model, MojoModel) else calendar_parts(model),
         "param_grid": training.estimator.param_grid,
         "seed": training.seed,
         "data_source": data_quality_report.source,
@@ -106,8 +112,8 @@ def register_model(
         params = {
             "task": feature_schema.task,
             "seed": training.seed,
-            "estimator": type(model.named_steps["estimator"]).__name__,
-            "estimator_params": model.named_steps["estimator"].get_params(),
+            "estimator": estimator_class(model),
+            "estimator_params": estimator_params if isinstance(model, MojoModel) else model[-1].get_params(),
             "preprocessing": training.preprocessing.model_dump(),
             "data_fingerprint_sha256": data_fingerprint,
         }

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from zenml import log_metadata
 from zenml.client import Client
 from zenml.logger import get_logger
@@ -21,6 +20,7 @@ from zenml.logger import get_logger
 from lifecycle.config import PromotionConfig
 from lifecycle.metrics import EvaluationReport, SegmentMetrics, score_model, score_segments
 from lifecycle.model_versions import loaded_model, metadata_dict, metadata_int, metadata_list, metadata_str
+from lifecycle.mojo_model import TrainedModel
 from lifecycle.names import MODEL
 from lifecycle.promotion import (
     PromotionDecision,
@@ -40,7 +40,7 @@ RELEASES = "releases"  # each version's stage changes: who, when, which command,
 
 
 def rescore_production(
-    production_model: Pipeline, production_task: str | None, test_set: pd.DataFrame, feature_schema: FeatureSchema
+    production_model: TrainedModel, production_task: str | None, test_set: pd.DataFrame, feature_schema: FeatureSchema
 ) -> tuple[dict[str, float], list[SegmentMetrics], str | None]:
     """Score the production model on the candidate's test set, overall and per segment: (metrics, segments,
     problem that prevented it)."""
