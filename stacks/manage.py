@@ -23,6 +23,7 @@ import yaml
 from lifecycle.config import PROJECT_ROOT
 from lifecycle.environment import bentoml_home, state_dir
 from lifecycle.errors import StackError
+from lifecycle.hints import run_hint
 from stacks.capabilities import Component, missing_integration_error
 
 STACKS_DIR = PROJECT_ROOT / "stacks"
@@ -286,7 +287,7 @@ def stacks_up(specs: list[StackSpec]) -> list[str]:
         if spec.unresolved:
             raise StackError(
                 f"stack `{spec.name}` ({spec.file.name}) needs the environment variable(s) "
-                f"{', '.join(spec.unresolved)}. Fix: export them and run `python run.py stacks up {spec.name}`."
+                f"{', '.join(spec.unresolved)}. Fix: export them and run `{run_hint(f'stacks up {spec.name}')}`."
             )
         for component in spec.components.values():
             key = f"{component.type}/{component.name}"

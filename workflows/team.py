@@ -19,6 +19,7 @@ import requests
 
 from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
+from lifecycle.hints import run_hint, tool_hint
 from lifecycle.project_state import atomic_write_text, private_folder, write_json
 from serving.processes import port_is_free, server_alive, stop_process
 from workflows import zenml_server
@@ -230,7 +231,7 @@ def describe(servers: TeamServers) -> str:
     lines += [
         "Point this project (or a copy on another machine that reaches them) at them:",
         f"  source {shlex.quote(str(env_file))}",
-        "  .venv/bin/python run.py stacks up team && .venv/bin/zenml stack set team",
+        f"  {run_hint('stacks up team')} && {tool_hint('zenml stack set team')}",
         "Stop them with `make team-down` (their data and passwords stay in the team folder).",
     ]
     return "\n".join(lines)
