@@ -54,7 +54,10 @@ def european_model(request, zenml_client, data_dir):
     activate_stack("full")
     try:
         config = apply_overrides(load_config(DEMO_CONFIG), model_name=model_name, enable_cache=False)
-        config = config.model_copy(update={"dataset": generated.dataset.model_copy(update={"path": str(source)})})
+        # the demo's config names rmse; metric None picks the task's own (f1_macro for a classifier)
+        promotion = config.promotion.model_copy(update={"metric": None})
+        dataset = generated.dataset.model_copy(update={"path": str(source)})
+        config = config.model_copy(update={"dataset": dataset, "promotion": promotion})
         outcome = run_training(config)
         assert outcome.decision.promoted, outcome.decision.reason
     finally:
