@@ -16,6 +16,7 @@ import pandas as pd
 
 from lifecycle.config import DeploymentConfig
 from lifecycle.environment import model_lock
+from lifecycle.errors import LifecycleError
 from lifecycle.hints import run_hint
 from lifecycle.promotion import promotion_lock_name
 from serving import front_door
@@ -166,7 +167,10 @@ def _start_answering(
     """Start the new server and wait until it answers its health check itself; a port that another process took
     between the choice and the bind is given up for the next free one."""
     for attempt in range(1, PORT_ATTEMPTS + 1):
-        chosen = 0 if backend.chooses_own_port else choose_port(config.host, preferred, config.port_search, taken)
+        try:
+            chosen = 0 if backend.chooses_own_port else choose_port(config.host, preferred, config.port_search, taken)
+        except LifecycleError as exc:  # no port to start on: say what keeps serving
+            raise DeploymentFailed(f"{_one_line(exc)}. The new server did not start; still serving: {serving}") from exc
         if chosen and chosen != preferred:
             progress(f"port {preferred} is busy; using {chosen}")
         try:

@@ -263,14 +263,29 @@ def test_redeploy_of_a_new_version_loses_no_request(served):
 
 
 def test_failed_deploy_leaves_the_old_server_serving(served):
+    """A deploy whose new server cannot start: the port it must use is held by another program (no other port
+    allowed); MLflow's service picks its own port, so there the start is given one second, less than MLflow's
+    server takes to load."""
+    import socket
+
     backend = served["backend"]
     before = live_endpoint(backend, MODEL_NAME)
+    config, timeout, holder = served["config"], None, None
+    if not backend.chooses_own_port:
+        holder = socket.socket()
+        holder.bind((config.host, free_port_block()))
+        holder.listen()
+        config = config.model_copy(update={"port": holder.getsockname()[1], "port_search": 0})
+    else:
+        timeout = 1
     set_production(1)
     try:
         with pytest.raises(LifecycleError, match="still serving: " + before.url):
-            run_deployment(MODEL_NAME, served["config"], timeout=1)  # no server starts in one second
+            run_deployment(MODEL_NAME, config, timeout=timeout)
     finally:
         set_production(2)
+        if holder is not None:
+            holder.close()
     running = [e for e in backend.endpoints(MODEL_NAME) if e.running]
     assert [e.name for e in running] == [before.name]
     assert is_healthy(before.health_url)
