@@ -229,14 +229,7 @@ def drift_from_counts(
             judged[column] = ColumnDrift(
                 score=on_sample.score, method=f"{on_sample.method} (sample of {sample_rows})", drifted=on_sample.drifted
             )
-    drifted = [c for c, d in judged.items() if d.drifted]
-    return DriftSummary(
-        judged=bool(judged),
-        reason="" if judged else "no column could be compared",
-        share=len(drifted) / len(judged) if judged else 0.0,
-        drifted_columns=drifted,
-        columns=judged,
-    )
+    return DriftSummary.of(judged)
 
 
 def statistics_on_spark(

@@ -66,6 +66,18 @@ class DriftSummary(BaseModel):
     drifted_columns: list[str] = Field(default_factory=list)
     columns: dict[str, ColumnDrift] = Field(default_factory=dict)
 
+    @classmethod
+    def of(cls, judged: dict[str, ColumnDrift]) -> DriftSummary:
+        """The summary of the columns' verdicts: the share and the names of those that drifted."""
+        drifted = [c for c, d in judged.items() if d.drifted]
+        return cls(
+            judged=bool(judged),
+            reason="" if judged else "no column could be compared",
+            share=len(drifted) / len(judged) if judged else 0.0,
+            drifted_columns=drifted,
+            columns=judged,
+        )
+
 
 class PerformanceSummary(BaseModel):
     judged: bool
@@ -194,14 +206,7 @@ def drift_from_snapshot(snapshot: dict[str, Any], columns: list[str]) -> DriftSu
         for c in columns
         if c in scores
     }
-    drifted = [c for c, d in judged.items() if d.drifted]
-    return DriftSummary(
-        judged=bool(judged),
-        reason="" if judged else "no column could be compared",
-        share=len(drifted) / len(judged) if judged else 0.0,
-        drifted_columns=drifted,
-        columns=judged,
-    )
+    return DriftSummary.of(judged)
 
 
 def run_drift_report(
