@@ -1,4 +1,4 @@
-"""The project's surroundings: `dashboard`, `team`, `compare`, `stacks up|list|down`, `spark up|status|down`.
+"""The project's surroundings: `dashboard`, `team`, `compare`, `stacks up|list|down|compile`, `spark up|status|down`.
 
 Workflows are imported inside the commands: importing ZenML takes seconds, and `--help` needs none of it."""
 
@@ -257,6 +257,20 @@ def stacks_down_command(names: tuple[str, ...]) -> None:
     for change in changes:
         click.echo(f"  {change}")
     click.echo("Nothing to remove." if not changes else "Done.")
+
+
+@stacks.command("compile")
+@click.option("--image", required=True, help="The project image the pods would run (it must hold the code).")
+@click.option("--output", "output_dir", default="reports/compiled", show_default=True, help="Folder for the file.")
+@config_option("Training configuration (the pipeline's parameters).")
+@reports_errors
+def stacks_compile_command(image: str, output_dir: str, config_path: str) -> None:
+    """Write what the active cluster stack (Kubeflow or Kubernetes) would submit for `train`, without a cluster."""
+    from workflows.offline_compile import compile_training
+
+    compiled = compile_training(load_config(config_path), image, Path(output_dir))
+    click.echo(f"{compiled.flavor} spec of {len(compiled.steps)} steps on stack {compiled.stack}: {compiled.path}")
+    click.echo(f"It runs snapshot `{compiled.snapshot}` (stored on the ZenML server); nothing was submitted.")
 
 
 COMMANDS = [dashboard, team, compare, stacks, spark]

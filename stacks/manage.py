@@ -37,6 +37,7 @@ class ComponentSpec(Component):
 
     type: str = ""
     flavor_source: str = ""  # a flavor this project provides: registered with the component
+    environment: dict[str, str] = field(default_factory=dict)  # set in every step that runs with the component
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ def load_stack_file(path: Path) -> StackSpec:
                 flavor=str(spec["flavor"]),
                 configuration=_resolve(spec.get("configuration") or {}, missing),
                 flavor_source=str(spec.get("flavor_source", "")),
+                environment={
+                    str(key): str(value) for key, value in _resolve(spec.get("environment") or {}, missing).items()
+                },
             )
             for kind, spec in (raw.get("components") or {}).items()
         }
@@ -211,13 +215,28 @@ def _ensure_flavor(client, component: ComponentSpec, changes: list[str]) -> None
         changes.append(f"registered {component.type} flavor {component.flavor} ({component.flavor_source})")
 
 
+def _drift(existing, component: ComponentSpec) -> dict[str, tuple[Any, Any]]:
+    """What the registered component has other than the file says: configuration keys, and `environment.NAME`
+    for the variables the file sets (values still holding an unset `${VAR}` cannot be compared)."""
+    registered_environment = dict(existing.environment or {})
+    wanted = {
+        **{key: (existing.configuration.get(key), value) for key, value in component.configuration.items()},
+        **{f"environment.{k}": (registered_environment.get(k), v) for k, v in component.environment.items()},
+    }
+    return {key: (old, new) for key, (old, new) in wanted.items() if old != new and not _unresolved(new)}
+
+
 def _ensure_component(client, component: ComponentSpec, changes: list[str], shared: bool = False) -> None:
     _ensure_flavor(client, component, changes)
     existing = _existing_component(client, component.type, component.name)
     label = f"{component.type} {component.name}"
     if existing is None:
         client.create_stack_component(
-            component.name, component.flavor, _component_type(component.type), component.configuration
+            component.name,
+            component.flavor,
+            _component_type(component.type),
+            component.configuration,
+            environment=dict(component.environment) or None,
         )
         changes.append(f"created {label} ({component.flavor})")
         return
@@ -227,11 +246,7 @@ def _ensure_component(client, component: ComponentSpec, changes: list[str], shar
             f"`{component.flavor}`. Fix: remove it (`zenml {component.type.replace('_', '-')} delete "
             f"{component.name}`) or rename the component in the file."
         )
-    drift = {
-        key: (existing.configuration.get(key), value)
-        for key, value in component.configuration.items()
-        if existing.configuration.get(key) != value
-    }
+    drift = _drift(existing, component)
     if drift and shared:
         described = "; ".join(f"{key} is {old!r} there, {new!r} here" for key, (old, new) in drift.items())
         raise StackError(
@@ -243,7 +258,10 @@ def _ensure_component(client, component: ComponentSpec, changes: list[str], shar
         )
     if drift:
         client.update_stack_component(
-            component.name, _component_type(component.type), configuration=dict(component.configuration)
+            component.name,
+            _component_type(component.type),
+            configuration=dict(component.configuration),
+            environment=dict(component.environment) or None,
         )
         described = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in drift.items())
         changes.append(f"updated {label} ({described})")
@@ -382,11 +400,7 @@ def stack_statuses(specs: list[StackSpec]) -> list[StackStatus]:
                     continue
                 existing = _existing_component(client, kind, component.name)
                 if existing is not None:
-                    drift += [
-                        f"{component.name}.{key} differs from the file"
-                        for key, value in component.configuration.items()
-                        if existing.configuration.get(key) != value and not _unresolved(value)
-                    ]
+                    drift += [f"{component.name}.{key} differs from the file" for key in _drift(existing, component)]
         statuses.append(StackStatus(spec, stack is not None, spec.name == active_name, drift))
     return statuses
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import PROJECT_ROOT, free_port_block
 
 pytestmark = [pytest.mark.integration]
@@ -147,6 +148,91 @@ def test_cluster_stacks_register_on_the_server_and_are_described(servers, client
         assert f"integrations:      {orchestrator}, s3, mlflow (installed)" in block
         needs = [line for line in block if line.startswith("to run it needs:")]
         assert any("container registry" in line for line in needs) and any("S3 bucket" in line for line in needs)
+
+
+TRAINING_STEPS = (
+    "ingest_data",
+    "validate_data",
+    "split_data",
+    "train_model",
+    "evaluate",
+    "register_model",
+    "promote_model",
+    "write_model_card",
+)  # pipelines/training.py, in order
+IMAGE = "registry.example.com/team/mlops-lifecycle:0.1"
+
+
+def _environment(container: dict) -> dict[str, object]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
+
+
+def test_training_compiles_for_kubeflow_and_kubernetes_without_a_cluster(servers, client_env, tmp_path):
+    """ZenML's own orchestrator code turns `train` into what it would submit; the files show every step, the
+    project's image, the team's ZenML server and MLflow tracker in the environment, and no usable token."""
+    up = run_in(CLUSTER_PYTHON, client_env, "run.py", "stacks", "up", *CLUSTER_STACKS)
+    assert up.returncode == 0, (up.stdout + up.stderr)[-3000:]
+    zenml = str(Path(CLUSTER_PYTHON).parent / "zenml")
+    compiled = {}
+    for name, flavor in CLUSTER_STACKS.items():
+        assert (
+            subprocess.run(
+                [zenml, "stack", "set", name], env=client_env, cwd=PROJECT_ROOT, capture_output=True
+            ).returncode
+            == 0
+        )
+        done = run_in(
+            CLUSTER_PYTHON, client_env, "run.py", "stacks", "compile", "--image", IMAGE, "--output", str(tmp_path)
+        )
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        assert f"{flavor} spec of {len(TRAINING_STEPS)} steps on stack {name}" in done.stdout
+        compiled[flavor] = (tmp_path / f"training_pipeline.{flavor}.yaml").read_text()
+
+    secrets = [v for k, v in client_env.items() if k.endswith(("PASSWORD", "TOKEN"))]
+    for text in compiled.values():
+        assert "eyJ" not in text and not any(secret in text for secret in secrets)  # no JWT, no password
+
+    spec = yaml.safe_load_all(compiled["kubeflow"]).__next__()
+    tasks = spec["root"]["dag"]["tasks"]
+    assert sorted(tasks) == sorted(step.replace("_", "-") for step in TRAINING_STEPS)
+    assert "dependentTasks" not in tasks["ingest-data"]
+    assert tasks["train-model"]["dependentTasks"] == ["split-data", "validate-data"]
+    assert "promote-model" in tasks["write-model-card"]["dependentTasks"]
+    for executor in spec["deploymentSpec"]["executors"].values():
+        container = executor["container"]
+        env = _environment(container)
+        assert container["image"] == IMAGE
+        assert container["args"][container["args"].index("--step_name") + 1] in TRAINING_STEPS
+        assert env["ZENML_STORE_URL"] == servers.zenml_url
+        assert env["MLFLOW_TRACKING_URI"] == servers.mlflow_url  # the tracker component's environment
+        assert env["ZENML_STORE_API_TOKEN"].startswith("<redacted")
+
+    job = yaml.safe_load(compiled["kubernetes"])
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = _environment(container)
+    assert container["image"] == IMAGE and job["spec"]["podFailurePolicy"]
+    assert container["command"][-1].endswith("kubernetes_orchestrator_entrypoint")
+    assert env["ZENML_STORE_URL"] == servers.zenml_url
+    assert env["ZENML_STORE_API_TOKEN"]["secretKeyRef"]["key"] == "zenml_api_token"  # pass_zenml_token_as_secret
+    assert pod["serviceAccountName"] == "zenml-service-account"
+
+    # The snapshot both files run is on the server, under the name the command printed.
+    snapshots = servers.zenml_api().get(
+        f"{servers.zenml_url}/api/v1/pipeline_snapshots", params={"size": 100}, timeout=10
+    )
+    assert sum(s["name"].startswith("offline-compile-") for s in snapshots.json()["items"]) >= 2
+
+    assert (
+        subprocess.run(
+            [zenml, "stack", "set", "default"], env=client_env, cwd=PROJECT_ROOT, capture_output=True
+        ).returncode
+        == 0
+    )
+    refused = run_in(
+        CLUSTER_PYTHON, client_env, "run.py", "stacks", "compile", "--image", IMAGE, "--output", str(tmp_path)
+    )
+    assert refused.returncode != 0 and "offline compiling is for kubeflow and kubernetes" in refused.stderr
 
 
 def test_without_the_environment_the_listing_says_what_is_missing(servers, client_env):

@@ -111,9 +111,9 @@ def sync_model_texts(config: RunConfig) -> None:
         )
 
 
-def run_training(config: RunConfig, verbose: bool = False) -> TrainingOutcome:
-    capabilities = ready_stack(verbose)
-    prepare_tracking(capabilities)
+def configured_training(config: RunConfig, capabilities: StackCapabilities, **options: Any) -> tuple[Any, dict]:
+    """The training pipeline as every stack runs it (the model, the tracker on the tracked steps), and its
+    parameters; `options` go to `with_options` too (e.g. the Docker settings of an offline compile)."""
     model = Model(
         name=config.model.name,
         description=config.model.description,
@@ -121,18 +121,28 @@ def run_training(config: RunConfig, verbose: bool = False) -> TrainingOutcome:
         use_cases=config.model.intended_use,
         limitations=config.model.limitations,
     )
-    sync_model_texts(config)
     pipeline = training_pipeline.with_options(
-        model=model, enable_cache=config.enable_cache, steps=capabilities.step_options()
+        model=model, enable_cache=config.enable_cache, steps=capabilities.step_options(), **options
     )
+    parameters = {
+        "dataset": config.dataset,
+        "split": config.split,
+        "training": config.training,
+        "evaluation": config.evaluation,
+        "promotion": config.promotion,
+    }
+    return pipeline, parameters
+
+
+def run_training(config: RunConfig, verbose: bool = False) -> TrainingOutcome:
+    capabilities = ready_stack(verbose)
+    prepare_tracking(capabilities)
+    sync_model_texts(config)
+    pipeline, parameters = configured_training(config, capabilities)
     run = run_pipeline(
         pipeline,
         lambda exc: f"{exc}. The failing step's error is in the log above; nothing was promoted.",
-        dataset=config.dataset,
-        split=config.split,
-        training=config.training,
-        evaluation=config.evaluation,
-        promotion=config.promotion,
+        **parameters,
     )
     metadata = version_metadata(config.model.name, run)
     return TrainingOutcome(
