@@ -130,7 +130,13 @@ def main() -> None:
                 if nxt is not None:
                     ours, theirs = error(candidate.model, nxt), error(production, nxt)
                     scores = f"next period: {metric} {ours:.1f}, production's {theirs:.1f}"
-                kept.append(f"  after {retrained.period}: kept out by {', '.join(by)}: {scores}\n    {decision.reason}")
+                why = decision.reason
+                if by == ["production"]:
+                    why = (
+                        f"on its {candidate.report.test_rows} test rows: {metric} {decision.candidate_score:.2f}, "
+                        f"production's {decision.production_score:.2f}"
+                    )
+                kept.append(f"  after {retrained.period}: kept out by {', '.join(by)}: {scores}\n    {why}")
             if decision.promoted:
                 production, promoted = candidate.model, promoted + 1
         return weighted / rows, promoted
