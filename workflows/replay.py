@@ -32,7 +32,7 @@ from lifecycle.windows import newest_window, rows_between, time_index
 from serving.prediction_log_labels import attach_labels
 from serving.prediction_log_reader import read_predictions
 from workflows.production_loop import monitor_retrain_redeploy
-from workflows.runner import run_deployment, run_training
+from workflows.runner import TrainingOutcome, run_deployment, run_training
 from workflows.served import log_root, served_batch
 from workflows.versions import production_version
 
@@ -53,6 +53,25 @@ class PeriodResult:
     requests_served: int = 0  # serve: true — the period's rows sent to the server ...
     rows_served: int = 0
     rows_logged: int = 0  # ... and found in the prediction log
+    candidate: Candidate | None = None  # the model retrained after this period, promoted or not
+    # The error had every retrained model been promoted (the newest one scored here; the first model before any).
+    error_every_retrain_promoted: float | None = None
+
+
+@dataclass
+class Candidate:
+    """A model retrained after a period: how the promotion rule judged it, and what it scored on the next period
+    (where it would have served had it been promoted: for a promoted one, the period's error in production)."""
+
+    version: str
+    promoted: bool
+    score: float  # on its own test rows (the newest rows of its window)
+    production_score: float | None  # the production model re-scored on the same rows
+    kept_out_by: str  # the gates that blocked it, or "production" (did not beat it), or "" (promoted)
+    reason: str
+    test_rows: int
+    next_period_error: float | None = None
+    production_next_period_error: float | None = None  # the model it was judged against, on the same next period
 
 
 @dataclass
@@ -69,6 +88,10 @@ class ReplayResult:
         scored = [p for p in self.periods if p.error_in_production is not None and p.error_never_retrained is not None]
         rows = sum(p.rows for p in scored)
         return sum(getattr(p, attribute) * p.rows for p in scored) / rows if rows else float("nan")
+
+    def kept_out(self) -> list[tuple[PeriodResult, Candidate]]:
+        """The retrained models the promotion rule kept out of production, with the period they followed."""
+        return [(p, p.candidate) for p in self.periods if p.candidate is not None and not p.candidate.promoted]
 
 
 def _with_data(config: RunConfig, path: Path, model_name: str) -> RunConfig:
@@ -142,6 +165,8 @@ def replay(
     total = min(periods, settings.max_periods) if settings.max_periods is not None else periods
     index = 0
     pending_labels: pd.DataFrame | None = None  # the previous period's labels, attached one period late
+    judged: tuple[Candidate, object, object] | None = None  # last period's candidate, its model, production's model
+    newest_model: object = never_retrained  # the newest model trained, promoted or not
     monitored_since: str | None = None
     while cursor <= end_of_data and (settings.max_periods is None or index < settings.max_periods):
         index += 1
@@ -182,12 +207,18 @@ def replay(
             served, result.endpoint = turn.redeployed["model_version"], turn.redeployed["predict_url"]
         static_error = None
         labelled = batch[batch[config.dataset.target].notna()]
-        if len(labelled):
-            static_error = score(
-                first.evaluation.task,
-                labelled[config.dataset.target],
-                never_retrained.predict(labelled),
-            ).get(metric)
+
+        def error_of(model: object, labelled: pd.DataFrame = labelled) -> float | None:
+            if not len(labelled):
+                return None
+            answered = model.predict(labelled)  # type: ignore[attr-defined]
+            return score(first.evaluation.task, labelled[config.dataset.target], answered).get(metric)
+
+        static_error = error_of(never_retrained)
+        if judged is not None:  # the previous period's candidate, promoted or not, on the rows that came next
+            candidate, candidate_model, production_model = judged
+            candidate.next_period_error = error_of(candidate_model)
+            candidate.production_next_period_error = error_of(production_model)
         retrained = turn.retrained is not None
         promoted = turn.retrained is not None and turn.retrained.decision.promoted
         row = PeriodResult(
@@ -207,12 +238,40 @@ def replay(
             requests_served=traffic.requests if traffic else 0,
             rows_served=traffic.rows if traffic else 0,
             rows_logged=traffic.logged if traffic else 0,
+            error_every_retrain_promoted=error_of(newest_model),
         )
+        judged = None
+        if turn.retrained is not None:
+            row.candidate, models = judged_candidate(settings.model_name, turn.retrained)
+            judged = (row.candidate, *models)
+            newest_model = models[0]
         result.periods.append(row)
         progress(format_period(row, metric, index, time.monotonic() - started, total))
         cursor = period_end
     result.seconds = time.monotonic() - started
     return result
+
+
+def judged_candidate(model_name: str, retrained: TrainingOutcome) -> tuple[Candidate, tuple[object, object]]:
+    """The retrained model as the promotion rule judged it, with its model and the one it was compared with (to
+    score both on the next period)."""
+    decision = retrained.decision
+    blocking = [gate.name for gate in decision.gates if gate.blocks]
+    kept_out_by = "" if decision.promoted else ", ".join(blocking) or "production"
+    candidate_model = loaded_model(Client().get_model_version(model_name, retrained.model_version), MODEL)
+    production_model = candidate_model
+    if decision.production_version is not None:
+        production_model = loaded_model(Client().get_model_version(model_name, decision.production_version), MODEL)
+    candidate = Candidate(
+        version=str(retrained.model_version),
+        promoted=decision.promoted,
+        score=decision.candidate_score,
+        production_score=decision.production_score,
+        kept_out_by=kept_out_by,
+        reason=decision.reason,
+        test_rows=retrained.evaluation.test_rows,
+    )
+    return candidate, (candidate_model, production_model)
 
 
 @dataclass
@@ -314,6 +373,46 @@ def timeline_table(result: ReplayResult) -> str:
     return "\n".join(lines)
 
 
+def candidates_table(result: ReplayResult) -> str:
+    """Every retrained model: how the promotion rule judged it on its own test rows, and what it and the model it
+    was compared with then scored on the next period."""
+    metric = result.metric
+    lines = [
+        f"| after period | candidate | test rows | {metric} on its test rows | production on the same rows | "
+        f"promoted | kept out by | {metric} next period | production's next period |",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|",
+    ]
+    for p in result.periods:
+        c = p.candidate
+        if c is None:
+            continue
+        lines.append(
+            f"| {p.period} | v{c.version} | {c.test_rows} | {_num(c.score)} | {_num(c.production_score)} | "
+            f"{'yes' if c.promoted else 'no'} | {c.kept_out_by or '—'} | {_num(c.next_period_error)} | "
+            f"{_num(c.production_next_period_error)} |"
+        )
+    return "\n".join(lines)
+
+
+def kept_out_summary(result: ReplayResult) -> list[str]:
+    """What the models the promotion rule kept out would have scored where they would have served."""
+    kept = result.kept_out()
+    if not kept:
+        return []
+    scored = [c for _, c in kept if c.next_period_error is not None and c.production_next_period_error is not None]
+    better = [c for c in scored if c.next_period_error < c.production_next_period_error]  # type: ignore[operator]
+    by: dict[str, int] = {}
+    for _, c in kept:
+        by[c.kept_out_by] = by.get(c.kept_out_by, 0) + 1
+    every = result.mean_error("error_every_retrain_promoted")
+    return [
+        f"kept out of production: {len(kept)} retrained models ("
+        + ", ".join(f"{n} by {name}" for name, n in sorted(by.items()))
+        + f"); on the next period {len(better)} of the {len(scored)} scored would have beaten the model kept",
+        f"had every retrained model been promoted: {result.metric} {every:.2f} over the replay (row-weighted)",
+    ]
+
+
 def _or_nan(value: float | None) -> float:
     """A missing value as NaN, the gap matplotlib leaves in a line."""
     return float("nan") if value is None else value
@@ -369,16 +468,19 @@ def replay_with_reports(
     folder = reports_folder(monitoring) / "lifecycle"
     result.plot = plot_errors(result, folder / "error_over_time.png")
     table = timeline_table(result)
-    (folder / "timeline.md").write_text(table + "\n")
+    candidates = candidates_table(result)
+    (folder / "timeline.md").write_text(table + "\n\nThe retrained models:\n\n" + candidates + "\n")
     continuous, static = result.mean_error("error_in_production"), result.mean_error("error_never_retrained")
     lines = [
         "\n" + table,
+        "\n" + candidates,
         f"\n{result.metric} over the replay (row-weighted): continuously trained {continuous:.2f}, "
         f"never retrained {static:.2f}: continuous training has {(static - continuous) / static:.0%} lower error"
         if static == static and static
         else "",
         f"retrained {sum(p.retrained for p in result.periods)} times, promoted "
         f"{sum(p.promoted for p in result.periods)} times, in {result.seconds / 60:.1f} min",
+        *kept_out_summary(result),
         f"plot: {result.plot}\ntimeline: {folder / 'timeline.md'}\n"
         f"drift and quality reports: {reports_folder(monitoring) / 'monitoring' / result.model_name}",
     ]
