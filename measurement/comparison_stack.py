@@ -113,21 +113,30 @@ def _bentoml_records(model_name: str) -> dict[str, Any]:
     return {"home": os.environ.get("BENTOML_HOME", ""), "models": models, "bentos": bentos}
 
 
+def _integration_of_own_flavor(flavor: str, kind: str) -> str | None:
+    """A flavor of the project's own (stacks/bentoml_flavor.py) extends an integration's: the first ZenML
+    integration among its classes."""
+    from zenml.client import Client
+    from zenml.utils import source_utils
+
+    try:
+        source = Client().get_flavor_by_name_and_type(flavor, kind).source
+        classes = source_utils.load(source).__mro__
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return None
+    modules = [cls.__module__.split(".") for cls in classes]
+    return next((parts[2] for parts in modules if parts[:2] == ["zenml", "integrations"] and len(parts) > 2), None)
+
+
 def _integrations(capabilities) -> dict[str, list[str]]:
     """The ZenML integrations the stack's components come from, with the packages each needs installed."""
-    from zenml.client import Client
     from zenml.integrations.registry import integration_registry
 
     from stacks.capabilities import integration_of
 
     needs: dict[str, list[str]] = {}
     for kind, component in capabilities.components.items():
-        name = integration_of(component.flavor, kind)
-        if name is None:  # a flavor of the project's own (stacks/bentoml_flavor.py) names its integration
-            try:
-                name = Client().get_flavor_by_name_and_type(component.flavor, kind).integration
-            except (KeyError, ValueError):
-                name = None
+        name = integration_of(component.flavor, kind) or _integration_of_own_flavor(component.flavor, kind)
         if name in integration_registry.integrations:
             needs[name] = sorted(integration_registry.integrations[name].get_requirements())
     return dict(sorted(needs.items()))

@@ -114,7 +114,7 @@ def _needs_few_installs(available: list[dict[str, Any]]) -> str | None:
     def listed(found: dict[str, list[str]]) -> str:
         return (
             " + ".join(f"{name} ({', '.join(packages) or 'no packages'})" for name, packages in found.items())
-            or "no integration"
+            or "ZenML alone"
         )
 
     return (

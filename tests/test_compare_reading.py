@@ -250,7 +250,7 @@ def test_which_to_pick_follows_the_measured_features():
     assert "The lowest one-request latency: `local`" in text
     assert "The most requests/s at concurrency 16: `local`" in text
     assert "The smallest server (memory of all its processes after the load): `local` 420 MiB" in text
-    assert "The least to install: `local`, `bentoml` (no integration)" in text
+    assert "The least to install: `local`, `bentoml` (ZenML alone)" in text
 
 
 def test_which_to_pick_says_when_speed_does_not_decide():
