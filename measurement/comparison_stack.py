@@ -117,10 +117,11 @@ def _integration_of_own_flavor(flavor: str, kind: str) -> str | None:
     """A flavor of the project's own (stacks/bentoml_flavor.py) extends an integration's: the first ZenML
     integration among its classes."""
     from zenml.client import Client
+    from zenml.enums import StackComponentType
     from zenml.utils import source_utils
 
     try:
-        source = Client().get_flavor_by_name_and_type(flavor, kind).source
+        source = Client().get_flavor_by_name_and_type(flavor, StackComponentType(kind)).source
         classes = source_utils.load(source).__mro__
     except (KeyError, ValueError, ImportError, AttributeError):
         return None

@@ -93,8 +93,8 @@ def _needs_small_footprint(report: dict[str, Any], available: list[dict[str, Any
         return None
     smallest = min(memory.values())
     margin = 1 + report["meta"].get("min_difference", 0.1)
-    small = sorted((s for s, mb in memory.items() if mb <= smallest * margin), key=memory.get)
-    large = sorted((s for s in memory if s not in small), key=memory.get)
+    small = sorted((s for s, mb in memory.items() if mb <= smallest * margin), key=lambda s: memory[s])
+    large = sorted((s for s in memory if s not in small), key=lambda s: memory[s])
 
     def listed(stacks: list[str]) -> str:
         return ", ".join(f"`{s}` {memory[s]:.0f} MiB" for s in stacks)
@@ -105,7 +105,9 @@ def _needs_small_footprint(report: dict[str, Any], available: list[dict[str, Any
 
 
 def _needs_few_installs(available: list[dict[str, Any]]) -> str | None:
-    needs = {r["stack"]: r.get("integrations") for r in available if r.get("integrations") is not None}
+    needs: dict[str, dict[str, list[str]]] = {
+        r["stack"]: r["integrations"] for r in available if r.get("integrations") is not None
+    }
     if not needs:
         return None
     fewest = min(len(found) for found in needs.values())

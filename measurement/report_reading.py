@@ -55,7 +55,7 @@ def serving_lines(report: dict[str, Any]) -> list[str]:
     """Traffic and latency, named only beyond the noise; the floor and the bare server as the yardsticks."""
     levels = load_level_keys(report)
     min_share = report["meta"].get("min_difference", 0.1)
-    lines = []
+    lines: list[str] = []
     if not levels:
         return lines
     first, top = levels[0], levels[-1]
