@@ -86,7 +86,13 @@ def _level_panels(plt, served: list[tuple[str, dict[str, Any]]], levels: list[st
         axis.barh(positions, values, color=colours, xerr=[low, high], ecolor="black", capsize=3)
         top = max((v + h for v, h in zip(values, high, strict=True)), default=1.0) or 1.0
         for position, value, extra in zip(positions, values, high, strict=True):
-            axis.text(value + extra + top * 0.02, position, f"{value:.1f}", va="center", fontsize=8)
+            axis.text(
+                value + extra + top * 0.02,
+                position,
+                f"{value:.0f}" if key == "throughput_rps" else f"{value:.1f}",
+                va="center",
+                fontsize=8,
+            )
         axis.set_yticks(positions, names, fontsize=9)
         axis.set_xlim(0, top * 1.25)
         axis.set_xlabel(unit)
