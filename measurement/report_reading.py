@@ -135,11 +135,15 @@ def mlflow_numbering(report: dict[str, Any]) -> list[str]:
         held = ", ".join(f"MLflow v{found['version']} = ZenML v{found['mcp_version'] or '?'}" for found in registered)
         aliases = ", ".join(f"`{a}` → MLflow v{f['version']}" for a, f in (mlflow.get("aliases") or {}).items())
         same = {found["mcp_version"] for found in registered}
-        note = ""
-        if len(same) < len(registered):
-            note = " (one ZenML version registered in MLflow more than once)"
+        matching = all(str(found["version"]) == str(found["mcp_version"]) for found in registered)
+        if matching:
+            note = "; they match here because the stack's MLflow database started empty"
+        elif len(same) < len(registered):
+            note = "; one ZenML version is registered in MLflow more than once"
+        else:
+            note = "; they differ from ZenML's"
         lines.append(
-            f"MLflow numbers its versions on its own: on `{result['stack']}`, {held}{note}"
+            f"MLflow numbers its versions on its own{note}: on `{result['stack']}`, {held}"
             + (f"; {aliases}." if aliases else ".")
         )
     return lines

@@ -193,7 +193,7 @@ def test_the_report_opens_with_a_reading_generated_from_the_measurements(compari
     assert "A serving difference is named only beyond this run's own noise: every one of 5 rounds" in reading
     assert "Traffic (requests/s at concurrency 16): " in reading and "One-request latency (p50 at" in reading
     assert "Floor: the bare server's whole work for a request" in reading
-    assert "MLflow numbers its versions on its own: on `mlflow`" in reading
+    assert "MLflow numbers its versions on its own" in reading and "on `mlflow`, MLflow v1 = ZenML v1" in reading
     assert "Each stack started from an empty store of its own and served the version it trained itself" in reading
     assert "Same model everywhere" in reading
     assert f"`{BROKEN}` was not measured" in reading

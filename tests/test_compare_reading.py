@@ -231,8 +231,23 @@ def test_reading_names_a_difference_only_beyond_the_noise():
         for line in lines
     )
     assert any(line.startswith("Floor:") and "+1.0 ms" in line for line in lines)  # bare 3.1 ms - floor 2.1 ms
-    assert any("MLflow v1 = ZenML v1, MLflow v2 = ZenML v1 (one ZenML version registered" in line for line in lines)
+    numbering = "MLflow numbers its versions on its own; one ZenML version is registered in MLflow more than once: "
+    assert any(line.startswith(numbering + "on `mlflow`, MLflow v1 = ZenML v1, MLflow v2 = ZenML v1") for line in lines)
     assert any(line.startswith("Each stack started from an empty store of its own") for line in lines)
+
+
+def test_reading_says_when_mlflow_numbers_match_zenml():
+    report = _four([100, 101, 102], [100, 101, 102])
+    for result in report["results"]:
+        if "mlflow" in result["records"]:
+            result["records"]["mlflow"]["registered"] = [{"version": 1, "mcp_version": "1"}]
+            result["records"]["mlflow"]["aliases"] = {"champion": {"version": 1, "mcp_version": "1"}}
+    lines = [line for line in reading(report) if line.startswith("MLflow numbers")]
+    assert lines == [
+        "MLflow numbers its versions on its own; they match here because the stack's MLflow database started "
+        f"empty: on `{stack}`, MLflow v1 = ZenML v1; `champion` → MLflow v1."
+        for stack in ("mlflow", "full")
+    ]
 
 
 def test_reading_flags_drift_when_the_same_server_differs():
