@@ -55,7 +55,9 @@ def _request_shapes(available: list[dict[str, Any]]) -> str | None:
         shapes.setdefault(f"POST {_path(serving, serving['predict_url'])} {body}", []).append(r["stack"])
     if len(shapes) < 2:
         return None
-    return "The request your clients send: " + "; ".join(f"`{shape}` on {_names(s)}" for shape, s in shapes.items())
+    return (
+        "The request your clients send: " + "; ".join(f"`{shape}` on {_names(s)}" for shape, s in shapes.items()) + "."
+    )
 
 
 def _needs_speed(report: dict[str, Any]) -> list[str]:
