@@ -112,9 +112,9 @@ def floor_lines(report: dict[str, Any], level: str) -> list[str]:
     )
     if served:
         added = [spread.median - bare.median for spread in served.values()]
+        span = f"{min(added):+.1f}" if len(added) == 1 else f"{min(added):+.1f} to {max(added):+.1f}"
         text += (
-            f"; the stacks' servers add {min(added):+.1f} to {max(added):+.1f} ms more (request validation, their "
-            "framework, their own process model)"
+            f"; the stacks' servers add {span} ms more (request validation, their framework, their own process model)"
         )
     if floor.median > bare.median:
         text += (
