@@ -107,20 +107,25 @@ def spark(action: str, workers: int | None, spark_path: str) -> None:
 
 
 def comparison_progress(names: list[str]) -> Callable[[str, str], None]:
-    """`[mm:ss] [███░░░] k/n stack: stage` on stderr, k the stacks started so far (then the baselines)."""
-    from workflows.console import progress_bar
-
+    """`[mm:ss] [███░░░] k/n stacks done · stack: stage` on stderr; a stack counts as done once its measuring
+    process has ended (the comparison says `finished ...`), never while it still runs."""
     started = time.monotonic()
-    reached: list[str] = []
+    finished: set[str] = set()
 
     def progress(where: str, what: str) -> None:
         elapsed = int(time.monotonic() - started)
-        if where in names and where not in reached:
-            reached.append(where)
-        bar = progress_bar(len(reached), len(names))
-        click.secho(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {bar} {where}: {what}", fg="cyan", err=True)
+        if where in names and what.startswith("finished"):
+            finished.add(where)
+        click.secho(progress_line(elapsed, len(finished), len(names), where, what), fg="cyan", err=True)
 
     return progress
+
+
+def progress_line(elapsed: int, done: int, total: int, where: str, what: str) -> str:
+    """One progress line of the comparison: elapsed time, the stacks done so far, what runs now."""
+    from workflows.console import progress_bar
+
+    return f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {progress_bar(done, total)} stacks done · {where}: {what}"
 
 
 @click.command()

@@ -500,8 +500,11 @@ class ComparisonSize(_Strict):
     batch_fraction: float = Field(0.1, gt=0, lt=0.5)
     parity_rows: int = Field(50, ge=1)
     load: list[LoadSettings] = Field(
-        default_factory=lambda: [LoadSettings(concurrency=1, requests=100), LoadSettings(concurrency=16, requests=400)]
+        default_factory=lambda: [LoadSettings(concurrency=1, requests=50), LoadSettings(concurrency=16, requests=160)]
     )
+    # Each load level is sent this many times back to back (and the in-process floor called as often): the spread
+    # of the rounds is the run's own noise, which a difference must exceed to be named (measurement/noise.py).
+    rounds: int = Field(5, ge=1, le=50)
 
 
 class ComparisonConfig(_Strict):
@@ -512,6 +515,9 @@ class ComparisonConfig(_Strict):
     quick: ComparisonSize = Field(default_factory=ComparisonSize)
     # Serving settings for the comparison's servers (see configs/deployment.yaml).
     deployment: DeploymentConfig = Field(default_factory=lambda: DeploymentConfig(port=8400, drain_seconds=0))
+    # The reading names a serving difference only when the rounds do not overlap and the medians differ by more
+    # than this share: the stacks run one after another, and a shared machine's load drifts between them.
+    min_difference: float = Field(0.1, ge=0, lt=1)
 
 
 def load_comparison_config(path: str | Path = DEFAULT_COMPARISON_CONFIG) -> ComparisonConfig:

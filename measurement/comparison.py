@@ -1,18 +1,22 @@
 """`python run.py compare`: the same training, monitoring and serving work on each stack, measured side by side.
 
-The comparison runs in a workspace of its own (`<state folder>/compare/`, replaced by each comparison): its own
-ZenML store, MLflow database and BentoML home, so your models, stacks and servers are untouched and every stack
-starts from the same place. Each stack is measured in a child process (`python -m measurement.comparison_stack`), so
-that a stack which fails cannot take the others down:
+The comparison runs in a workspace of its own (`<state folder>/compare/`, replaced by each comparison), so your
+models, stacks and servers are untouched; inside it each stack gets a fresh ZenML store, MLflow database and BentoML
+home of its own, so every stack starts from the same empty state and serves the version it trained. Each stack is
+measured in a child process (`python -m measurement.comparison_stack`), so that a stack which fails cannot take the
+others down:
 
 1. register the stack from its file in stacks/ (a stack that cannot be set up is reported with the reason);
 2. train on the same data with the same seed (no step cache), then monitor one held-back batch;
 3. serve the production version through the stack's deployer, check its predictions on the same held-out
-   rows, send a bounded one-row-per-request load at each configured concurrency over loopback, read the
-   server's memory, probe what it offers (health, metrics, docs), and stop it.
+   rows, send a bounded one-row-per-request load at each configured concurrency over loopback in rounds (their
+   spread is the noise a difference must exceed), read the server's memory, probe what it offers (health,
+   metrics, docs), and stop it.
 
-The parent then calls the same step functions directly (no ZenML) and serves the same model in-process and
-behind a bare HTTP server, as baselines, and writes reports/comparison.{md,html,json}.
+The parent then calls the same step functions directly (no ZenML), and measures the same model behind a bare HTTP
+server and with that server's work called in-process (the floor), as baselines, and writes
+reports/comparison.{md,html,json}. Progress: `progress(stack, stage)` as each stage starts, and
+`progress(stack, "finished ...")` when a stack's process has ended.
 
 This module is the parent; the workspace is measurement/comparison_workspace.py, a stack's measuring child
 measurement/comparison_stack.py, the report measurement/report.py.
@@ -58,7 +62,7 @@ def run_stack_child(
     child = subprocess.Popen(
         command,
         cwd=PROJECT_ROOT,
-        env=workspace.environment(),
+        env=workspace.environment(stack),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -103,19 +107,23 @@ def measure_baselines(workspace: Workspace, config: RunConfig, size: ComparisonS
     }
     if not workspace.served_model.exists():
         return baselines
-    from measurement.serving import bare_server_baseline, in_process_baseline
+    from measurement.comparison_stack import WARM_UP
+    from measurement.serving import bare_server_baseline, in_process_floor
     from serving.contract import prediction_difference
 
     served = pickle.loads(workspace.served_model.read_bytes())  # written by this comparison's own child
-    model, schema = served["model"], served["schema"]
+    model = served["model"]
     parity = json.loads(workspace.parity.read_text())
     bodies = [{"records": [record]} for record in parity["records"]]
-    progress("baseline", "the served model called in-process")
-    requests = min(size.load, key=lambda level: level.concurrency).requests
-    baselines["in_process"] = {"load": {"c1": in_process_baseline(model, schema, bodies, requests)}}
+    progress("baseline", "the bare server's work called in-process (the floor)")
+    single = min(size.load, key=lambda level: level.concurrency)
+    floor = in_process_floor(model, bodies, single.requests, warm_up=WARM_UP, rounds=size.rounds)
+    baselines["in_process"] = {"load": {f"c{single.concurrency}": floor}}
     progress("baseline", "the served model behind a bare HTTP server")
     levels = [(level.concurrency, level.requests) for level in size.load]
-    load, answer = bare_server_baseline(model, workspace.root, bodies, levels, first={"records": parity["records"]})
+    load, answer = bare_server_baseline(
+        model, workspace.root, bodies, levels, first={"records": parity["records"]}, warm_up=WARM_UP, rounds=size.rounds
+    )
     baselines["bare_http"] = {
         "load": {key: value for key, value in load.items() if key.startswith("c")},
         "rss_mb_after": load["rss_mb_after"],
@@ -142,7 +150,12 @@ def compare(
     workspace, data = prepare_workspace(workspace_root, config, size)
     config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"path": str(workspace.data)})})
     progress("data", f"{data['training_rows']} training rows, {data['batch_rows']} batch rows in {workspace.root}")
-    results = [run_stack_child(stack, workspace, config, size, comparison, progress) for stack in stacks]
+    results = []
+    for stack in stacks:
+        began = time.perf_counter()
+        results.append(run_stack_child(stack, workspace, config, size, comparison, progress))
+        outcome = "measured" if results[-1].get("available") else "unavailable"
+        progress(stack, f"finished in {time.perf_counter() - began:.0f} s ({outcome})")
     baselines = measure_baselines(workspace, config, size, progress)
     report = summarize(
         results,
@@ -154,7 +167,8 @@ def compare(
             "machine": machine(),
             "seconds": time.perf_counter() - started,
             "workspace": str(workspace.root),
-            "inspect_prefix": workspace.inspect_prefix(),
+            "inspect_prefixes": {stack: workspace.inspect_prefix(stack) for stack in stacks},
+            "min_difference": comparison.min_difference,
             "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         },
     )

@@ -88,9 +88,11 @@ def _mlflow_records(tracking_uri: str, experiment_name: str | None, model_name: 
         records["params"], records["metrics"] = len(run.data.params), len(run.data.metrics)
     try:
         registered = client.get_registered_model(model_name)
-        records["registered_versions"] = sorted(
-            int(v.version) for v in client.search_model_versions(f"name='{model_name}'")
-        )
+        versions = sorted(client.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version))
+        records["registered_versions"] = [int(v.version) for v in versions]
+        records["registered"] = [
+            {"version": int(v.version), "mcp_version": (v.tags or {}).get("zenml_model_version")} for v in versions
+        ]
         records["aliases"] = {
             alias: {
                 "version": int(number),
@@ -99,7 +101,7 @@ def _mlflow_records(tracking_uri: str, experiment_name: str | None, model_name: 
             for alias, number in (registered.aliases or {}).items()
         }
     except mlflow.exceptions.MlflowException:
-        records["registered_versions"], records["aliases"] = [], {}
+        records["registered_versions"], records["registered"], records["aliases"] = [], [], {}
     return records
 
 
@@ -111,13 +113,44 @@ def _bentoml_records(model_name: str) -> dict[str, Any]:
     return {"home": os.environ.get("BENTOML_HOME", ""), "models": models, "bentos": bentos}
 
 
+def _integration_of_own_flavor(flavor: str, kind: str) -> str | None:
+    """A flavor of the project's own (stacks/bentoml_flavor.py) extends an integration's: the first ZenML
+    integration among its classes."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+    from zenml.utils import source_utils
+
+    try:
+        source = Client().get_flavor_by_name_and_type(flavor, StackComponentType(kind)).source
+        classes = source_utils.load(source).__mro__
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return None
+    modules = [cls.__module__.split(".") for cls in classes]
+    return next((parts[2] for parts in modules if parts[:2] == ["zenml", "integrations"] and len(parts) > 2), None)
+
+
+def _integrations(capabilities) -> dict[str, list[str]]:
+    """The ZenML integrations the stack's components come from, with the packages each needs installed."""
+    from zenml.integrations.registry import integration_registry
+
+    from stacks.capabilities import integration_of
+
+    needs: dict[str, list[str]] = {}
+    for kind, component in capabilities.components.items():
+        name = integration_of(component.flavor, kind) or _integration_of_own_flavor(component.flavor, kind)
+        if name in integration_registry.integrations:
+            needs[name] = sorted(integration_registry.integrations[name].get_requirements())
+    return dict(sorted(needs.items()))
+
+
 def measure_stack(stack: str, workspace: Workspace, config: RunConfig, size: ComparisonSize, settings) -> dict:
     """Everything measured on one stack; a stage that fails is recorded with its error and the rest goes on
     where it can (serving needs a production version, nothing needs the monitoring result)."""
     result: dict[str, Any] = {"stack": stack, "available": False, "errors": {}}
 
-    def stage(name: str, function: Callable[[], Any]) -> Any:
-        _progress(name)
+    def stage(name: str, function: Callable[[], Any], quiet: bool = False) -> Any:
+        if not quiet:
+            _progress(name)
         started = time.perf_counter()
         try:
             return function()
@@ -146,6 +179,7 @@ def measure_stack(stack: str, workspace: Workspace, config: RunConfig, size: Com
         return result
     result["available"] = True
     result["components"] = capabilities.offers()
+    result["integrations"] = stage("integrations", lambda: _integrations(capabilities), quiet=True)
     result["training"] = stage("training", lambda: _train(config))
     if result["training"] is None:
         return result
@@ -248,8 +282,8 @@ def _serve(model_name: str, workspace: Workspace, size: ComparisonSize, settings
         bodies = [backend.request_body([record]) for record in parity["records"]]
         runs_before = _pipeline_runs(INFERENCE_PIPELINE)
         levels = [(level.concurrency, level.requests) for level in size.load]
-        load = load_levels(endpoint.predict_url, bodies, endpoint.pid, levels, warm_up=WARM_UP)
-        requests_sent = WARM_UP + sum(requests for _, requests in levels)
+        load = load_levels(endpoint.predict_url, bodies, endpoint.pid, levels, warm_up=WARM_UP, rounds=size.rounds)
+        requests_sent = WARM_UP + size.rounds * sum(requests for _, requests in levels)
         runs_recorded = _pipeline_runs(INFERENCE_PIPELINE) - runs_before
         base = endpoint.url.rstrip("/")
         _progress("serving: stopping the server")

@@ -1,5 +1,6 @@
-"""The workspace of `python run.py compare` (measurement/comparison.py): its own ZenML store, MLflow database,
-BentoML home and state folder, and the data split once for every stack."""
+"""The workspace of `python run.py compare` (measurement/comparison.py): the data split once for every stack, and
+for each stack a fresh place of its own (`stacks/<name>/`: ZenML store, MLflow database, BentoML home, state
+folder), so that every stack starts from the same empty state and serves the version it trained itself."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ ISOLATED_ENV = ("ZENML_STORE_URL", "ZENML_STORE_API_KEY", "ZENML_STORE_USERNAME"
 
 @dataclass(frozen=True)
 class Workspace:
-    """Where one comparison keeps its store, state, data and per-stack results."""
+    """Where one comparison keeps its data, per-stack stores and per-stack results."""
 
     root: Path
 
@@ -39,28 +40,25 @@ class Workspace:
     def parity(self) -> Path:
         return self.root / "parity.json"
 
-    @property
-    def state(self) -> Path:
-        return self.root / "state"
-
-    @property
-    def reports(self) -> Path:
-        return self.root / "reports"
-
     def result(self, stack: str) -> Path:
         return self.root / "results" / f"{stack}.json"
 
-    def environment(self) -> dict[str, str]:
-        """The child processes' environment: this workspace's ZenML store, state folder and BentoML home."""
+    def stack_root(self, stack: str) -> Path:
+        """One stack's own ZenML store, state folder (MLflow database, served models) and BentoML home."""
+        return self.root / "stacks" / stack
+
+    def environment(self, stack: str) -> dict[str, str]:
+        """A stack's measuring process's environment: that stack's own, fresh ZenML store, state and BentoML home."""
         env = {key: value for key, value in os.environ.items() if key not in ISOLATED_ENV}
-        env.update(isolated_environment(self.root), PYTHONUNBUFFERED="1")
+        env.update(isolated_environment(self.stack_root(stack)), PYTHONUNBUFFERED="1")
         return env
 
-    def inspect_prefix(self) -> str:
-        """Shell prefix that points ZenML, MLflow paths and BentoML at this workspace (for the report)."""
+    def inspect_prefix(self, stack: str) -> str:
+        """Shell prefix that points ZenML, MLflow paths and BentoML at one stack's store (for the report)."""
+        root = self.stack_root(stack)
         return (
-            f"ZENML_CONFIG_PATH={self.root / 'zenml'} ZENML_REPOSITORY_PATH={self.root / 'repo'} "
-            f"MLOPS_STATE_DIR={self.state} BENTOML_HOME={self.state / 'bentoml'}"
+            f"ZENML_CONFIG_PATH={root / 'zenml'} ZENML_REPOSITORY_PATH={root / 'repo'} "
+            f"MLOPS_STATE_DIR={root / 'state'} BENTOML_HOME={root / 'state' / 'bentoml'}"
         )
 
 
@@ -77,10 +75,10 @@ def prepare_workspace(root: Path, config: RunConfig, size: ComparisonSize) -> tu
                 "Fix: pass another --workspace (it is deleted and recreated on each comparison)."
             )
         shutil.rmtree(root)
-    (root / "repo" / ".zen").mkdir(parents=True)
+    root.mkdir(parents=True)
     (root / WORKSPACE_MARKER).write_text("made by `python run.py compare`; replaced by the next comparison\n")
     workspace = Workspace(root)
-    for folder in (workspace.data.parent, workspace.result("x").parent, workspace.state, workspace.reports):
+    for folder in (workspace.data.parent, workspace.result("x").parent):
         folder.mkdir(parents=True, exist_ok=True)
 
     table = read_table(config.dataset.path)

@@ -118,26 +118,57 @@ def process_tree_rss_mb(pid: int | None) -> float:
     return total / 2**20 if tree else float("nan")
 
 
-def in_process_latency(function: Callable[[Any], Any], bodies: list[Any], requests: int) -> dict[str, Any]:
-    """`function(body)` called `requests` times one after the other: the floor under any server's latency."""
-    result = LoadResult(concurrency=1, requests=requests, seconds=0.0)
-    started = time.perf_counter()
-    for index in range(requests):
-        began = time.perf_counter()
+def in_process_latency(
+    function: Callable[[Any], Any], bodies: list[Any], requests: int, warm_up: int = 0, rounds: int = 1
+) -> dict[str, Any]:
+    """`function(body)` called `requests` times one after the other, in `rounds` rounds after `warm_up` calls: the
+    floor under any server's latency. Figures pooled over the rounds, with each round's own under `rounds`."""
+    for index in range(warm_up):
         function(bodies[index % len(bodies)])
-        result.latencies_ms.append((time.perf_counter() - began) * 1000)
-    result.seconds = time.perf_counter() - started
-    return result.summary()
+    results = []
+    for _ in range(rounds):
+        result = LoadResult(concurrency=1, requests=requests, seconds=0.0)
+        started = time.perf_counter()
+        for index in range(requests):
+            began = time.perf_counter()
+            function(bodies[index % len(bodies)])
+            result.latencies_ms.append((time.perf_counter() - began) * 1000)
+        result.seconds = time.perf_counter() - started
+        results.append(result)
+    return rounds_summary(results)
+
+
+def rounds_summary(results: list[LoadResult]) -> dict[str, Any]:
+    """One load level sent in rounds: percentiles over every request, throughput as all answers over all the
+    rounds' time, errors added up; and under `rounds`, each round's p50, p95 and requests/s (its spread)."""
+    pooled = LoadResult(
+        concurrency=results[0].concurrency,
+        requests=sum(result.requests for result in results),
+        seconds=sum(result.seconds for result in results),
+        latencies_ms=[latency for result in results for latency in result.latencies_ms],
+    )
+    for result in results:
+        for kind, count in result.errors.items():
+            pooled.errors[kind] = pooled.errors.get(kind, 0) + count
+    each = [{"p50_ms": r.percentile(50), "p95_ms": r.percentile(95), "throughput_rps": r.throughput} for r in results]
+    return {**pooled.summary(), "rounds": each}
 
 
 def load_levels(
-    url: str, bodies: list[Any], pid: int | None, levels: list[tuple[int, int]], warm_up: int = 10
+    url: str,
+    bodies: list[Any],
+    pid: int | None,
+    levels: list[tuple[int, int]],
+    warm_up: int = 10,
+    rounds: int = 1,
 ) -> dict[str, Any]:
-    """`warm_up` requests, then each (concurrency, requests) level in turn; the server's memory before and after."""
+    """`warm_up` requests, then each (concurrency, requests) level in turn, sent `rounds` times (`rounds_summary`);
+    the server's memory before and after."""
     run_load(url, bodies, 1, warm_up)
     before = process_tree_rss_mb(pid)
     figures = {
-        f"c{concurrency}": run_load(url, bodies, concurrency, requests).summary() for concurrency, requests in levels
+        f"c{concurrency}": rounds_summary([run_load(url, bodies, concurrency, requests) for _ in range(rounds)])
+        for concurrency, requests in levels
     }
     return {**figures, "rss_mb_before": before, "rss_mb_after": process_tree_rss_mb(pid)}
 

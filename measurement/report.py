@@ -16,6 +16,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from measurement.report_choice import choice
 from measurement.report_plots import plots
 from measurement.report_reading import reading
 from measurement.report_tables import build_tables
@@ -69,8 +70,16 @@ def summarize(results: list[dict[str, Any]], baselines: dict[str, Any], meta: di
             "served_versions": sorted({r["serving"]["model_version"] for r in served}),
             "predictions_max_difference_between_backends": max(pairwise) if pairwise else None,
             "predictions_compared_backends": len(served),
+            "served_own_version": {r["stack"]: served_own_version(r) for r in served if r.get("training")},
         },
     }
+
+
+def served_own_version(result: dict[str, Any]) -> bool:
+    """The stack served the version its own training run made, and its store held no other."""
+    trained = str(result["training"]["model_version"])
+    held = [str(v) for v in ((result.get("records") or {}).get("mcp") or {}).get("versions", [])]
+    return result["serving"]["model_version"] == trained and held == [trained]
 
 
 def _spread(values: list[float | None]) -> float:
@@ -82,9 +91,10 @@ def header_lines(report: dict[str, Any]) -> list[str]:
     meta = report["meta"]
     data, host = meta["data"], meta["machine"]
     versions = ", ".join(f"{name} {v}" for name, v in host["versions"].items())
+    rounds = meta["size"].get("rounds", 1)
     loads = ", ".join(
         f"{level['requests']} requests at concurrency {level['concurrency']}" for level in meta["size"]["load"]
-    )
+    ) + (f", each level sent in {rounds} rounds" if rounds > 1 else "")
     return [
         f"Generated {meta['generated']} in {meta['seconds'] / 60:.1f} min"
         + (" (--quick: small data, few requests)" if meta["quick"] else ""),
@@ -92,7 +102,8 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"Data: {data['source']}: {data['training_rows']} training rows, {data['batch_rows']} monitoring-batch rows "
         f"(the newest), target `{data['target']}`, seed {data['seed']}, model `{data['model_name']}`",
         f"Serving load per server: {loads}; one row per request, over 127.0.0.1",
-        f"Workspace (its own ZenML store, MLflow database, BentoML home): {meta['workspace']}",
+        f"Workspace: {meta['workspace']}; each stack has a fresh ZenML store, MLflow database and BentoML home of "
+        "its own there (`stacks/<name>/`), so every stack starts from the same empty state",
     ]
 
 
@@ -104,6 +115,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# Stacks compared: the same work on each", ""]
     lines += [f"- {line}" for line in header_lines(report)]
     lines += ["", "## Reading", ""] + [f"- {line}" for line in reading(report)]
+    lines += ["", "## Which to pick", ""] + [f"- {line}" for line in choice(report)]
     for table in build_tables(report):
         lines += ["", f"## {table.title}", ""]
         lines.append("| | " + " | ".join(_md_cell(c) for c in table.columns) + " |")
@@ -141,6 +153,8 @@ def render_html(report: dict[str, Any]) -> str:
         *(f"<li>{_html_text(line)}</li>" for line in header_lines(report)),
         "</ul><h2>Reading</h2><ul>",
         *(f"<li>{_html_text(line)}</li>" for line in reading(report)),
+        "</ul><h2>Which to pick</h2><ul>",
+        *(f"<li>{_html_text(line)}</li>" for line in choice(report)),
         "</ul>",
     ]
     for table in build_tables(report):

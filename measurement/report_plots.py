@@ -22,7 +22,7 @@ def _svg(figure) -> str:
 
 
 def plots(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """(caption, inline SVG) for the step times and the serving latency/throughput."""
+    """(caption, inline SVG) for the step times, the serving latency and the throughput: linear axes from 0."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,37 +46,55 @@ def plots(report: dict[str, Any]) -> list[tuple[str, str]]:
         axis.set_title("Training steps: duration per stack (ZenML run records) and called directly")
         figures.append(("Training step durations", _svg(figure)))
     served = [(r["stack"], r["serving"]["load"]) for r in results if r.get("serving")]
-    served += [(label, baselines[key]["load"]) for key, label in (("bare_http", "bare HTTP"),) if key in baselines]
-    if served:
-        levels = load_level_keys(report)
-        figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        width = 0.8 / len(served)
-        for index, (name, load) in enumerate(served):
-            positions = np.arange(len(levels)) + index * width
-            axes[0].bar(positions, [load.get(level, {}).get("p50_ms", 0) for level in levels], width, label=name)
-            axes[0].errorbar(
-                positions,
-                [load.get(level, {}).get("p50_ms", 0) for level in levels],
-                yerr=[
-                    [0] * len(levels),
-                    [load.get(lv, {}).get("p99_ms", 0) - load.get(lv, {}).get("p50_ms", 0) for lv in levels],
-                ],
-                fmt="none",
-                ecolor="black",
-                capsize=3,
-            )
-            axes[1].bar(
-                positions, [load.get(level, {}).get("throughput_rps", 0) for level in levels], width, label=name
-            )
-        for axis, title, unit in (
-            (axes[0], "latency p50 (bar) to p99 (whisker)", "ms (log scale)"),
-            (axes[1], "throughput", "requests/s (log scale)"),
+    served += [(label, baselines[key]["load"]) for key, label in BASELINES if key in baselines]
+    levels = load_level_keys(report)
+    if served and levels:
+        for figure_key, caption, unit in (
+            ("p50_ms", "Serving latency: p50 per server (whisker: the rounds' lowest to highest p50)", "ms"),
+            (
+                "throughput_rps",
+                "Serving throughput per server (whisker: the slowest to the fastest round)",
+                "requests/s",
+            ),
         ):
-            axis.set_xticks(np.arange(len(levels)) + 0.4 - width / 2, [f"concurrency {lv[1:]}" for lv in levels])
-            axis.set_title(title, fontsize=10)
-            axis.set_ylabel(unit)
-            axis.set_yscale("log")
-        handles, labels = axes[0].get_legend_handles_labels()  # one legend for both panels, beside them
-        figure.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), title="server")
-        figures.append(("Serving latency and throughput", _svg(figure)))
+            figures.append((caption, _svg(_level_panels(plt, served, levels, figure_key, unit))))
     return figures
+
+
+# The baselines beside the stacks' servers: the floor (the bare server's work in-process) and the bare server.
+BASELINES = (("in_process", "floor: in-process"), ("bare_http", "bare HTTP server"))
+
+
+def _level_panels(plt, served: list[tuple[str, dict[str, Any]]], levels: list[str], key: str, unit: str):
+    """One panel per load level, side by side, each with its own linear axis from 0: a horizontal bar per server
+    (the figure over all rounds) and a whisker over the rounds' range; the value written beside each bar."""
+    height = 0.45 * max(len(served), 2) + 1.0
+    figure, axes = plt.subplots(
+        1, len(levels), figsize=(5.2 * len(levels), height), squeeze=False, layout="constrained"
+    )
+    for axis, level in zip(axes[0], levels, strict=True):
+        rows = [(name, load[level]) for name, load in served if level in load]
+        names = [name for name, _ in rows][::-1]  # the first server at the top
+        values = [found[key] for _, found in rows][::-1]
+        low, high = [], []
+        for (_, found), value in zip(rows[::-1], values, strict=True):
+            rounds = [r[key] for r in found.get("rounds") or []] or [value]
+            low.append(max(value - min(rounds), 0.0))
+            high.append(max(max(rounds) - value, 0.0))
+        positions = np.arange(len(rows))
+        colours = ["#9e9e9e" if name in dict(BASELINES).values() else "#4878b0" for name in names]
+        axis.barh(positions, values, color=colours, xerr=[low, high], ecolor="black", capsize=3)
+        top = max((v + h for v, h in zip(values, high, strict=True)), default=1.0) or 1.0
+        for position, value, extra in zip(positions, values, high, strict=True):
+            axis.text(
+                value + extra + top * 0.02,
+                position,
+                f"{value:.0f}" if key == "throughput_rps" else f"{value:.1f}",
+                va="center",
+                fontsize=8,
+            )
+        axis.set_yticks(positions, names, fontsize=9)
+        axis.set_xlim(0, top * 1.25)
+        axis.set_xlabel(unit)
+        axis.set_title(f"concurrency {level[1:]}", fontsize=10)
+    return figure

@@ -76,7 +76,7 @@ def stacks_table(report: dict[str, Any]) -> Table:
 
 def records_table(report: dict[str, Any]) -> Table:
     results, model = report["results"], report["meta"]["data"]["model_name"]
-    prefix = report["meta"]["inspect_prefix"]
+    prefixes = report["meta"].get("inspect_prefixes") or {}
     table = Table("What each backend records, and where", [r["stack"] for r in results])
 
     def mcp(r: dict) -> str:
@@ -144,7 +144,9 @@ def records_table(report: dict[str, Any]) -> Table:
     uris = sorted({r["records"]["mlflow"]["tracking_uri"] for r in results if (r.get("records") or {}).get("mlflow")})
     has_bentoml = any((r.get("records") or {}).get("bentoml") for r in results)
     table.notes += [
-        f"To look for yourself, point a shell at the comparison's workspace first: `export {prefix}`. Then:",
+        "Each stack has its own store. To look for yourself, point a shell at one first:",
+        *(f"{stack}: `export {prefix}`" for stack, prefix in prefixes.items()),
+        "Then:",
         f"Model Control Plane and runs: `zenml model version list --model={model}`, `zenml pipeline runs list`",
         *(f"MLflow: `mlflow ui --backend-store-uri {uri}`" for uri in uris),
         *(["BentoML: `bentoml models list`, `bentoml list`"] if has_bentoml else []),
@@ -228,8 +230,23 @@ def answers_table(report: dict[str, Any]) -> Table:
             + ["—"],
         )
     )
+    own = checks.get("served_own_version") or {}
     table.rows.append(
-        ("version served", [_cell(r, "serving", lambda v: f"v{v['model_version']}") for r in results] + ["—"])
+        (
+            "version served (the one this stack trained?)",
+            [
+                _cell(
+                    r,
+                    "serving",
+                    lambda v, s=r["stack"]: (
+                        f"v{v['model_version']}"
+                        + ("" if s not in own else " (trained here)" if own[s] else " (NOT the one trained here)")
+                    ),
+                )
+                for r in results
+            ]
+            + ["—"],
+        )
     )
     table.rows.append(
         (
@@ -249,8 +266,8 @@ def answers_table(report: dict[str, Any]) -> Table:
         f"{', '.join(checks['served_versions']) or 'none'}): {_g(between)}."
     )
     table.notes.append(
-        "Each stack trains a new version with the same data and seed; only a better version is promoted, so every "
-        "backend serves the same production version."
+        "Each stack starts from an empty ZenML store, MLflow database and BentoML home of its own, trains with the "
+        "same data and seed, promotes that version (there is no production version to beat) and serves it."
     )
     return table
 
@@ -270,7 +287,9 @@ def serving_table(report: dict[str, Any]) -> Table:
         if figure == "latency":
             return f"{values['p50_ms']:.1f} / {values['p95_ms']:.1f} / {values['p99_ms']:.1f}"
         if figure == "throughput":
-            return f"{values['throughput_rps']:.1f}"
+            rounds = [found["throughput_rps"] for found in values.get("rounds") or []]
+            spread = f" (rounds {min(rounds):.0f}–{max(rounds):.0f})" if len(rounds) > 1 else ""
+            return f"{values['throughput_rps']:.1f}{spread}"
         return f"{values['errors']} of {values['requests']}"
 
     table.rows.append(
@@ -307,9 +326,12 @@ def serving_table(report: dict[str, Any]) -> Table:
         )
     )
     table.notes.append(
-        "Latency is measured by the client from request to full answer; the in-process column calls the model "
-        "directly on the same one-row inputs (the floor). The bare HTTP server is the same model behind the "
-        "smallest Starlette app (measurement/bare_server.py), no validation."
+        "Latency is measured by the client from request to full answer, over every round; requests/s is all answers "
+        "over all the rounds' time, with the slowest and fastest round in brackets. The bare HTTP server is the same "
+        "model behind the smallest Starlette app (measurement/bare_server.py: JSON in, DataFrame, `model.predict`, "
+        "JSON out; no validation). The in-process column is the floor: that server's very work for each request "
+        "called directly, one after the other, after the same warm-up requests and in the same rounds, so it does "
+        "everything a server must do but HTTP."
     )
     return table
 

@@ -3,6 +3,7 @@ active stack for the length of a measurement, and the two baselines under every 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,13 +52,31 @@ def in_process_baseline(model: Any, schema: Any, bodies: list[Any], requests: in
     return in_process_latency(lambda body: predict_scores(model, records_frame(body, schema)), bodies, requests)
 
 
+def in_process_floor(
+    model: Any, bodies: list[Any], requests: int, warm_up: int = 10, rounds: int = 1
+) -> dict[str, Any]:
+    """The floor under every server: the bare HTTP server's whole work for a request (`bare_server.answer`: JSON
+    text in, DataFrame, `model.predict`, JSON text out) called directly, one request after the other, after the
+    same warm-up and in the same rounds as the servers' load. Anything a server adds is HTTP and its own work."""
+    from measurement.bare_server import answer
+
+    encoded = [json.dumps(body).encode() for body in bodies]
+    return in_process_latency(lambda body: answer(model, body), encoded, requests, warm_up=warm_up, rounds=rounds)
+
+
 def bare_server_baseline(
-    model: Any, folder: Path, bodies: list[Any], levels: list[tuple[int, int]], first: Any = None, warm_up: int = 10
+    model: Any,
+    folder: Path,
+    bodies: list[Any],
+    levels: list[tuple[int, int]],
+    first: Any = None,
+    warm_up: int = 10,
+    rounds: int = 1,
 ) -> tuple[dict[str, Any], Any]:
     """The model behind the bare HTTP server under the same load levels; (figures, its answer to `first`, a
     request sent before the load, by default bodies[0])."""
     from serving.client import http_json
 
     with bare_http_server(model, folder) as (url, pid):
-        _, answer = http_json(url, bodies[0] if first is None else first)
-        return load_levels(url, bodies, pid, levels, warm_up=warm_up), answer
+        _, reply = http_json(url, bodies[0] if first is None else first)
+        return load_levels(url, bodies, pid, levels, warm_up=warm_up, rounds=rounds), reply
