@@ -30,7 +30,8 @@ from lifecycle.config import RemoteConfig
 from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
 from lifecycle.project_state import atomic_write_text, private_folder, write_json
-from serving.processes import port_is_free, process_tree, server_alive, stop_process
+from serving.processes import process_tree, server_alive, stop_process
+from workflows.spark_cluster import port_free
 
 INSTALL_HINT = "apt-get install docker.io docker-registry debootstrap"
 ENGINE_FLAGS = [
@@ -63,6 +64,7 @@ class Cluster:
     store_pid: int = 0
     cgroup_parent: str = ""
     ports: list[int] = field(default_factory=list)
+    base_image: dict = field(default_factory=dict)  # the step image's base: reference, built now?, seconds
 
     def pids(self) -> dict[str, int]:
         return {"engine": self.engine_pid, "registry": self.registry_pid, "object store": self.store_pid}
@@ -328,7 +330,7 @@ def environment(cluster: Cluster) -> dict[str, str]:
 
 
 def _check_ports(config: RemoteConfig) -> None:
-    taken = [port for port in planned_ports(config) if not port_is_free(config.host, port)]
+    taken = [port for port in planned_ports(config) if not port_free(config.host, port)]  # TIME_WAIT is free
     if taken:
         raise ClusterFailed(
             f"port{'s' if len(taken) > 1 else ''} {', '.join(map(str, taken))} on {config.host} "
@@ -375,6 +377,11 @@ def up(config: RemoteConfig, python: str = "") -> Cluster:
             mlflow_artifacts=f"s3://{cluster.bucket}/mlflow",
             mlflow_environment=store_environment(cluster),
         )
+        from workflows import remote_images
+
+        cluster.base_image = remote_images.build_base_image(cluster, config)
+        remote_images.write_requirements(cluster)
+        write_json(_record(root), asdict(cluster))
     except BaseException:
         down(config)
         raise
@@ -467,6 +474,8 @@ def describe(cluster: Cluster) -> str:
             f"Registry: {cluster.registry} (pid {cluster.registry_pid})",
             f"Object store (S3): {cluster.s3_endpoint}, bucket s3://{cluster.bucket} (pid {cluster.store_pid})",
             f"ZenML server: {cluster.zenml_url}; MLflow server: {cluster.mlflow_url} (artifacts in the bucket)",
+            f"Steps' base image: {cluster.base_image.get('image', '?')}"
+            + (f" (built in {cluster.base_image['seconds']} s)" if cluster.base_image.get("built") else ""),
             "Addresses and passwords (0600), for a shell to source:",
             f"  source {shlex.quote(str(env_file))}",
             f"Logs: {Path(cluster.root) / 'logs'}",
