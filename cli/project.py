@@ -131,7 +131,7 @@ def cluster(action: str, remote_path: str) -> None:
         )
         return
     started = time.monotonic()
-    known = remote_cluster.up(config)
+    known = remote_cluster.up(config, config_path=remote_path)
     click.echo(remote_cluster.describe(known))
     click.echo(f"up in {time.monotonic() - started:.0f} s")
 

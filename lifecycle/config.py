@@ -632,7 +632,7 @@ class RemoteConfig(_Strict):
     """The remote set-up on this machine (configs/remote.yaml): `python run.py cluster up | status | down`."""
 
     host: str = "127.0.0.1"
-    folder: str = "remote"  # under the project's state folder (.state/)
+    folder: str = "remote"  # under the project's state folder (.state/), or an absolute path
     engine: RemoteEngineConfig = Field(default_factory=RemoteEngineConfig)
     registry: RemoteRegistryConfig = Field(default_factory=RemoteRegistryConfig)
     object_store: ObjectStoreConfig = Field(default_factory=ObjectStoreConfig)

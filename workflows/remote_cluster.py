@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lifecycle.config import RemoteConfig
+from lifecycle.config import DEFAULT_REMOTE_CONFIG, RemoteConfig
 from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
 from lifecycle.project_state import atomic_write_text, private_folder, write_json
@@ -64,6 +64,7 @@ class Cluster:
     store_pid: int = 0
     cgroup_parent: str = ""
     ports: list[int] = field(default_factory=list)
+    config_path: str = ""  # the configs/remote.yaml it was started from (the runs read the same)
     base_image: dict = field(default_factory=dict)  # the step image's base: reference, built now?, seconds
 
     def pids(self) -> dict[str, int]:
@@ -326,6 +327,7 @@ def environment(cluster: Cluster) -> dict[str, str]:
         "REMOTE_REGISTRY": cluster.registry,
         "REMOTE_S3_ENDPOINT": cluster.s3_endpoint,
         "REMOTE_ARTIFACT_BUCKET": f"s3://{cluster.bucket}",
+        "MLOPS_REMOTE_CONFIG": cluster.config_path,
     }
 
 
@@ -339,7 +341,7 @@ def _check_ports(config: RemoteConfig) -> None:
         )
 
 
-def up(config: RemoteConfig, python: str = "") -> Cluster:
+def up(config: RemoteConfig, python: str = "", config_path: str | Path = "") -> Cluster:
     """Start the whole set-up (or return it when it already runs); a part that fails stops what was started."""
     from workflows import team
 
@@ -363,6 +365,7 @@ def up(config: RemoteConfig, python: str = "") -> Cluster:
         mlflow_url=f"http://127.0.0.1:{config.servers.mlflow_port}",
         cgroup_parent=_cgroup_parent(root),
         ports=planned_ports(config),
+        config_path=str(Path(config_path).resolve()) if config_path else str(DEFAULT_REMOTE_CONFIG),
     )
     write_json(_record(root), asdict(cluster))
     try:

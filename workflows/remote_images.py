@@ -62,7 +62,8 @@ def _rootfs_tarball(cluster: Cluster, config: RemoteConfig) -> Path:
     """The suite's minimal root file system as a tarball, made once (debootstrap takes a minute or more)."""
     image = config.image
     key = hashlib.sha256(" ".join([image.suite, *image.packages]).encode()).hexdigest()[:10]
-    tarball = Path(cluster.root) / "cache" / f"{image.suite}-minbase-{key}.tar"
+    # Beside the set-up's folder, shared by every set-up of this checkout (debootstrap once).
+    tarball = Path(cluster.root).parent / "remote-cache" / f"{image.suite}-minbase-{key}.tar"
     if tarball.is_file():
         return tarball
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
@@ -208,3 +209,40 @@ def container_settings(cluster: Cluster, config: RemoteConfig, path: Path = CONT
     if unknown:
         raise LifecycleError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; known: docker, orchestrator.")
     return raw
+
+
+def with_data_mounts(settings: dict[str, Any], data_files: list[str]) -> dict[str, Any]:
+    """The folders of the run's input files mounted read-only, at the same paths, in every step's container (the
+    steps on this machine read the same files as on the default stack: same fingerprint, same rows)."""
+    folders = sorted({str(Path(file).resolve().parent) for file in data_files if file})
+    if not folders:
+        return settings
+    orchestrator = dict(settings.get("orchestrator") or {})
+    run_args = dict(orchestrator.get("run_args") or {})
+    volumes = dict(run_args.get("volumes") or {})
+    volumes.update({folder: {"bind": folder, "mode": "ro"} for folder in folders})
+    run_args["volumes"] = volumes
+    orchestrator["run_args"] = run_args
+    return {**settings, "orchestrator": orchestrator}
+
+
+def running_settings(data_files: list[str] | None = None, remote_path: str | Path | None = None) -> dict[str, Any]:
+    """The container settings of the running remote set-up (with the input files' folders mounted), or one line
+    saying to start it."""
+    from lifecycle.config import DEFAULT_REMOTE_CONFIG, load_remote_config
+    from workflows.remote_cluster import running
+
+    config = load_remote_config(remote_path or os.environ.get("MLOPS_REMOTE_CONFIG") or DEFAULT_REMOTE_CONFIG)
+    cluster = running(config)
+    if cluster is None:
+        raise ClusterFailed(
+            "this stack runs steps in containers on the remote set-up, which is not running. Fix: "
+            "`python run.py cluster up`, then `source .state/remote/remote.env` and run again."
+        )
+    if os.environ.get("DOCKER_HOST") != cluster.docker_host:
+        raise ClusterFailed(
+            f"DOCKER_HOST is not the remote set-up's engine ({cluster.docker_host}). Fix: "
+            f"`source {Path(cluster.root) / 'remote.env'}` and run again."
+        )
+    write_requirements(cluster)
+    return with_data_mounts(container_settings(cluster, config), data_files or [])
