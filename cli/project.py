@@ -117,7 +117,7 @@ def cluster(action: str, remote_path: str) -> None:
     own, a registry, an S3 object store and the team's ZenML and MLflow servers (configs/remote.yaml; data in
     .state/remote/). `down` stops every process it started and leaves nothing running."""
     from lifecycle.config import load_remote_config
-    from workflows import remote_cluster
+    from workflows import remote_cluster, remote_images
 
     config = load_remote_config(remote_path)
     if action == "down":
@@ -131,7 +131,7 @@ def cluster(action: str, remote_path: str) -> None:
         )
         return
     started = time.monotonic()
-    known = remote_cluster.up(config, config_path=remote_path)
+    known = remote_cluster.up(config, config_path=remote_path, prepare=remote_images.prepare)
     click.echo(remote_cluster.describe(known))
     click.echo(f"up in {time.monotonic() - started:.0f} s")
 

@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -341,8 +342,14 @@ def _check_ports(config: RemoteConfig) -> None:
         )
 
 
-def up(config: RemoteConfig, python: str = "", config_path: str | Path = "") -> Cluster:
-    """Start the whole set-up (or return it when it already runs); a part that fails stops what was started."""
+def up(
+    config: RemoteConfig,
+    python: str = "",
+    config_path: str | Path = "",
+    prepare: Callable[[Cluster, RemoteConfig], dict] | None = None,
+) -> Cluster:
+    """Start the whole set-up (or return it when it already runs); a part that fails stops what was started.
+    `prepare` runs last, on the running set-up (the images: workflows/remote_images.py), and returns what it made."""
     from workflows import team
 
     root = cluster_root(config)
@@ -380,11 +387,9 @@ def up(config: RemoteConfig, python: str = "", config_path: str | Path = "") -> 
             mlflow_artifacts=f"s3://{cluster.bucket}/mlflow",
             mlflow_environment=store_environment(cluster),
         )
-        from workflows import remote_images
-
-        cluster.base_image = remote_images.build_base_image(cluster, config)
-        remote_images.write_requirements(cluster)
-        write_json(_record(root), asdict(cluster))
+        if prepare is not None:
+            cluster.base_image = prepare(cluster, config)
+            write_json(_record(root), asdict(cluster))
     except BaseException:
         down(config)
         raise

@@ -147,6 +147,13 @@ def build_base_image(cluster: Cluster, config: RemoteConfig) -> dict[str, Any]:
     }
 
 
+def prepare(cluster: Cluster, config: RemoteConfig) -> dict[str, Any]:
+    """What `cluster up` makes once the services run: the base image, and the step image's pins file."""
+    made = build_base_image(cluster, config)
+    write_requirements(cluster)
+    return made
+
+
 def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
