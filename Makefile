@@ -12,6 +12,10 @@ CLUSTER_VENV ?= .venv-cluster
 CLUSTER_INSTALLED := $(CLUSTER_VENV)/.installed
 # The `automl` extra (H2O) in .venv, for the AutoML challenger and its tests.
 AUTOML_INSTALLED := $(VENV)/.installed-automl
+# The `remote` extra (SeaweedFS, ZenML's s3 integration, paramiko) in .venv, for the remote set-up.
+REMOTE_INSTALLED := $(VENV)/.installed-remote
+# The Debian packages the remote set-up runs (the engine, the registry, the base image's maker).
+REMOTE_DEBS := docker.io docker-registry debootstrap
 
 export ZENML_ANALYTICS_OPT_IN ?= false
 export DO_NOT_TRACK ?= true
@@ -19,7 +23,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-cluster lint dashboard dashboard-stop team-up team-down clean
+.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -71,7 +75,7 @@ test: test-template
 endif
 
 test-template: setup
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team and not automl" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team and not automl and not remote" $(PYTEST_ARGS)
 
 # The long end-to-end journeys: a generated project's own tests, the backend comparison, the CLI on every stack,
 # the shared MLflow server, the release flow and the release race (three rounds), the shipped CI workflows' commands,
@@ -81,7 +85,7 @@ test-e2e: setup
 
 # Unit and in-process tests only: no server, no stack switch, no comparison (the loop while changing code).
 test-fast: setup
-	$(PY) -m pytest -m "not integration and not automl" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not integration and not automl and not remote" $(PYTEST_ARGS)
 
 # The two-client promotion race through a live ZenML server, ten rounds.
 test-team: setup
@@ -95,6 +99,28 @@ test-race: setup
 # shared by the suite's tests.
 test-automl: automl-env
 	$(PY) -m pytest -m automl $(PYTEST_ARGS)
+
+$(REMOTE_INSTALLED): $(INSTALLED)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,spark,remote]'
+	touch $@
+
+# The remote set-up's programs: Debian's engine, registry and debootstrap (installing starts no service here), and
+# the `remote` extra in .venv.
+remote-env: setup $(REMOTE_INSTALLED)
+	@command -v dockerd >/dev/null 2>&1 && command -v docker-registry >/dev/null 2>&1 && \
+		command -v debootstrap >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(REMOTE_DEBS) >/dev/null; }
+
+# The whole remote set-up on 127.0.0.1 (configs/remote.yaml): engine, registry, object store, ZenML and MLflow servers.
+remote-up: remote-env
+	$(PY) run.py cluster up $(ARGS)
+
+remote-down: setup
+	$(PY) run.py cluster down
+
+# The remote set-up for real: up, pipelines in containers, down leaves nothing (tests marked remote).
+test-remote: remote-env
+	$(PY) -m pytest -m remote $(PYTEST_ARGS)
 
 # The cluster stacks (stacks/examples/) registered from the cluster environment through a live local ZenML server.
 test-cluster: setup cluster-env

@@ -11,7 +11,7 @@ from cli.options import Settings, fail
 from lifecycle.errors import LifecycleError
 
 # Commands that do not use the ZenML store (they start or stop its servers).
-WITHOUT_STORE = {"team"}
+WITHOUT_STORE = {"team", "cluster"}
 
 
 @click.group(invoke_without_command=True)

@@ -14,7 +14,13 @@ from typing import Any, NoReturn, TypeVar
 import click
 from click.core import ParameterSource
 
-from lifecycle.config import DEFAULT_CONFIG, DEFAULT_DEPLOYMENT_CONFIG, DEFAULT_MONITORING_CONFIG, DEFAULT_SPARK_CONFIG
+from lifecycle.config import (
+    DEFAULT_CONFIG,
+    DEFAULT_DEPLOYMENT_CONFIG,
+    DEFAULT_MONITORING_CONFIG,
+    DEFAULT_REMOTE_CONFIG,
+    DEFAULT_SPARK_CONFIG,
+)
 from lifecycle.errors import EXIT_INVALID, ConfigError, LifecycleError
 from lifecycle.names import check_model_name
 from workflows import model_choice
@@ -63,6 +69,12 @@ def spark_config_option(
     help_text: str = "Spark settings: the cluster, the engine per stack (configs/spark.yaml).",
 ) -> Callable[[Command], Command]:
     return _config_file_option("--spark-config", "spark_path", DEFAULT_SPARK_CONFIG, help_text)
+
+
+def remote_config_option(
+    help_text: str = "The remote set-up: ports, folders, the image's base (configs/remote.yaml).",
+) -> Callable[[Command], Command]:
+    return _config_file_option("--remote-config", "remote_path", DEFAULT_REMOTE_CONFIG, help_text)
 
 
 def checked_model_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -1,4 +1,5 @@
-"""The project's surroundings: `dashboard`, `team`, `compare`, `stacks up|list|down|compile`, `spark up|status|down`.
+"""The project's surroundings: `dashboard`, `team`, `compare`, `stacks up|list|down|compile`, `spark up|status|down`,
+`cluster up|status|down`.
 
 Workflows are imported inside the commands: importing ZenML takes seconds, and `--help` needs none of it."""
 
@@ -15,6 +16,7 @@ from cli.options import (
     chosen_model,
     config_option,
     model_name_option,
+    remote_config_option,
     reports_errors,
     spark_config_option,
     summary_options,
@@ -104,6 +106,34 @@ def spark(action: str, workers: int | None, spark_path: str) -> None:
     if workers is not None:
         cluster = type(cluster).model_validate({**cluster.model_dump(), "workers": workers})
     click.echo(spark_cluster.describe(spark_cluster.up(cluster)))
+
+
+@click.command()
+@click.argument("action", type=click.Choice(["up", "status", "down"]))
+@remote_config_option()
+@reports_errors
+def cluster(action: str, remote_path: str) -> None:
+    """Start (up), show (status) or stop (down) the remote set-up on 127.0.0.1: a Docker engine of the project's
+    own, a registry, an S3 object store and the team's ZenML and MLflow servers (configs/remote.yaml; data in
+    .state/remote/). `down` stops every process it started and leaves nothing running."""
+    from lifecycle.config import load_remote_config
+    from workflows import remote_cluster, remote_images
+
+    config = load_remote_config(remote_path)
+    if action == "down":
+        stopped = remote_cluster.down(config)
+        click.echo("stopped: " + (", ".join(stopped) or "nothing was running"))
+        return
+    if action == "status":
+        known = remote_cluster.running(config)
+        click.echo(
+            remote_cluster.describe(known) if known else "the remote set-up is not running (`python run.py cluster up`)"
+        )
+        return
+    started = time.monotonic()
+    known = remote_cluster.up(config, config_path=remote_path, prepare=remote_images.prepare)
+    click.echo(remote_cluster.describe(known))
+    click.echo(f"up in {time.monotonic() - started:.0f} s")
 
 
 def comparison_progress(names: list[str]) -> Callable[[str, str], None]:
@@ -278,4 +308,4 @@ def stacks_compile_command(image: str, output_dir: str, config_path: str) -> Non
     click.echo(f"It runs snapshot `{compiled.snapshot}` (stored on the ZenML server); nothing was submitted.")
 
 
-COMMANDS = [dashboard, team, compare, stacks, spark]
+COMMANDS = [dashboard, team, compare, stacks, spark, cluster]

