@@ -28,7 +28,7 @@ TEAM_SETTINGS = (
     ("ZENML_STORE_URL", "secret", "the team's ZenML server"),
     ("ZENML_STORE_API_KEY", "secret", "an API key of a ZenML service account"),
     ("MLFLOW_TRACKING_URI", "variable", "the team's MLflow server"),
-    ("MLFLOW_TRACKING_USERNAME", "secret", "the MLflow user of the workflows"),
+    ("MLFLOW_TRACKING_USERNAME", "secret", "the MLflow user of the team's stack"),
     ("MLFLOW_TRACKING_PASSWORD", "secret", "its password"),
     ("TEAM_ARTIFACT_STORE", "variable", "the artifact store every runner reaches"),
 )
