@@ -78,7 +78,8 @@ def test_with_the_team_settings_a_job_uses_the_team_stack_and_passes_each_value_
     done, exported, summary = run(tmp_path, "team-settings", **TEAM)
     assert done.returncode == 0, done.stderr
     assert exported == {**TEAM, "TEAM_SETTINGS": "team", "RUN_STACK": "team"}
-    assert "Team store: ZenML server `https://zenml.example.com`" in summary and "stack `team`" in summary
+    assert "Team store: the team's ZenML server (`ZENML_STORE_URL`), MLflow `https://mlflow.example.com`" in summary
+    assert "stack `team`" in summary and "zenml.example.com" not in summary + done.stdout  # a secret: not shown
     assert not (tmp_path / "INJECTED").exists()
     done, exported, _ = run(tmp_path, "team-settings", **TEAM, REQUESTED_STACK="default")
     assert exported["RUN_STACK"] == "default" and "no other runner can" in done.stdout

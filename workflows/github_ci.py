@@ -103,7 +103,8 @@ def team_settings(env: dict[str, str]) -> Decision:
             "load them: use the `team` stack."
         )
     summary = [
-        f"Team store: ZenML server `{values['ZENML_STORE_URL']}`, MLflow `{values['MLFLOW_TRACKING_URI']}`, "
+        # the server's address is a secret: named, not shown
+        f"Team store: the team's ZenML server (`ZENML_STORE_URL`), MLflow `{values['MLFLOW_TRACKING_URI']}`, "
         f"artifacts in `{store}`; stack `{stack}`.",
     ]
     return Decision({**values, "TEAM_SETTINGS": "team", "RUN_STACK": stack}, summary, warnings)
