@@ -78,24 +78,46 @@ def quiet_mlflow() -> None:
         level = logging.getLevelName(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
         if isinstance(level, int):
             logging.getLogger("mlflow").setLevel(level)
-    if not sys.warnoptions and not getattr(warnings.showwarning, "_drops_mlflow", False):
-        warnings.showwarning = _without_mlflow_warnings(warnings.showwarning)
+    if sys.warnoptions:
+        return
+    # Python's warnings go to stderr, or (ZenML calls logging.captureWarnings) to the `py.warnings` logger: both
+    # ways lose the ones raised in MLflow's own files. (A `module=` warnings filter does not catch them: MLflow
+    # raises them with a `stacklevel` that points into its code, and the filter sees another module.)
+    folders = _mlflow_folders()
+    if folders and not getattr(warnings.showwarning, "_drops_mlflow", False):
+        warnings.showwarning = _without_mlflow_warnings(warnings.showwarning, folders)
+    captured = logging.getLogger("py.warnings")
+    if folders and not any(isinstance(f, WithoutMlflowWarnings) for f in captured.filters):
+        captured.addFilter(WithoutMlflowWarnings(folders))
 
 
-def _without_mlflow_warnings(show: Callable[..., None]) -> Callable[..., None]:
-    """`warnings.showwarning` that drops the warnings raised in MLflow's own files. (A `module=` filter does not
-    catch them: MLflow raises them with a `stacklevel` that points at its own code, from frames whose module is not
-    the one the filter sees.)"""
-    spec = importlib.util.find_spec("mlflow")  # where MLflow is installed, without importing it
-    folders = tuple(f"{folder}{os.sep}" for folder in (spec.submodule_search_locations or []) if spec) if spec else ()
+def _mlflow_folders() -> tuple[str, ...]:
+    """Where MLflow is installed (found without importing it); empty when it is not."""
+    spec = importlib.util.find_spec("mlflow")
+    return tuple(f"{folder}{os.sep}" for folder in (spec.submodule_search_locations or [])) if spec else ()
+
+
+def _without_mlflow_warnings(show: Callable[..., None], folders: tuple[str, ...]) -> Callable[..., None]:
+    """`warnings.showwarning` that drops the warnings raised in MLflow's files."""
 
     def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
-        if folders and str(filename).startswith(folders):
-            return
-        show(message, category, filename, lineno, file, line)
+        if not str(filename).startswith(folders):
+            show(message, category, filename, lineno, file, line)
 
     showwarning._drops_mlflow = True  # type: ignore[attr-defined]
     return showwarning
+
+
+class WithoutMlflowWarnings(logging.Filter):
+    """On the `py.warnings` logger: drops the captured warnings raised in MLflow's files (their text starts with
+    the file's path)."""
+
+    def __init__(self, folders: tuple[str, ...]) -> None:
+        super().__init__()
+        self.folders = folders
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.folders)
 
 
 def progress_bar(done: int, total: int, width: int = 12) -> str:
