@@ -82,8 +82,8 @@ def test_mlflows_own_noise_stays_out_of_the_compact_output_but_its_errors_show(t
         (tmp_path / mode).mkdir()
         started[mode] = subprocess.Popen(
             [sys.executable, "-c", MLFLOW_WORK, mode.split("-")[0], str(tmp_path / mode), warned],
-            cwd=PROJECT_ROOT,
-            env={**env, "MLFLOW_DISABLE_TELEMETRY": "true"},
+            cwd=tmp_path / mode,  # MLflow's artifacts (./mlruns) land there
+            env={**env, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(PROJECT_ROOT)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
