@@ -21,10 +21,10 @@ from conftest import PROJECT_ROOT
 
 TEAM = {
     "ZENML_STORE_URL": "https://zenml.example.com",
-    "ZENML_STORE_API_KEY": "key-123",
+    "ZENML_STORE_API_KEY": "fake-key-123",
     "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
     "MLFLOW_TRACKING_USERNAME": "ci",
-    "MLFLOW_TRACKING_PASSWORD": "pw $(touch INJECTED) ; x",
+    "MLFLOW_TRACKING_PASSWORD": "fake pw $(touch INJECTED) ; x",
     "TEAM_ARTIFACT_STORE": "/mnt/team/zenml-artifacts",
 }
 
@@ -93,7 +93,7 @@ def test_with_the_team_settings_a_job_uses_the_team_stack_and_passes_each_value_
         ({"TEAM_ARTIFACT_STORE": "s3://bucket/zenml"}, "stacks/team.yaml's artifact store is a folder"),
         ({"TEAM_ARTIFACT_STORE": "artifacts"}, "set an absolute path every runner mounts"),
         ({"MLFLOW_TRACKING_URI": "mlflow.example.com"}, "MLFLOW_TRACKING_URI must be an http(s):// address"),
-        ({"ZENML_STORE_API_KEY": "key\nLD_PRELOAD=/tmp/x.so"}, "ZENML_STORE_API_KEY holds a line break"),
+        ({"ZENML_STORE_API_KEY": "fake-key\nLD_PRELOAD=/tmp/x.so"}, "ZENML_STORE_API_KEY holds a line break"),
     ],
 )
 def test_an_incomplete_or_wrong_team_setting_stops_the_job_naming_it(tmp_path, change, said):
@@ -223,10 +223,10 @@ CREATED_BY_A_JOB = {"name": "production", "protection_rules": []}
 def test_the_release_stops_when_the_approval_environment_has_no_reviewers(tmp_path):
     environments = {"production": REVIEWED, "bare": CREATED_BY_A_JOB}
     with github_api(environments) as (api, seen):
-        github = {"GITHUB_API_URL": api, "GITHUB_REPOSITORY": "owner/repo", "GITHUB_TOKEN": "t0ken"}
+        github = {"GITHUB_API_URL": api, "GITHUB_REPOSITORY": "owner/repo", "GITHUB_TOKEN": "fake-t0ken"}
         done, _, summary = run(tmp_path, "check-approval", "production", **github)
         assert done.returncode == 0 and "required reviewers ana" in done.stdout, done.stderr
-        assert seen[-1] == {"path": "/repos/owner/repo/environments/production", "authorization": "Bearer t0ken"}
+        assert seen[-1] == {"path": "/repos/owner/repo/environments/production", "authorization": "Bearer fake-t0ken"}
 
         done, _, summary = run(tmp_path, "check-approval", "bare", **github)
         assert done.returncode == 2, done.stdout
