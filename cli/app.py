@@ -20,6 +20,10 @@ WITHOUT_STORE = {"team", "cluster"}
 def cli(ctx: click.Context, verbose: bool) -> None:
     """Train, evaluate, register and promote a tabular model, then serve production (the default: train + deploy)."""
     ctx.obj = Settings(verbose=verbose)
+    if not verbose:
+        from workflows.console import quiet_mlflow
+
+        quiet_mlflow()
     if ctx.invoked_subcommand not in WITHOUT_STORE and "--help" not in sys.argv[1:]:
         from stacks.remote_store import check_server_answers
 

@@ -181,6 +181,8 @@ def sandbox(folder: Path) -> Path:
     python.chmod(0o755)
     (folder / ".venv" / ".installed").touch()
     (folder / ".zen").mkdir()
+    # the workflows' own steps (python3 -m workflows.github_ci) run for real
+    (folder / "workflows").symlink_to(PROJECT_ROOT / "workflows")
     now = time.time()
     for age, name in ((30, "Makefile"), (30, "pyproject.toml"), (30, "constraints.txt"), (20, ".venv/.installed")):
         os.utime(folder / name, (now - age, now - age))
@@ -193,12 +195,22 @@ def recorded_calls(folder: Path) -> list[list[str]]:
     return [path.read_bytes().decode().split("\0")[:-1] for path in files]
 
 
+# Asks GitHub's API about the approval environment: tests/test_github_ci.py runs it against a stand-in of the API.
+APPROVAL_CHECK = "python3 -m workflows.github_ci check-approval"
+
+
+def exported(github_env: Path) -> dict[str, str]:
+    """What earlier steps wrote to $GITHUB_ENV (`NAME=value` lines), as GitHub gives it to the later steps."""
+    return dict(line.split("=", 1) for line in github_env.read_text().splitlines() if "=" in line)
+
+
 def run_job_scripts(spec: dict, job_name: str, payload: str, folder: Path) -> list[str]:
     """The job's `run:` steps in order, as GitHub runs them (bash -eo pipefail), in the sandbox; returns the
-    failed steps with their output."""
+    failed steps with their output. A variable may name a file (the monitoring batch): the payload is one there."""
     job = spec["jobs"][job_name]
     github_env, summary = folder / "github.env", folder / "summary.md"
     github_env.write_text("")
+    (folder / payload).write_text("dteday,cnt\n")
 
     def substituted(env: dict | None) -> dict[str, str]:
         return {k: EXPRESSION.sub(lambda m: evaluate(m.group(1), payload), str(v)) for k, v in (env or {}).items()}
@@ -212,9 +224,9 @@ def run_job_scripts(spec: dict, job_name: str, payload: str, folder: Path) -> li
     base.update({**substituted(spec.get("env")), **substituted(job.get("env"))})
     failed = []
     for step in job["steps"]:
-        if "run" not in step:
+        if "run" not in step or step["run"].startswith(APPROVAL_CHECK):
             continue
-        env = {**base, **substituted(step.get("env"))}
+        env = {**base, **exported(github_env), **substituted(step.get("env"))}
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
             cwd=folder,
@@ -258,6 +270,9 @@ def test_a_hostile_input_reaches_run_py_as_one_argument(workflow, job, payload, 
         assert call[index + 1] == payload, f"{call[index]} got {call[index + 1]!r}, not {payload!r}: {call}"
     if workflow in {"release.yml", "monitor.yml"}:
         assert any("--model-name" in call for call in calls), calls
+    if workflow == "monitor.yml":  # the batch the fetch step found (MONITOR_BATCH: a path here)
+        (call,) = [call for call in calls if call[1] == "monitor"]
+        assert call[call.index("--batch") + 1] == str((folder / payload).resolve()), call
 
 
 def test_the_release_promotes_the_named_version_only_when_one_is_given(tmp_path):
@@ -267,10 +282,66 @@ def test_the_release_promotes_the_named_version_only_when_one_is_given(tmp_path)
         folder = tmp_path / (version or "staging")
         folder.mkdir()
         sandbox(folder)
-        env = {"PATH": os.environ["PATH"], "MODEL_NAME": "bike_demand", "VERSION": version, "STACK": "default"}
+        env = {"PATH": os.environ["PATH"], "MODEL_NAME": "bike_demand", "VERSION": version, "RUN_STACK": "default"}
         env["GITHUB_STEP_SUMMARY"] = str(folder / "summary.md")
         done = subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], cwd=folder, env=env, capture_output=True)
         assert done.returncode == 0, done.stderr
         (call,) = recorded_calls(folder)
         assert call[:2] == ["run.py", "promote"] and "--require-promotion" in call, call
         assert (call[call.index("--version") + 1] if "--version" in call else None) == expected, call
+
+
+def production_jobs(spec: dict) -> dict[str, dict]:
+    return {name: job for name, job in spec["jobs"].items() if environment_of(job) == PRODUCTION}
+
+
+def step_running(job: dict, command: str) -> dict:
+    found = [step for step in job["steps"] if command in step.get("run", "")]
+    assert len(found) == 1, f"one step runs `{command}`; found {len(found)}"
+    return found[0]
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOW_TEXTS))
+def test_production_jobs_take_the_team_settings_and_run_on_the_team_stack(name):
+    """Each job of the `production` environment: checks the approval gate first, takes every team setting from
+    the environment's secrets and variables (docs/stacks-and-teams.md's table), registers the team's stack when
+    they are set, and runs every command on the stack that step chose."""
+    from workflows.github_ci import TEAM_SETTINGS
+
+    spec = yaml.safe_load(WORKFLOW_TEXTS[name])
+    jobs = production_jobs(spec)
+    assert jobs, f"{name}: no job in the `{PRODUCTION}` environment"
+    for job_name, job in jobs.items():
+        names = [step.get("run", step.get("uses", "")) for step in job["steps"]]
+        approval = step_running(job, "github_ci check-approval production")
+        settings = step_running(job, "github_ci team-settings")
+        assert names.index(approval["run"]) < names.index(settings["run"]), f"{job_name}: approval first"
+        assert job["permissions"] == {"contents": "read", "actions": "read"}, job_name
+        for setting, kind, _ in TEAM_SETTINGS:
+            where = "secrets" if kind == "secret" else "vars"
+            assert settings["env"].get(setting) == f"${{{{ {where}.{setting} }}}}", f"{job_name}: {setting}"
+        register = step_running(job, "stacks up")
+        assert 'if [ "$TEAM_SETTINGS" = team ]' in register["run"] and "run.py stacks up team" in register["run"]
+        commands = [
+            line
+            for step in job["steps"]
+            for line in step.get("run", "").replace("\\\n", " ").splitlines()
+            if re.search(r"run\.py (train|promote|deploy|monitor)\b", line)
+        ]
+        assert commands, job_name
+        assert all('--stack "$RUN_STACK"' in line for line in commands), commands
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(WORKFLOW_TEXTS) if n.startswith("monitor.yml")])
+def test_the_monitor_fetches_its_batch_from_the_configured_location(name):
+    (job,) = production_jobs(yaml.safe_load(WORKFLOW_TEXTS[name])).values()
+    fetch = step_running(job, "github_ci fetch-batch")
+    assert fetch["env"]["MONITOR_BATCH"] == "${{ vars.MONITOR_BATCH }}"
+    monitor = step_running(job, "run.py monitor")
+    assert '--batch "$MONITOR_BATCH_FILE"' in monitor["run"] and "MONITOR_BATCH" not in (monitor.get("env") or {})
+
+
+def test_the_release_stops_without_reviewers_unless_the_repository_chose_so():
+    (job,) = production_jobs(yaml.safe_load((WORKFLOWS / "release.yml").read_text())).values()
+    approval = step_running(job, "github_ci check-approval production")
+    assert approval["env"]["WITHOUT_REVIEWERS"] == "${{ vars.RELEASE_WITHOUT_REVIEWERS }}"

@@ -289,9 +289,17 @@ def test_users_path_through_subprocesses(default_stacks, zenml_client, bike_slic
     assert up.returncode == 0 and "already registered, no changes" in up.stdout, up.stderr[-2000:]
     assert run_zenml("stack", "set", "mlflow").returncode == 0
     try:
-        trained = run_cli("train", "--data", str(bike_slice), "--target", "cnt", "--model-name", "user_path")
+        # the output a user sees by default: one line per step, none of MLflow's own progress bars, logs, warnings
+        trained = run_cli(
+            "train", "--data", str(bike_slice), "--target", "cnt", "--model-name", "user_path",
+            unset=("ZENML_LOGGING_VERBOSITY",),
+        )  # fmt: skip
         assert trained.returncode == 0, trained.stderr[-3000:]
         assert "on stack `mlflow`" in trained.stdout and "MLflow: run" in trained.stdout
+        console = trained.stdout + trained.stderr
+        assert "  ✓ register_model  (" in console, console[-3000:]
+        for noise in ("Downloading artifacts", "UserWarning", "INFO mlflow", "Failed to disable MLflow autologging"):
+            assert noise not in console, f"`{noise}` in the compact output:\n{console[-3000:]}"
     finally:
         assert run_zenml("stack", "set", "default").returncode == 0
     again = run_cli("train", "--data", str(bike_slice), "--target", "cnt", "--model-name", "user_path")

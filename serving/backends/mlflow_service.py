@@ -96,7 +96,9 @@ class LoggedPipeline(PythonModel):
         settings = os.environ.get(LOG_SETTINGS_ENV)
         self.log_settings = json.loads(settings) if settings else config.get("log")
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    # A DataFrame hint: MLflow infers no schema from it (a request may carry any columns) and, unlike `Any`, does
+    # not warn about it when the class is defined.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
