@@ -100,15 +100,18 @@ def predict(
 
 @click.command()
 @config_option("Training config: names the model.")
+@deployment_config_option("Serving settings: how long warm standbys are kept (expired ones are stopped).")
 @model_name_option()
 @click.option("--all", "all_models", is_flag=True, help="Every model's servers (the default without --model-name).")
 @on_stack
-def status(config_path: str, model_name: str | None, all_models: bool) -> None:
-    """What is served on the active stack, where, and whether it answers (every model unless --model-name)."""
+def status(config_path: str, deployment_path: str, model_name: str | None, all_models: bool) -> None:
+    """What is served on the active stack, where, and whether it answers (every model unless --model-name);
+    warm standbys are shown with their expiry, and the expired ones stopped."""
     from workflows.serving_status import status_text
 
     one_model = (model_name or explicit("config_path")) and not all_models
-    click.echo(status_text(serving_target(config_path, model_name) if one_model else None))
+    standby = load_deployment_config(deployment_path).standby
+    click.echo(status_text(serving_target(config_path, model_name) if one_model else None, standby))
 
 
 @click.command()

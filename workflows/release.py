@@ -68,6 +68,30 @@ def _answering(model_name: str, deployment: DeploymentConfig) -> str | None:
     return str(answer.model_version)
 
 
+def _to_standby(
+    outcome: ReleaseOutcome, deployment: DeploymentConfig, started: float, backend: Any
+) -> dict[str, Any] | None:
+    """The new production version's warm standby, when one waits behind the front door, answers again (no new
+    server): the switch is timed, then recorded on the version as a deploy's is. None: no standby of it."""
+    from zenml import log_metadata
+
+    from serving.rollout import switch_to_standby
+
+    switched = switch_to_standby(backend, outcome.model_name, str(outcome.version), deployment)
+    if switched is None:
+        return None
+    outcome.answering_version = _answering(outcome.model_name, deployment)
+    outcome.seconds_to_answer = time.perf_counter() - started
+    record = switched.metadata()
+    record["standby"] = True
+    outcome.notes.append(
+        f"version {outcome.version} answers again from its warm standby ({switched.endpoint.url}): no new server "
+        "was started" + (f"; version {outcome.previous} waits as the standby now" if switched.replaced else "")
+    )
+    log_metadata(metadata={"deployment": record}, model_name=outcome.model_name, model_version=str(outcome.version))
+    return record
+
+
 def _follow(
     outcome: ReleaseOutcome, deployment: DeploymentConfig, started: float, verbose: bool = False
 ) -> ReleaseOutcome:
@@ -78,8 +102,12 @@ def _follow(
     from serving.rollout import end_trial
     from serving.stack_backend import active_backend
 
-    outcome.redeployed = redeployed = redeploy_if_serving(outcome.model_name, deployment, verbose=verbose)
-    if redeployed is not None:
+    backend = active_backend()
+    redeployed = _to_standby(outcome, deployment, started, backend)
+    if redeployed is None:
+        redeployed = redeploy_if_serving(outcome.model_name, deployment, verbose=verbose)
+    outcome.redeployed = redeployed
+    if redeployed is not None and outcome.seconds_to_answer is None:
         outcome.answering_version = _answering(outcome.model_name, deployment)
         outcome.seconds_to_answer = time.perf_counter() - started
         if str(redeployed["model_version"]) != str(outcome.version):
@@ -92,7 +120,6 @@ def _follow(
                 f"version {redeployed['model_version']} was serving already (deployed by another command that "
                 "followed production): no server was replaced"
             )
-    backend = active_backend()
     door = front_door.current(outcome.model_name)
     shadow = door.route("shadow") if door else None
     settled = ["canary"] + (["shadow"] if shadow and shadow.model_version == str(outcome.version) else [])
