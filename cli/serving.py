@@ -169,4 +169,26 @@ def score(
         click.echo(line)
 
 
-COMMANDS = [deploy, predict, status, undeploy, score]
+@click.command()
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep serving the version the ZenML store names production; roll out each change within seconds.",
+)
+@config_option("Training config: names the model to serve.")
+@deployment_config_option("Serving settings: front door, standby, and `follow.poll_seconds`.")
+@model_name_option()
+@on_stack
+@pass_settings
+def serve(settings: Settings, follow: bool, config_path: str, deployment_path: str, model_name: str | None) -> None:
+    """On the serving machine: follow production in the (shared) ZenML store and keep it answering behind the
+    model's front door, whichever machine promotes or rolls back. Runs until stopped (the servers stay up)."""
+    if not follow:
+        raise click.UsageError("serve runs as a follower: give --follow (to serve once, `deploy`).")
+    from workflows.follow import follow as run_follower
+
+    deployment = load_deployment_config(deployment_path)
+    run_follower(_target(config_path, model_name), deployment, say=say, verbose=settings.verbose)
+
+
+COMMANDS = [deploy, predict, status, undeploy, score, serve]

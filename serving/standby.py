@@ -97,7 +97,8 @@ def _split(
     found: list[Standby], config: StandbyConfig, serving_version: str | None, now: float
 ) -> tuple[list[Standby], list[Standby]]:
     """(still wanted, to stop): expired, of the version serving, and beyond `count` (the oldest) go."""
-    wanted, gone = [], []
+    wanted: list[Standby] = []
+    gone: list[Standby] = []
     for standby in sorted(found, key=lambda s: -s.since):
         fresh = standby.expires > now and standby.model_version != serving_version
         if fresh and config.enabled and len(wanted) < config.count:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from lifecycle.config import StandbyConfig
 from serving.client import is_healthy
-from serving.standby import standbys
 from serving.served import served_on_active_stack
+from serving.standby import standbys
 from workflows.reporting import status_table
 
 
