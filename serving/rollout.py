@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from lifecycle.config import DeploymentConfig
-from lifecycle.environment import model_lock
+from lifecycle.environment import model_lock, model_lock_path, try_file_lock
 from lifecycle.errors import LifecycleError
 from lifecycle.hints import run_hint
 from lifecycle.promotion import promotion_lock_name
@@ -536,12 +536,18 @@ def _usable(endpoint: Endpoint) -> bool:
 
 
 def _to_standby(
-    backend: ServingBackend, model_name: str, version: str, config: DeploymentConfig, progress: Callable[[str], None]
+    backend: ServingBackend,
+    model_name: str,
+    version: str,
+    config: DeploymentConfig,
+    progress: Callable[[str], None],
+    held: bool = False,
 ) -> Rollout | None:
     """Production (version `version`) served again by its warm standby, under the deploy lock: the standby's
     health is checked, the front door switched to it holding the promotion lock (production must still be
-    `version`: else ProductionMoved), and the server that served until now becomes a standby in turn. None when
-    no usable standby of `version` waits (or there is no front door): the caller starts a new server."""
+    `version`: else ProductionMoved; `held`: the caller holds it, and has just made `version` production), and the
+    server that served until now becomes a standby in turn. None when no usable standby of `version` waits (or
+    there is no front door): the caller starts a new server."""
     door_before = front_door.current(model_name) if front_door.enabled(config) else None
     if door_before is None or door_before.backend != backend.name:
         return None
@@ -550,7 +556,7 @@ def _to_standby(
         return None
     endpoint = taken.endpoint
     try:
-        with _production_held(model_name, version, progress):
+        with contextlib.nullcontext() if held else _production_held(model_name, version, progress):
             door = front_door.switch(model_name, config, endpoint.url, endpoint.health_path, version, backend.name)
     except BaseException:
         standby.put_back(model_name, taken)
@@ -563,6 +569,33 @@ def _to_standby(
     ]  # fmt: skip
     _set_aside(backend, model_name, replaced, door_before, version, config, progress)
     return Rollout(endpoint=endpoint, smoke=None, replaced=replaced, seconds_to_ready=0.0, front_door=door)
+
+
+def waiting_backend(model_name: str, config: DeploymentConfig) -> ServingBackend | None:
+    """The active stack's backend when a standby of the model waits on this machine (None, at no cost, when none
+    does): asked before a release command takes the promotion lock, so that the switch inside it is quick."""
+    if not config.standby.enabled or not standby.standbys(model_name):
+        return None
+    from serving.stack_backend import active_backend
+
+    return active_backend()
+
+
+def switch_to_standby_now(
+    backend: ServingBackend,
+    model_name: str,
+    version: str,
+    config: DeploymentConfig,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Rollout | None:
+    """Called holding the promotion lock, right after production became `version` (rollback): its warm standby
+    answers behind the front door before the command records the change, so the old version answers within a
+    fraction of a second of the command. Only when no deploy of the model runs on this machine (its deploy lock is
+    free: one that runs serves production when it switches); None when it does, or no standby of `version` waits."""
+    with try_file_lock(model_lock_path("deploy", model_name)) as free:
+        if not free:
+            return None
+        return _to_standby(backend, model_name, version, config, progress, held=True)
 
 
 def switch_to_standby(
