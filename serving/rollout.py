@@ -124,6 +124,7 @@ class Rollout:
     holdout: pd.DataFrame | None = None  # that version's held-out rows
     requested_version: str | None = None  # the version the deploy was started for, when production moved since
     already_serving: bool = False  # `only_if_stale`: production's version was serving already; nothing changed
+    switched_at: float | None = None  # a switch to a warm standby: time.perf_counter() when the door answered with it
 
     def metadata(self) -> dict[str, Any]:
         trial = self.front_door.route(self.endpoint.role) if self.front_door else None
@@ -344,7 +345,7 @@ def _serve_production(
                     serving, None, [], 0.0, door, release, holdout, requested_version=requested, already_serving=True
                 )
         try:
-            done = _to_standby(backend, name, now, config, progress) or _rollout(
+            done = _to_standby(lambda: backend, name, now, config, progress) or _rollout(
                 backend, release, holdout, config, port, timeout, progress
             )
         except ProductionMoved as moved:
@@ -536,7 +537,7 @@ def _usable(endpoint: Endpoint) -> bool:
 
 
 def _to_standby(
-    backend: ServingBackend,
+    backend_of: Callable[[], ServingBackend],
     model_name: str,
     version: str,
     config: DeploymentConfig,
@@ -547,42 +548,49 @@ def _to_standby(
     health is checked, the front door switched to it holding the promotion lock (production must still be
     `version`: else ProductionMoved; `held`: the caller holds it, and has just made `version` production), and the
     server that served until now becomes a standby in turn. None when no usable standby of `version` waits (or
-    there is no front door): the caller starts a new server."""
+    there is no front door): the caller starts a new server. `backend_of`: the stack's backend, asked for only
+    after the switch (finding it reads the store)."""
     door_before = front_door.current(model_name) if front_door.enabled(config) else None
-    if door_before is None or door_before.backend != backend.name:
+    if door_before is None:
         return None
-    taken = standby.take(model_name, version, _usable)
+    taken = standby.take(model_name, version, lambda e: e.backend == door_before.backend and _usable(e))
     if taken is None:
         return None
     endpoint = taken.endpoint
+    started = time.perf_counter()
     try:
         with contextlib.nullcontext() if held else _production_held(model_name, version, progress):
-            door = front_door.switch(model_name, config, endpoint.url, endpoint.health_path, version, backend.name)
+            door = front_door.switch(model_name, config, endpoint.url, endpoint.health_path, version, endpoint.backend)
     except BaseException:
         standby.put_back(model_name, taken)
         raise
+    switched_at = time.perf_counter()
     progress(f"front door {door.url} now answered by version {version}: its warm standby {endpoint.url}")
+    backend = backend_of()
     waiting = standby.names([model_name])
     replaced = [
         e for e in backend.endpoints(model_name)
         if e.running and e.role == PRODUCTION and e.url == door_before.upstream and e.name not in waiting
     ]  # fmt: skip
     _set_aside(backend, model_name, replaced, door_before, version, config, progress)
-    return Rollout(endpoint=endpoint, smoke=None, replaced=replaced, seconds_to_ready=0.0, front_door=door)
+    return Rollout(
+        endpoint=endpoint,
+        smoke=None,
+        replaced=replaced,
+        seconds_to_ready=switched_at - started,  # the front door's switch
+        front_door=door,
+        switched_at=switched_at,
+    )
 
 
-def waiting_backend(model_name: str, config: DeploymentConfig) -> ServingBackend | None:
-    """The active stack's backend when a standby of the model waits on this machine (None, at no cost, when none
-    does): asked before a release command takes the promotion lock, so that the switch inside it is quick."""
-    if not config.standby.enabled or not standby.standbys(model_name):
-        return None
-    from serving.stack_backend import active_backend
-
-    return active_backend()
+def standby_waits(model_name: str, config: DeploymentConfig) -> bool:
+    """Whether a standby of the model waits on this machine (a file read): asked before a release command takes
+    the promotion lock, so that the switch inside it costs nothing more when none does."""
+    return config.standby.enabled and bool(standby.standbys(model_name))
 
 
 def switch_to_standby_now(
-    backend: ServingBackend,
+    backend_of: Callable[[], ServingBackend],
     model_name: str,
     version: str,
     config: DeploymentConfig,
@@ -595,7 +603,7 @@ def switch_to_standby_now(
     with try_file_lock(model_lock_path("deploy", model_name)) as free:
         if not free:
             return None
-        return _to_standby(backend, model_name, version, config, progress, held=True)
+        return _to_standby(backend_of, model_name, version, config, progress, held=True)
 
 
 def switch_to_standby(
@@ -611,7 +619,7 @@ def switch_to_standby(
     with _deploy_lock(model_name, progress, None):
         retire_standbys(backend, model_name, config, progress)
         try:
-            return _to_standby(backend, model_name, version, config, progress)
+            return _to_standby(lambda: backend, model_name, version, config, progress)
         except ProductionMoved:
             return None
 

@@ -78,7 +78,7 @@ def _to_standby(
     switched = switch_to_standby(backend, outcome.model_name, str(outcome.version), deployment)
     if switched is None:
         return None
-    outcome.seconds_to_answer = time.perf_counter() - started
+    outcome.seconds_to_answer = (switched.switched_at or time.perf_counter()) - started
     return _standby_record(outcome, switched, deployment)
 
 
@@ -201,20 +201,18 @@ def rollback(
     (none left: refused, asking for `to`); or `to`, which may name a rolled-back version (the outcome's notes
     and the recorded reason say so). The current version is archived with the reason, and a server of the model
     on the active stack is replaced without downtime."""
-    from serving.rollout import switch_to_standby_now, waiting_backend
+    from serving.rollout import standby_waits, switch_to_standby_now
+    from serving.stack_backend import active_backend
 
     started = time.perf_counter()
     named = version_named(model_name, to).number if to is not None else None
-    backend = waiting_backend(model_name, deployment)  # a warm standby waits here: switched to inside the lock
-    quick: dict[str, Any] = {}  # the switch to the standby: its Rollout, when it answered, what went wrong
+    quick: dict[str, Any] = {}  # the switch to a warm standby: its Rollout, or what went wrong
 
     def to_standby(version: int) -> None:
-        assert backend is not None
         try:
-            quick["rollout"] = switch_to_standby_now(backend, model_name, str(version), deployment)
+            quick["rollout"] = switch_to_standby_now(active_backend, model_name, str(version), deployment)
         except Exception as exc:  # noqa: BLE001 - production changed already: the redeploy below serves it
             quick["note"] = f"the warm standby could not take over ({exc}); a new server serves instead"
-        quick["seconds"] = time.perf_counter() - started
 
     with promotion_lock(model_name):  # production and its history as they are now, not before the wait
         current = in_stage(model_name, stage)
@@ -226,14 +224,15 @@ def rollback(
         target = rollback_target(model_name, timeline(model_name), current.number, named)
         why = f"rollback from version {current.number}" + (f": {reason}" if reason else "")
         why += f" ({target.note})" if target.note else ""
-        switch = (lambda: to_standby(target.version)) if backend is not None and stage == "production" else None
+        waits = standby_waits(model_name, deployment) and stage == "production"  # a warm standby may take over
+        switch = (lambda: to_standby(target.version)) if waits else None
         alias = set_release_stage(model_name, target.version, stage, "rollback", why, then=switch)
     outcome = ReleaseOutcome(model_name, target.version, current.number)
     outcome.notes += [target.note] if target.note else []
     outcome.notes += [quick["note"]] if "note" in quick else []
     if quick.get("rollout") is not None:  # the door answered with the standby when the switch returned
         outcome.redeployed = _standby_record(outcome, quick["rollout"], deployment)
-        outcome.seconds_to_answer = quick["seconds"]
+        outcome.seconds_to_answer = quick["rollout"].switched_at - started
     if alias:
         outcome.notes.append(f"MLflow: {alias}")
     return _follow(outcome, deployment, started, verbose)
