@@ -367,8 +367,18 @@ def _deploy_lock(model_name: str, progress: Callable[[str], None], notice: Calla
 def _retire(
     backend: ServingBackend, old: list[Endpoint], progress: Callable[[str], None], role: str | None = None
 ) -> None:
+    """Stop these servers. A standby (`role`) that cannot be stopped through its deployer (its record is gone)
+    is stopped by its process id, and the rollout goes on: it served no traffic."""
+    from serving.processes import stop_process
+
     for endpoint in old:
-        backend.stop(endpoint)
+        try:
+            backend.stop(endpoint)
+        except Exception as exc:  # noqa: BLE001 - only a standby's stop is forgiven
+            if role != "standby":
+                raise
+            stop_process(endpoint.pid)
+            progress(f"the standby {endpoint.name} could not be stopped through its deployer ({exc}): stopped by pid")
         record_change(backend.stack_id, backend.stack_name, backend.name, removed=[endpoint])
         progress(f"stopped the previous {role or endpoint.role} server {endpoint.name} ({endpoint.url})")
 

@@ -14,6 +14,7 @@ change it follows), so the machine that changed production can wait for it (`pro
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -137,6 +138,7 @@ class Follower:
 
     def log(self, text: str) -> None:
         self.say(f"{_now()} {text}")
+        sys.stdout.flush()  # a server started by a fork must not inherit (and write again) what is said here
 
     def poll(self) -> None:
         """One look at the store, and what it asks for."""
@@ -183,7 +185,10 @@ class Follower:
                 )
             if served == production:
                 self._report(production, mark, door.url if door else str(record.get("url")))
-        retire_standbys(active_backend(), self.model_name, self.config, lambda line: self.log(line))
+        try:
+            retire_standbys(active_backend(), self.model_name, self.config, lambda line: self.log(line))
+        except Exception:  # noqa: BLE001 - the store went away meanwhile: the expired standbys go at a next poll
+            return
 
     def _report(self, number: str, mark: int | None, url: str) -> None:
         if not self.config.follow.report or self.reported == (number, mark):
