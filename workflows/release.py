@@ -44,12 +44,16 @@ class ReleaseOutcome:
 
 
 def timeline(model_name: str) -> list[dict[str, Any]]:
-    """Every recorded stage change of every version, oldest first."""
+    """Every recorded stage change of every version, oldest first (one request for all versions: a rollback
+    reads it before it switches production)."""
+    try:
+        versions = Client().list_model_versions(model_name, size=1000, hydrate=True).items
+    except KeyError:
+        return []
     events = []
-    for number in version_numbers(model_name):
-        version = Client().get_model_version(model_name, number)
+    for version in versions:
         for event in metadata_list(version.run_metadata, RELEASES):
-            events.append({"version": number, **event})
+            events.append({"version": version.number, **event})
     return sorted(events, key=release_order)
 
 
