@@ -23,7 +23,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down clean
+.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down follow clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -146,6 +146,12 @@ team-up: setup
 
 team-down: setup
 	$(PY) run.py team down
+
+# Follow production of the model (the ZenML store the environment points at: `make team-up` prints its exports) and
+# keep it served behind its front door; Ctrl-C stops following (the servers stay: `run.py undeploy` stops them).
+# ARGS="--model-name NAME --stack STACK" picks the model and the stack that serves it.
+follow: setup
+	$(PY) run.py serve --follow $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(CLUSTER_VENV) .zen *.egg-info .pytest_cache .ruff_cache

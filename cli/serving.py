@@ -100,15 +100,18 @@ def predict(
 
 @click.command()
 @config_option("Training config: names the model.")
+@deployment_config_option("Serving settings: how long warm standbys are kept (expired ones are stopped).")
 @model_name_option()
 @click.option("--all", "all_models", is_flag=True, help="Every model's servers (the default without --model-name).")
 @on_stack
-def status(config_path: str, model_name: str | None, all_models: bool) -> None:
-    """What is served on the active stack, where, and whether it answers (every model unless --model-name)."""
+def status(config_path: str, deployment_path: str, model_name: str | None, all_models: bool) -> None:
+    """What is served on the active stack, where, and whether it answers (every model unless --model-name);
+    warm standbys are shown with their expiry, and the expired ones stopped."""
     from workflows.serving_status import status_text
 
     one_model = (model_name or explicit("config_path")) and not all_models
-    click.echo(status_text(serving_target(config_path, model_name) if one_model else None))
+    standby = load_deployment_config(deployment_path).standby
+    click.echo(status_text(serving_target(config_path, model_name) if one_model else None, standby))
 
 
 @click.command()
@@ -166,4 +169,26 @@ def score(
         click.echo(line)
 
 
-COMMANDS = [deploy, predict, status, undeploy, score]
+@click.command()
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep serving the version the ZenML store names production; roll out each change within seconds.",
+)
+@config_option("Training config: names the model to serve.")
+@deployment_config_option("Serving settings: front door, standby, and `follow.poll_seconds`.")
+@model_name_option()
+@on_stack
+@pass_settings
+def serve(settings: Settings, follow: bool, config_path: str, deployment_path: str, model_name: str | None) -> None:
+    """On the serving machine: follow production in the (shared) ZenML store and keep it answering behind the
+    model's front door, whichever machine promotes or rolls back. Runs until stopped (the servers stay up)."""
+    if not follow:
+        raise click.UsageError("serve runs as a follower: give --follow (to serve once, `deploy`).")
+    from workflows.follow import follow as run_follower
+
+    deployment = load_deployment_config(deployment_path)
+    run_follower(_target(config_path, model_name), deployment, say=say, verbose=settings.verbose)
+
+
+COMMANDS = [deploy, predict, status, undeploy, score, serve]

@@ -23,7 +23,7 @@ from cli.options import (
     write_summaries,
 )
 from lifecycle.config import load_deployment_config
-from lifecycle.errors import EXIT_NOT_PROMOTED
+from lifecycle.errors import EXIT_NOT_PROMOTED, EXIT_NOT_SERVED
 
 
 @click.command()
@@ -105,6 +105,13 @@ def train(
 @click.option("--force", is_flag=True, help="Promote even if the promotion rule says no (needs --reason).")
 @click.option("--reason", help="Why: recorded on the version and shown by `run.py history`.")
 @click.option("--require-promotion", is_flag=True, help=f"Exit {EXIT_NOT_PROMOTED} when the version is not promoted.")
+@click.option(
+    "--wait-served",
+    type=float,
+    metavar="SECONDS",
+    help=f"Then wait until a `serve --follow` reports the new production version answering (exit {EXIT_NOT_SERVED} "
+    "when none does within SECONDS).",
+)
 @summary_options
 @on_stack
 @pass_settings
@@ -117,10 +124,12 @@ def promote(
     force: bool,
     reason: str | None,
     require_promotion: bool,
+    wait_served: float | None,
     summary_md: str | None,
     summary_json: str | None,
 ) -> None:
-    """Promote the staging (or named) version to production if it still beats production; the server follows."""
+    """Promote the staging (or named) version to production if it still beats production; the server follows
+    (here, when one serves the model on the active stack; on a serving machine, its `serve --follow`)."""
     from workflows import release
 
     config = chosen_model(config_path, model_name).config
@@ -132,6 +141,10 @@ def promote(
     write_summaries(*release.release_result(outcome, "promote"), summary_md, summary_json)
     if require_promotion and not outcome.changed:
         sys.exit(EXIT_NOT_PROMOTED)
+    if wait_served is not None and outcome.changed:
+        from workflows.follow import wait_served as wait
+
+        wait(outcome.model_name, str(outcome.version), wait_served, say=say)
 
 
 @click.command()
@@ -146,6 +159,13 @@ def promote(
     "itself rolled back). May name a rolled-back version: the output and the history say so.",
 )
 @click.option("--reason", help="Why: recorded on both versions and shown by `run.py history`.")
+@click.option(
+    "--wait-served",
+    type=float,
+    metavar="SECONDS",
+    help=f"Then wait until a `serve --follow` reports the new production version answering (exit {EXIT_NOT_SERVED} "
+    "when none does within SECONDS).",
+)
 @on_stack
 @pass_settings
 def rollback(
@@ -155,6 +175,7 @@ def rollback(
     model_name: str | None,
     to_version: str | None,
     reason: str | None,
+    wait_served: float | None,
 ) -> None:
     """Put an earlier production version back in production; the server follows without downtime.
 
@@ -167,6 +188,10 @@ def rollback(
     deployment = load_deployment_config(deployment_path)
     outcome = release.rollback(name, to_version, deployment, reason=reason, verbose=settings.verbose)
     release.report_release(outcome, say)
+    if wait_served is not None:
+        from workflows.follow import wait_served as wait
+
+        wait(outcome.model_name, str(outcome.version), wait_served, say=say)
 
 
 @click.command()

@@ -458,6 +458,25 @@ class FrontDoorConfig(_Strict):
     port: int = Field(8000, ge=1, le=65535)  # the first model's; each further model gets the next free one
 
 
+class StandbyConfig(_Strict):
+    """Warm standby (serving/standby.py): after a production rollout, the server production had before stays up
+    behind the front door with no traffic, so that a rollback to its version switches to it in under a second."""
+
+    count: int = Field(1, ge=0)  # previous production servers kept warm (0: none)
+    seconds: float = Field(900.0, ge=0)  # how long each is kept after it was replaced (0: none)
+
+    @property
+    def enabled(self) -> bool:
+        return self.count > 0 and self.seconds > 0
+
+
+class FollowConfig(_Strict):
+    """`python run.py serve --follow`: keep the production version of the shared store served here."""
+
+    poll_seconds: float = Field(2.0, gt=0)  # how often the store is asked which version is production
+    report: bool = True  # write what serves here onto the version in the store (`--wait-served` reads it)
+
+
 class DeploymentConfig(_Strict):
     """How the production model is served (configs/deployment.yaml)."""
 
@@ -475,6 +494,8 @@ class DeploymentConfig(_Strict):
     record_every: int = Field(0, ge=0)
     log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
     front_door: FrontDoorConfig = Field(default_factory=FrontDoorConfig)
+    standby: StandbyConfig = Field(default_factory=StandbyConfig)
+    follow: FollowConfig = Field(default_factory=FollowConfig)
 
 
 def load_deployment_config(path: str | Path = DEFAULT_DEPLOYMENT_CONFIG) -> DeploymentConfig:

@@ -58,10 +58,26 @@ def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator
         yield
 
 
+@contextmanager
+def try_file_lock(path: Path) -> Iterator[bool]:
+    """`file_lock` when no other process holds it (True inside), else nothing is waited for (False inside)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def model_lock_path(action: str, model_name: str) -> Path:
+    return state_dir() / "locks" / f"{action}-{re.sub(r'[^A-Za-z0-9_.-]', '_', model_name)}.lock"
+
+
 def model_lock(action: str, model_name: str, on_wait: Callable[[], None] | None = None) -> Any:
     """`file_lock` for one action (promote, deploy) on one model, under the state folder."""
-    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", model_name)
-    return file_lock(state_dir() / "locks" / f"{action}-{safe_name}.lock", on_wait)
+    return file_lock(model_lock_path(action, model_name), on_wait)
 
 
 def configure_environment() -> None:

@@ -4,6 +4,7 @@
 EXIT_INVALID = 2  # the data, a config file, an option or a named version is wrong: fix the input
 EXIT_UNAVAILABLE = 3  # a stack, server or pipeline run could not do its part: fix the infrastructure, retry
 EXIT_NOT_PROMOTED = 4  # with --require-promotion: the candidate did not beat production
+EXIT_NOT_SERVED = 5  # with --wait-served: no `serve --follow` reported the new production version in time
 
 
 class LifecycleError(Exception):

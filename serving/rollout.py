@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 
 from lifecycle.config import DeploymentConfig
-from lifecycle.environment import model_lock
+from lifecycle.environment import model_lock, model_lock_path, try_file_lock
 from lifecycle.errors import LifecycleError
 from lifecycle.hints import run_hint
 from lifecycle.promotion import promotion_lock_name
-from serving import front_door
+from serving import front_door, standby
 from serving.backends.base import DeploymentFailed, Endpoint, Release, ServingBackend
 from serving.client import is_healthy
 from serving.contract import json_records, prediction_difference
@@ -124,6 +124,7 @@ class Rollout:
     holdout: pd.DataFrame | None = None  # that version's held-out rows
     requested_version: str | None = None  # the version the deploy was started for, when production moved since
     already_serving: bool = False  # `only_if_stale`: production's version was serving already; nothing changed
+    switched_at: float | None = None  # a switch to a warm standby: time.perf_counter() when the door answered with it
 
     def metadata(self) -> dict[str, Any]:
         trial = self.front_door.route(self.endpoint.role) if self.front_door else None
@@ -281,7 +282,10 @@ def registry_release(model_name: str, number: str, role: str = PRODUCTION) -> tu
 def serving_version(backend: ServingBackend, model_name: str, version: str, config: DeploymentConfig):
     """The backend's healthy production server of the model when it serves `version` and answers the model's
     requests (through the front door, when the config has one: the door must stand in front of it); else None."""
-    production = [e for e in backend.endpoints(model_name) if e.running and e.role == PRODUCTION]
+    waiting = standby.names([model_name])
+    production = [
+        e for e in backend.endpoints(model_name) if e.running and e.role == PRODUCTION and e.name not in waiting
+    ]
     if front_door.enabled(config):
         door = front_door.current(model_name)
         if door is None or door.backend != backend.name or door.model_version != version:
@@ -292,16 +296,15 @@ def serving_version(backend: ServingBackend, model_name: str, version: str, conf
 
 
 @contextlib.contextmanager
-def _production_held(release: Release, progress: Callable[[str], None]) -> Iterator[None]:
-    """Inside: `release`'s version is production and stays so (the promotion lock, which every stage change
-    holds); else ProductionMoved."""
-    with store_lock(promotion_lock_name(release.model_name), on_wait=progress):
-        now = production_now(release.model_name)
-        if now != release.model_version:
+def _production_held(model_name: str, version: str, progress: Callable[[str], None]) -> Iterator[None]:
+    """Inside: `version` is production and stays so (the promotion lock, which every stage change holds); else
+    ProductionMoved."""
+    with store_lock(promotion_lock_name(model_name), on_wait=progress):
+        now = production_now(model_name)
+        if now != version:
             became = f"version {now}" if now else "no version"
             raise ProductionMoved(
-                f"production of `{release.model_name}` became {became} while the server of version "
-                f"{release.model_version} started"
+                f"production of `{model_name}` became {became} while the server of version {version} started"
             )
         yield
 
@@ -342,7 +345,9 @@ def _serve_production(
                     serving, None, [], 0.0, door, release, holdout, requested_version=requested, already_serving=True
                 )
         try:
-            done = _rollout(backend, release, holdout, config, port, timeout, progress)
+            done = _to_standby(lambda: backend, name, now, config, progress) or _rollout(
+                backend, release, holdout, config, port, timeout, progress
+            )
         except ProductionMoved as moved:
             tell(f"{moved}; that server was stopped, starting again")
             continue
@@ -359,11 +364,23 @@ def _deploy_lock(model_name: str, progress: Callable[[str], None], notice: Calla
     return model_lock("deploy", model_name, on_wait=lambda: (notice or progress)(waiting))
 
 
-def _retire(backend: ServingBackend, old: list[Endpoint], progress: Callable[[str], None]) -> None:
+def _retire(
+    backend: ServingBackend, old: list[Endpoint], progress: Callable[[str], None], role: str | None = None
+) -> None:
+    """Stop these servers. A standby (`role`) that cannot be stopped through its deployer (its record is gone)
+    is stopped by its process id, and the rollout goes on: it served no traffic."""
+    from serving.processes import stop_process
+
     for endpoint in old:
-        backend.stop(endpoint)
+        try:
+            backend.stop(endpoint)
+        except Exception as exc:  # noqa: BLE001 - only a standby's stop is forgiven
+            if role != "standby":
+                raise
+            stop_process(endpoint.pid)
+            progress(f"the standby {endpoint.name} could not be stopped through its deployer ({exc}): stopped by pid")
         record_change(backend.stack_id, backend.stack_name, backend.name, removed=[endpoint])
-        progress(f"stopped the previous {endpoint.role} server {endpoint.name} ({endpoint.url})")
+        progress(f"stopped the previous {role or endpoint.role} server {endpoint.name} ({endpoint.url})")
 
 
 def _start_trial(
@@ -442,7 +459,9 @@ def _rollout(
     for dead in [e for e in known if not e.running]:  # a crashed or undeployed server's record: cleared here
         backend.stop(dead)
     everything = [e for e in known if e.running]
-    running = [e for e in everything if e.role == "production"]  # a canary and a shadow stay
+    waiting = standby.names([release.model_name])
+    # a canary, a shadow and the standbys stay
+    running = [e for e in everything if e.role == "production" and e.name not in waiting]
     taken = {int(e.url.rsplit(":", 1)[1]) for e in everything if e.url}
     serving = ", ".join(e.url for e in running) or "nothing (no server was running)"
     started = time.monotonic()
@@ -453,7 +472,8 @@ def _rollout(
     try:
         ready = time.monotonic() - started
         smoke = smoke_test(backend, endpoint, release, holdout, config)
-        with _production_held(release, progress):  # production cannot move between this read and the switch
+        # production cannot move between this read and the switch
+        with _production_held(release.model_name, release.model_version, progress):
             if front_door.enabled(config):
                 door = front_door.switch(
                     release.model_name, config, endpoint.url, endpoint.health_path, release.model_version, backend.name
@@ -476,15 +496,152 @@ def _rollout(
         _raise_stopped(exc, serving)
     progress(f"{backend.name} server for version {release.model_version} healthy at {endpoint.url} in {ready:.1f} s")
     record_change(backend.stack_id, backend.stack_name, backend.name, added=[endpoint])
-    _retire(backend, running, progress)
+    before = door_before if door else None
+    _set_aside(backend, release.model_name, running, before, release.model_version, config, progress)
     smoke.seconds_to_ready = ready
     return Rollout(endpoint=endpoint, smoke=smoke, replaced=running, seconds_to_ready=ready, front_door=door)
+
+
+def _set_aside(
+    backend: ServingBackend,
+    model_name: str,
+    replaced: list[Endpoint],
+    door_before: front_door.FrontDoor | None,
+    serving: str,
+    config: DeploymentConfig,
+    progress: Callable[[str], None],
+) -> None:
+    """After a switch of production: the server the front door sent production's traffic to until now becomes
+    a warm standby (when standbys are on and it answers its health check); the other replaced servers, and the
+    standbys no longer wanted (expired, of the version now serving, beyond `count`), are stopped."""
+    previous = None
+    if door_before is not None and config.standby.enabled:
+        previous = next((e for e in replaced if e.url == door_before.upstream and is_healthy(e.health_url)), None)
+    _retire(backend, [e for e in replaced if e is not previous], progress)
+    if previous is not None:
+        until = time.time() + config.standby.seconds
+        progress(
+            f"version {previous.model_version} ({previous.url}) waits as a warm standby, without traffic, until "
+            f"{datetime.fromtimestamp(until, timezone.utc).isoformat(timespec='seconds')}"
+        )
+        _retire(backend, standby.keep(model_name, previous, config.standby, serving), progress, "standby")
+    else:
+        _retire(backend, standby.due(model_name, config.standby, serving), progress, "standby")
+
+
+def retire_standbys(
+    backend: ServingBackend, model_name: str, config: DeploymentConfig, progress: Callable[[str], None] = lambda _: None
+) -> list[Endpoint]:
+    """Stop the model's standbys that are due (expired, beyond `count`, of the version serving): what a deploy,
+    promote, rollback and `serve --follow` do on their way."""
+    door = front_door.current(model_name)
+    gone = standby.due(model_name, config.standby, door.model_version if door else None)
+    _retire(backend, gone, progress, "standby")
+    return gone
+
+
+def _usable(endpoint: Endpoint) -> bool:
+    from serving.processes import server_alive
+
+    return (endpoint.pid is None or server_alive(endpoint.pid)) and is_healthy(endpoint.health_url)
+
+
+def _to_standby(
+    backend_of: Callable[[], ServingBackend],
+    model_name: str,
+    version: str,
+    config: DeploymentConfig,
+    progress: Callable[[str], None],
+    held: bool = False,
+) -> Rollout | None:
+    """Production (version `version`) served again by its warm standby, under the deploy lock: the standby's
+    health is checked, the front door switched to it holding the promotion lock (production must still be
+    `version`: else ProductionMoved; `held`: the caller holds it, and has just made `version` production), and the
+    server that served until now becomes a standby in turn. None when no usable standby of `version` waits (or
+    there is no front door): the caller starts a new server. `backend_of`: the stack's backend, asked for only
+    after the switch (finding it reads the store)."""
+    door_before = front_door.current(model_name) if front_door.enabled(config) else None
+    if door_before is None:
+        return None
+    taken = standby.take(model_name, version, lambda e: e.backend == door_before.backend and _usable(e))
+    if taken is None:
+        return None
+    endpoint = taken.endpoint
+    started = time.perf_counter()
+    try:
+        with contextlib.nullcontext() if held else _production_held(model_name, version, progress):
+            door = front_door.switch(model_name, config, endpoint.url, endpoint.health_path, version, endpoint.backend)
+    except BaseException:
+        standby.put_back(model_name, taken)
+        raise
+    switched_at = time.perf_counter()
+    progress(f"front door {door.url} now answered by version {version}: its warm standby {endpoint.url}")
+    backend = backend_of()
+    waiting = standby.names([model_name])
+    replaced = [
+        e for e in backend.endpoints(model_name)
+        if e.running and e.role == PRODUCTION and e.url == door_before.upstream and e.name not in waiting
+    ]  # fmt: skip
+    _set_aside(backend, model_name, replaced, door_before, version, config, progress)
+    return Rollout(
+        endpoint=endpoint,
+        smoke=None,
+        replaced=replaced,
+        seconds_to_ready=switched_at - started,  # the front door's switch
+        front_door=door,
+        switched_at=switched_at,
+    )
+
+
+def standby_waits(model_name: str, config: DeploymentConfig) -> bool:
+    """Whether a standby of the model waits on this machine (a file read): asked before a release command takes
+    the promotion lock, so that the switch inside it costs nothing more when none does."""
+    return config.standby.enabled and bool(standby.standbys(model_name))
+
+
+def switch_to_standby_now(
+    backend_of: Callable[[], ServingBackend],
+    model_name: str,
+    version: str,
+    config: DeploymentConfig,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Rollout | None:
+    """Called holding the promotion lock, right after production became `version` (rollback): its warm standby
+    answers behind the front door before the command records the change, so the old version answers within a
+    fraction of a second of the command. Only when no deploy of the model runs on this machine (its deploy lock is
+    free: one that runs serves production when it switches); None when it does, or no standby of `version` waits."""
+    with try_file_lock(model_lock_path("deploy", model_name)) as free:
+        if not free:
+            return None
+        return _to_standby(backend_of, model_name, version, config, progress, held=True)
+
+
+def switch_to_standby(
+    backend: ServingBackend,
+    model_name: str,
+    version: str,
+    config: DeploymentConfig,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Rollout | None:
+    """After a change of production to `version` (rollback, promote): its warm standby answers again, behind the
+    front door, in well under a second; None when there is none (the caller redeploys as usual) or production
+    moved on meanwhile."""
+    with _deploy_lock(model_name, progress, None):
+        retire_standbys(backend, model_name, config, progress)
+        try:
+            return _to_standby(lambda: backend, model_name, version, config, progress)
+        except ProductionMoved:
+            return None
 
 
 def newest_healthy(endpoints: list[Endpoint]) -> Endpoint | None:
     """The newest running, healthy production server among these (during a rollout the new one, once it is
     healthy); a canary or shadow is reached through the front door only."""
-    running = [e for e in endpoints if e.running and e.role == "production" and is_healthy(e.health_url)]
+    waiting = standby.names({e.model_name for e in endpoints})  # standbys serve no traffic
+    running = [
+        e for e in endpoints
+        if e.running and e.role == "production" and e.name not in waiting and is_healthy(e.health_url)
+    ]  # fmt: skip
     return max(running, key=lambda e: e.created, default=None)
 
 
@@ -500,5 +657,7 @@ def undeploy(backend: ServingBackend, model_name: str | None) -> list[Endpoint]:
     for endpoint in stopped:
         backend.stop(endpoint)
         record_change(backend.stack_id, backend.stack_name, backend.name, removed=[endpoint])
+    for name in {e.model_name for e in stopped}:
+        standby.forget(name, [e.name for e in stopped])
     front_door.close_behind(stopped)
     return stopped

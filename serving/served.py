@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from lifecycle.config import StandbyConfig
+from serving import standby
 from serving.backends.base import Endpoint, ServingBackend
-from serving.front_door import close_behind
+from serving.front_door import close_behind, current
 from serving.processes import server_alive, stop_process
 from serving.registry import active_record, record_all, record_change
 from serving.rollout import newest_healthy
@@ -42,8 +44,28 @@ class Served:
             else:  # read from the record (`from_record`): a backend class, no deployer to ask
                 stop_process(endpoint.pid)
         record_change(self.stack_id, self.stack, self.backend_name, removed=stopped)
+        for name in {e.model_name for e in stopped}:
+            standby.forget(name, [e.name for e in stopped])
         close_behind(stopped)  # the model's front door, when it stood in front of these
         return stopped
+
+    def retire_standbys(self, model_name: str | None, config: StandbyConfig) -> list[Endpoint]:
+        """Stop the standbys that are due (expired, beyond `count`, of the version the front door serves) of the
+        model (every model's when None); the ones still waiting stay."""
+        gone: list[Endpoint] = []
+        for name in sorted({e.model_name for e in self.of(model_name)}):
+            door = current(name)
+            due = standby.due(name, config, door.model_version if door else None)
+            for endpoint in due:
+                if isinstance(self.backend, ServingBackend):
+                    self.backend.stop(endpoint)
+                else:
+                    stop_process(endpoint.pid)
+            record_change(self.stack_id, self.stack, self.backend_name, removed=due)
+            gone += due
+        stopped = {e.name for e in gone}
+        self.endpoints = [e for e in self.endpoints if e.name not in stopped]
+        return gone
 
 
 def served_on_active_stack() -> Served:

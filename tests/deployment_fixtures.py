@@ -29,6 +29,8 @@ def set_production(number: int) -> None:
 
 
 def settings(**changes) -> DeploymentConfig:
+    """No warm standby unless a test asks for one: a test counts the servers a deploy leaves."""
+    changes = {"standby": {"count": 0}, **changes}
     return DeploymentConfig(
         port=free_port_block(), drain_seconds=1.0, smoke_rows=20, front_door={"port": free_port_block()}, **changes
     )

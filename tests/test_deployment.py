@@ -36,14 +36,14 @@ from deployment_fixtures import (
 from hypothesis import given
 from hypothesis import settings as fuzz_settings
 
-from lifecycle.config import DeploymentConfig
+from lifecycle.config import DeploymentConfig, StandbyConfig
 from lifecycle.errors import LifecycleError
 from lifecycle.modeling import predict_scores
-from serving import front_door
+from serving import front_door, standby
 from serving.client import error_text, http_json, is_healthy
 from serving.contract import json_records
 from serving.prediction_log_reader import count_rejected
-from serving.rollout import live_endpoint
+from serving.rollout import live_endpoint, retire_standbys
 from workflows.runner import run_deployment
 
 pytestmark = [pytest.mark.integration, needs_stacks("mlflow", "bentoml", "full")]
@@ -239,8 +239,9 @@ def test_redeploy_of_a_new_version_loses_no_request(served):
         client.start()
     try:
         wait_until(lambda: len(answers) >= 3, 60, "answers from the first version")
-        # the default drain (2 s) and more: a lookup on a busy machine can take over a second before its request
-        record = run_deployment(MODEL_NAME, served["config"].model_copy(update={"drain_seconds": 3.0}))
+        # the default drain (2 s) and more: a lookup on a busy machine can take over a second before its request;
+        # version 1 stays up as a warm standby (the next test rolls back to it)
+        record = run_deployment(MODEL_NAME, with_standby(served["config"], drain_seconds=3.0))
         switched_at = len(answers)
         wait_until(lambda: len(answers) >= switched_at + 3, 60, "answers after the switch")
     finally:
@@ -259,7 +260,84 @@ def test_redeploy_of_a_new_version_loses_no_request(served):
     elif front_door.nginx_binary() is not None:
         pytest.fail("nginx is installed but the deploy did not start a front door")
     endpoints = backend.endpoints(MODEL_NAME)
-    assert [e.model_version for e in endpoints if e.running] == ["2"]
+    waiting = standby.standbys(MODEL_NAME)
+    if door_url:  # version 1 waits behind the front door as a warm standby, with no traffic
+        assert sorted(e.model_version for e in endpoints if e.running) == ["1", "2"]
+        assert [s.model_version for s in waiting] == ["1"] and is_healthy(waiting[0].endpoint.health_url)
+        assert live_endpoint(backend, MODEL_NAME).model_version == "2"
+    else:
+        assert [e.model_version for e in endpoints if e.running] == ["2"] and waiting == []
+
+
+def with_standby(config: DeploymentConfig, **changes) -> DeploymentConfig:
+    return config.model_copy(update={"standby": StandbyConfig(count=1, seconds=600), **changes})
+
+
+def test_a_rollback_to_the_warm_standby_answers_within_a_second_and_loses_nothing(served):
+    """Version 1 waits as a warm standby (left by the redeploy above): `rollback` to it switches the front door
+    back after a health check, and a client holding the front door gets version 1's answers less than a second
+    after the command started, losing no request; version 2 then waits as the standby, and rolling forward to
+    it is as quick. Costs no server start (the redeploy's servers are reused): about 5 s per backend."""
+    from workflows.release import rollback
+
+    backend = served["backend"]
+    door_url = served["record"]["front_door_url"]
+    if not door_url:
+        pytest.skip("a warm standby needs the front door (nginx)")
+    config = with_standby(served["config"])
+    records = json_records(served["test_set"].head(3), served["schema"])
+    rows = served["test_set"].head(3)[served["schema"].model_inputs]
+    by_version = {str(n): list(predict_scores(served["models"][n], rows)[0]) for n in (1, 2)}
+    door = dataclasses.replace(live_endpoint(backend, MODEL_NAME), url=door_url)
+    answers: list[tuple[float, str]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hold_the_front_door() -> None:
+        while not stop.is_set():
+            try:
+                predictions, _ = backend.predict(door, records, timeout=30)
+                answered = [v for v, expected in by_version.items() if predictions == pytest.approx(expected)]
+                answers.append((time.perf_counter(), answered[0] if len(answered) == 1 else "?"))
+            except Exception as exc:  # a lost request
+                failures.append(repr(exc))
+            time.sleep(0.01)
+
+    client = threading.Thread(target=hold_the_front_door)
+    client.start()
+    delays, said, switches = [], [], []
+    try:
+        for target in ("1", "2"):  # back to version 1, then forward to version 2 again
+            wait_until(lambda: len(answers) >= 3, 60, "answers through the front door")
+            started = time.perf_counter()
+            outcome = rollback(MODEL_NAME, target, config, reason="standby drill")
+            answered = lambda s=started, g=target: any(t > s and v == g for t, v in answers)  # noqa: E731
+            wait_until(answered, 10, f"version {target}")
+            delays.append(next(t for t, v in answers if t > started and v == target) - started)
+            said.append(outcome.seconds_to_answer)
+            switches.append(outcome.redeployed["seconds_to_ready"])  # the front door's switch alone
+            assert outcome.answering_version in (target, None) and outcome.redeployed["standby"], outcome
+            assert any("from its warm standby" in n for n in outcome.notes), outcome.notes
+            assert [s.model_version for s in standby.standbys(MODEL_NAME)] == ["2" if target == "1" else "1"]
+            assert live_endpoint(backend, MODEL_NAME).model_version == target
+            after = len(answers)
+            wait_until(lambda n=after: len(answers) >= n + 3, 60, "answers after the switch")
+            assert {v for t, v in answers[after:]} == {target}
+    finally:
+        stop.set()
+        client.join(timeout=60)
+    assert failures == [] and len(answers) > 20
+    # what the client sees; the command's own figure ends when nginx's old workers are gone, a little later
+    assert max(delays) < 1.0, (delays, said, switches)
+    note(
+        f"{backend.name}: rollback to the warm standby: version 1 answered through the front door "
+        f"{delays[0]:.2f} s after the command (the command says {said[0]:.2f} s, of which the front door's switch "
+        f"{switches[0]:.2f} s), forward again in {delays[1]:.2f} s; "
+        f"{len(answers)} requests, 0 failed"
+    )
+    retired = retire_standbys(backend, MODEL_NAME, served["config"])  # standbys off: the one waiting is stopped
+    assert [e.model_version for e in retired] == ["1"] and standby.standbys(MODEL_NAME) == []
+    assert [e.model_version for e in backend.endpoints(MODEL_NAME) if e.running] == ["2"]
 
 
 def test_failed_deploy_leaves_the_old_server_serving(served):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import DEMO_CONFIG, free_port_block, note, run_cli, wait_until
 
-from serving import front_door
+from serving import front_door, standby
 from serving.contract import json_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -104,7 +104,11 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
         if with_door:
             assert "the canary (version 2) ended" in promoted.stdout, promoted.stdout
             assert front_door.current(MODEL).route("canary") is None
-            assert [e.role for e in active_backend().endpoints(MODEL) if e.running] == ["production"]
+            # version 2 answers; version 1's server waits as a warm standby (configs/deployment.yaml), no traffic
+            running = [e for e in active_backend().endpoints(MODEL) if e.running]
+            assert sorted((e.role, e.model_version) for e in running) == [("production", "1"), ("production", "2")]
+            assert [s.model_version for s in standby.standbys(MODEL)] == ["1"]
+            assert "waits as a warm standby, no traffic, until" in run_cli("status", "--model-name", MODEL).stdout
             # (a rollback settles trials through the same code, `workflows.release._follow`)
         assert re.search(r"answers with version 2, [\d.]+ s after the command started", promoted.stdout)
         assert stages(zenml_client) == {1: "archived", 2: "production"}
@@ -153,6 +157,9 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
         if door:
             assert door_answers[-1] == "1" and len(door_answers) > 10
             assert front_door.current(MODEL).url == door.url
+            # the warm standby answered: no server started, and version 2 waits as the standby now
+            assert "answers again from its warm standby" in rolled.stdout and seconds < 1.0, rolled.stdout
+            assert [s.model_version for s in standby.standbys(MODEL)] == ["2"]
         assert stages(zenml_client) == {1: "production", 2: "archived"}
     finally:
         undeploy(active_backend(), MODEL)
@@ -199,6 +206,7 @@ def test_release_flow_staging_promote_rollback_history(zenml_client, configs):
     shown = run_cli("history", "--model-name", MODEL).stdout
     assert "rollback from version 1: fixed upstream (version 2 was itself rolled back" in shown, shown
     note(
-        f"rollback: {seconds:.1f} s from the command to version 1 answering; {len(answers)} requests, 0 lost"
+        f"rollback: {seconds:.2f} s from the command to version 1 answering (its warm standby); "
+        f"{len(answers)} requests, 0 lost"
         + (f"; {len(door_answers)} through the front door {door.url}, 0 lost" if door else "")
     )

@@ -93,13 +93,12 @@ def finished(process: subprocess.Popen) -> str:
     return output
 
 
-def production_versions(servers) -> list[int]:
-    """Asked of the ZenML server's REST API directly, as any other client would see it."""
+def production_versions(servers, stage: str | None = "production") -> list[int]:
+    """Asked of the ZenML server's REST API directly, as any other client would see it (None: every version)."""
     api, signed_in = f"{servers.zenml_url}/api/v1", servers.zenml_api()
     model = signed_in.get(f"{api}/models", params={"name": MODEL}, timeout=10).json()["items"][0]
-    versions = signed_in.get(
-        f"{api}/model_versions", params={"model": model["id"], "stage": "production", "size": 100}, timeout=10
-    ).json()["items"]
+    asked = {"model": model["id"], "size": 100, **({"stage": stage} if stage else {})}
+    versions = signed_in.get(f"{api}/model_versions", params=asked, timeout=10).json()["items"]
     return sorted(int(v["body"]["number"]) for v in versions)
 
 
@@ -238,3 +237,116 @@ def test_a_second_checkout_never_rewrites_the_team_servers_components(servers, t
     named = stacks_up(second, "mlflow")
     assert named.returncode == 3 and "`mlflow` keeps state in this checkout" in named.stderr, named.stderr
     assert component("mlflow_tracker") == []  # no checkout's SQLite database on the team's server
+
+
+def test_a_follower_keeps_its_front_door_on_production_through_another_clients_releases(servers, tmp_path):
+    """`serve --follow` on a serving machine (a client of its own) with the team's store as the source of truth:
+    a second client promotes (a new server) and rolls back (the warm standby), each with `--wait-served`; the
+    follower's front door answers each new production version, a client holding it loses no request; while the
+    store is down, the door keeps answering and the follower says so once. Needs the versions the race above
+    trained. Costs about N s (measured: see docs/development.md)."""
+    import threading
+    import time
+
+    from serving.client import post_records, read_request_rows
+    from workflows import team
+
+    before = production_versions(servers)
+    production, newer = before[0], max(production_versions(servers, stage=None))  # the newest: not production
+    assert len(before) == 1 and newer != production, "the race above ends with a rollback to an earlier version"
+    machine, releaser = (client(tmp_path, name, servers) for name in ("serving_machine", "release_machine"))
+    deployment = yaml.safe_load((PROJECT_ROOT / "configs" / "deployment.yaml").read_text())
+    door_port = free_port_block()
+    deployment.update(port=free_port_block(), drain_seconds=1)
+    deployment["front_door"]["port"] = door_port
+    deployment["follow"]["poll_seconds"] = 1
+    settings = tmp_path / "deployment.yaml"
+    settings.write_text(yaml.safe_dump(deployment))
+    log = tmp_path / "follower.log"
+    with open(log, "w") as output:
+        follower = subprocess.Popen(
+            [sys.executable, "run.py", "serve", "--follow", "--model-name", MODEL, "--stack", "team",
+             "--deployment-config", str(settings)],
+            cwd=machine["PWD"], env=machine, stdout=output, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    answers: list[tuple[float, str]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+    door = f"http://127.0.0.1:{door_port}/predict"
+
+    def hold_the_front_door(records: list) -> None:
+        while not stop.is_set():
+            try:
+                body = post_records(door, {"records": records}, timeout=30)
+                answers.append((time.perf_counter(), str(body["model_version"])))
+            except Exception as exc:  # a lost request
+                failures.append(f"{time.strftime('%X')} {exc!r}")
+            time.sleep(0.05)
+
+    def released(*args: str) -> tuple[float, float]:
+        """Run a release command on the other client; (seconds the command took, from its start to the door
+        answering the new version)."""
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "run.py", *args, "--model-name", MODEL, "--stack", "team", "--wait-served", "300"],
+            cwd=releaser["PWD"], env=releaser, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        took = time.perf_counter() - started
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + log.read_text()[-3000:]
+        assert " answers at http://127.0.0.1:" in done.stdout, done.stdout
+        target = args[-1]
+        wait_until_answered = time.monotonic() + 30
+        while not any(t > started and v == target for t, v in answers) and time.monotonic() < wait_until_answered:
+            time.sleep(0.05)
+        first = next(t for t, v in answers if t > started and v == target)
+        return took, first - started
+
+    client_thread = None
+    try:
+        deadline = time.monotonic() + 600
+        while f"version {production} of `{MODEL}` answers at" not in log.read_text():
+            assert follower.poll() is None and time.monotonic() < deadline, log.read_text()[-4000:]
+            time.sleep(0.5)
+        example = Path(machine["MLOPS_STATE_DIR"]) / "requests" / f"{MODEL}.json"
+        client_thread = threading.Thread(target=hold_the_front_door, args=(read_request_rows(str(example))[:3],))
+        client_thread.start()
+        promote = released("promote", "--force", "--reason", "follower drill", "--version", str(newer))
+        rollback = released("rollback", "--reason", "follower drill", "--to", str(production))
+        assert production_versions(servers) == [production]
+        # The store goes away for a while: what serves keeps answering; the follower says so once, then resumes.
+        answered = len(answers)
+        team.down(Path(servers.root))
+        deadline = time.monotonic() + 60
+        while "the ZenML store does not answer" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(3)
+        assert len(answers) > answered + 10 and {v for _, v in answers[answered:]} == {str(production)}
+        team.up(Path(servers.root), zenml_port=int(servers.zenml_url.rsplit(":", 1)[1]),
+                mlflow_port=int(servers.mlflow_url.rsplit(":", 1)[1]))  # fmt: skip
+        deadline = time.monotonic() + 120
+        while "the ZenML store answers again" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        said = log.read_text()
+        assert said.count("the ZenML store does not answer") == 1, said
+    finally:
+        stop.set()
+        if client_thread is not None:
+            client_thread.join(timeout=60)
+        follower.terminate()
+        follower.wait(timeout=60)
+        stopped = subprocess.run(
+            [sys.executable, "run.py", "undeploy", "--model-name", MODEL, "--stack", "team"],
+            cwd=machine["PWD"], env=machine, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert failures == [], failures[:5]
+    assert [v for _, v in answers][-1] == str(production) and len(answers) > 50
+    assert "its warm standby" in said, said  # the rollback went back to the standby the promotion left
+    note(
+        f"serve --follow: promote (new server) answered through the follower's door {promote[1]:.1f} s after the "
+        f"command started (the command, waiting for the report, took {promote[0]:.1f} s); rollback (warm standby) "
+        f"{rollback[1]:.1f} s ({rollback[0]:.1f} s); {len(answers)} requests through the door, 0 failed; the "
+        "store down and back: the door kept answering"
+    )

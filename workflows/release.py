@@ -44,12 +44,16 @@ class ReleaseOutcome:
 
 
 def timeline(model_name: str) -> list[dict[str, Any]]:
-    """Every recorded stage change of every version, oldest first."""
+    """Every recorded stage change of every version, oldest first (one request for all versions: a rollback
+    reads it before it switches production)."""
+    try:
+        versions = Client().list_model_versions(model_name, size=1000, hydrate=True).items
+    except KeyError:
+        return []
     events = []
-    for number in version_numbers(model_name):
-        version = Client().get_model_version(model_name, number)
+    for version in versions:
         for event in metadata_list(version.run_metadata, RELEASES):
-            events.append({"version": number, **event})
+            events.append({"version": version.number, **event})
     return sorted(events, key=release_order)
 
 
@@ -68,6 +72,35 @@ def _answering(model_name: str, deployment: DeploymentConfig) -> str | None:
     return str(answer.model_version)
 
 
+def _to_standby(
+    outcome: ReleaseOutcome, deployment: DeploymentConfig, started: float, backend: Any
+) -> dict[str, Any] | None:
+    """The new production version's warm standby, when one waits behind the front door, answers again (no new
+    server): the switch is timed, then recorded on the version as a deploy's is. None: no standby of it."""
+    from serving.rollout import switch_to_standby
+
+    switched = switch_to_standby(backend, outcome.model_name, str(outcome.version), deployment)
+    if switched is None:
+        return None
+    outcome.seconds_to_answer = (switched.switched_at or time.perf_counter()) - started
+    return _standby_record(outcome, switched, deployment)
+
+
+def _standby_record(outcome: ReleaseOutcome, switched: Any, deployment: DeploymentConfig) -> dict[str, Any]:
+    """What a switch to a warm standby did, said and recorded on the version as a deploy's record is."""
+    from zenml import log_metadata
+
+    outcome.answering_version = _answering(outcome.model_name, deployment)
+    record = switched.metadata()
+    record["standby"] = True
+    outcome.notes.append(
+        f"version {outcome.version} answers again from its warm standby ({switched.endpoint.url}): no new server "
+        "was started" + (f"; version {outcome.previous} waits as the standby now" if switched.replaced else "")
+    )
+    log_metadata(metadata={"deployment": record}, model_name=outcome.model_name, model_version=str(outcome.version))
+    return record
+
+
 def _follow(
     outcome: ReleaseOutcome, deployment: DeploymentConfig, started: float, verbose: bool = False
 ) -> ReleaseOutcome:
@@ -78,8 +111,12 @@ def _follow(
     from serving.rollout import end_trial
     from serving.stack_backend import active_backend
 
-    outcome.redeployed = redeployed = redeploy_if_serving(outcome.model_name, deployment, verbose=verbose)
-    if redeployed is not None:
+    backend = active_backend()
+    redeployed = outcome.redeployed or _to_standby(outcome, deployment, started, backend)
+    if redeployed is None:
+        redeployed = redeploy_if_serving(outcome.model_name, deployment, verbose=verbose)
+    outcome.redeployed = redeployed
+    if redeployed is not None and outcome.seconds_to_answer is None:
         outcome.answering_version = _answering(outcome.model_name, deployment)
         outcome.seconds_to_answer = time.perf_counter() - started
         if str(redeployed["model_version"]) != str(outcome.version):
@@ -92,7 +129,6 @@ def _follow(
                 f"version {redeployed['model_version']} was serving already (deployed by another command that "
                 "followed production): no server was replaced"
             )
-    backend = active_backend()
     door = front_door.current(outcome.model_name)
     shadow = door.route("shadow") if door else None
     settled = ["canary"] + (["shadow"] if shadow and shadow.model_version == str(outcome.version) else [])
@@ -169,8 +205,19 @@ def rollback(
     (none left: refused, asking for `to`); or `to`, which may name a rolled-back version (the outcome's notes
     and the recorded reason say so). The current version is archived with the reason, and a server of the model
     on the active stack is replaced without downtime."""
+    from serving.rollout import standby_waits, switch_to_standby_now
+    from serving.stack_backend import active_backend
+
     started = time.perf_counter()
     named = version_named(model_name, to).number if to is not None else None
+    quick: dict[str, Any] = {}  # the switch to a warm standby: its Rollout, or what went wrong
+
+    def to_standby(version: int) -> None:
+        try:
+            quick["rollout"] = switch_to_standby_now(active_backend, model_name, str(version), deployment)
+        except Exception as exc:  # noqa: BLE001 - production changed already: the redeploy below serves it
+            quick["note"] = f"the warm standby could not take over ({exc}); a new server serves instead"
+
     with promotion_lock(model_name):  # production and its history as they are now, not before the wait
         current = in_stage(model_name, stage)
         if current is None:
@@ -181,9 +228,15 @@ def rollback(
         target = rollback_target(model_name, timeline(model_name), current.number, named)
         why = f"rollback from version {current.number}" + (f": {reason}" if reason else "")
         why += f" ({target.note})" if target.note else ""
-        alias = set_release_stage(model_name, target.version, stage, "rollback", why)
+        waits = standby_waits(model_name, deployment) and stage == "production"  # a warm standby may take over
+        switch = (lambda: to_standby(target.version)) if waits else None
+        alias = set_release_stage(model_name, target.version, stage, "rollback", why, then=switch)
     outcome = ReleaseOutcome(model_name, target.version, current.number)
     outcome.notes += [target.note] if target.note else []
+    outcome.notes += [quick["note"]] if "note" in quick else []
+    if quick.get("rollout") is not None:  # the door answered with the standby when the switch returned
+        outcome.redeployed = _standby_record(outcome, quick["rollout"], deployment)
+        outcome.seconds_to_answer = quick["rollout"].switched_at - started
     if alias:
         outcome.notes.append(f"MLflow: {alias}")
     return _follow(outcome, deployment, started, verbose)

@@ -220,7 +220,11 @@ def front_door_lines(model_names: set[str]) -> list[str]:
     return lines
 
 
-def status_table(stack: str, backend: str, model_name: str | None, endpoints, health: dict) -> str:
+def status_table(
+    stack: str, backend: str, model_name: str | None, endpoints, health: dict, standbys: dict | None = None
+) -> str:
+    """`standbys`: server name -> its `serving.standby.Standby` (a production server kept warm, no traffic)."""
+    standbys = standbys or {}
     lines = [f"stack `{stack}` serves with {backend}" + (f"; model `{model_name}`" if model_name else "; every model")]
     lines += front_door_lines({e.model_name for e in endpoints} | ({model_name} if model_name else set()))
     if not endpoints:
@@ -229,10 +233,17 @@ def status_table(stack: str, backend: str, model_name: str | None, endpoints, he
     for endpoint in sorted(endpoints, key=lambda e: (e.model_name, e.created)):
         state = "healthy" if health.get(endpoint.name) else ("running, not answering" if endpoint.running else "DOWN")
         role = "" if endpoint.role == "production" else f" ({endpoint.role})"
+        waiting = standbys.get(endpoint.name)
+        role = " (standby)" if waiting is not None else role
         lines.append(
             f"  {endpoint.model_name:<20} version {endpoint.model_version + role:<13} {state:<22} "
             f"{endpoint.predict_url or '-'}" + (f"  pid {endpoint.pid}" if endpoint.pid else "")
         )
+        if waiting is not None:
+            lines.append(
+                f"    warm standby, no traffic, until {waiting.expires_at()} ({max(waiting.left(), 0):.0f} s left): "
+                f"`{run_hint()} rollback` to version {endpoint.model_version} switches to it"
+            )
         if not endpoint.running:
             lines.append(
                 f"    (its process is gone: `{run_hint()} deploy --model-name {endpoint.model_name}` starts a new one)"

@@ -371,10 +371,17 @@ def redeploy_if_serving(model_name: str, deployment: DeploymentConfig, verbose: 
     server on the active stack with the production version (None when nothing serves the model here: nothing is
     started). It runs after the command released the promotion lock, and may wait for the deploy lock behind other
     deploys: it serves production as it is when it switches, and when another deploy that followed production
-    already put that version behind the front door, it starts nothing (the record says `already_serving`)."""
+    already put that version behind the front door, it starts nothing (the record says `already_serving`).
+
+    Only servers this checkout started count (its serving record): on a shared ZenML store a deployer may list
+    another machine's servers (a serving machine's `serve --follow`), which that machine follows itself."""
+    from serving.registry import served
     from serving.stack_backend import active_backend
 
-    if not [e for e in active_backend().endpoints(model_name) if e.running and e.role == "production"]:
+    backend = active_backend()
+    record = served(backend.stack_id)
+    ours = {e.name for e in record["endpoints"]} if record else set()
+    if not [e for e in backend.endpoints(model_name) if e.running and e.role == "production" and e.name in ours]:
         return None
     return run_deployment(model_name, deployment, only_if_stale=True, verbose=verbose)
 

@@ -9,7 +9,7 @@ import getpass
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -159,14 +159,20 @@ def record_release(model_name: str, number: int, stage: str, command: str, reaso
     return event
 
 
-def set_release_stage(model_name: str, number: int, stage: str, command: str, reason: str) -> str | None:
+def set_release_stage(
+    model_name: str, number: int, stage: str, command: str, reason: str, then: Callable[[], None] | None = None
+) -> str | None:
     """Move a version to `stage` (the version there before is archived, and its history says so); mirrors
-    production to MLflow's alias. Returns the alias line, if MLflow has one. Call it under `promotion_lock`."""
+    production to MLflow's alias. Returns the alias line, if MLflow has one. Call it under `promotion_lock`.
+    `then`: called as soon as the stage changed, before the history and MLflow are written (a rollback's switch
+    to a warm standby)."""
     try:
         before = Client().get_model_version(model_name, stage)
     except KeyError:
         before = None
     Client().get_model_version(model_name, number).set_stage(stage, force=True)
+    if then is not None:
+        then()
     record_release(model_name, number, stage, command, reason)
     if before is not None and before.number != number:
         record_release(model_name, before.number, "archived", command, f"replaced in {stage} by version {number}")
