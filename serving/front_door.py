@@ -92,7 +92,7 @@ def _folder(model_name: str) -> Path:
 
 def access_log_path(model_name: str) -> Path:
     """The door's access log: one JSON line per client request (arm, status, time); serving/front_door_log.py."""
-    return _folder(model_name) / ACCESS_LOG
+    return runtime_folder(_folder(model_name)) / ACCESS_LOG
 
 
 def assigned_port(model_name: str, config: DeploymentConfig, give_up: int | None = None) -> int:

@@ -13,7 +13,7 @@ from lifecycle.project_state import private_folder
 from serving.prediction_log import REQUEST_ID_PATTERN
 
 UPSTREAM_HEADER = "X-Upstream"
-ACCESS_LOG = "access.log"  # in the door's folder: one JSON line per client request
+ACCESS_LOG = "access.log"  # in the door's runtime folder (a path nginx expands no variable in): a line a request
 
 
 @dataclass
@@ -114,7 +114,7 @@ http {{
     log_format mlops_door escape=json '{{"time":$msec,"request_id":"$mlops_request_id",'
         '"arm":"$mlops_pool","upstream":"$upstream_addr","method":"$request_method","status":$status,'
         '"request_time":$request_time}}';
-    access_log {_quoted(folder / ACCESS_LOG)} mlops_door;
+    access_log {_quoted(temp / ACCESS_LOG)} mlops_door;
     client_body_buffer_size 1m;
     client_body_temp_path {_quoted(temp / "body")};
     proxy_temp_path {_quoted(temp / "proxy")};
