@@ -19,7 +19,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-cluster lint dashboard dashboard-stop team-up team-down clean
+.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-canary test-cluster lint dashboard dashboard-stop team-up team-down clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -71,7 +71,7 @@ test: test-template
 endif
 
 test-template: setup
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team and not automl" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team and not automl and not canary" $(PYTEST_ARGS)
 
 # The long end-to-end journeys: a generated project's own tests, the backend comparison, the CLI on every stack,
 # the shared MLflow server, the release flow and the release race (three rounds), the shipped CI workflows' commands,
@@ -90,6 +90,10 @@ test-team: setup
 # Promote, rollback and deploy started together, twenty rounds (`make test-e2e` runs three); about 15 minutes.
 test-race: setup
 	MLOPS_RACE_ROUNDS=20 $(PY) -m pytest tests/test_release_race.py $(PYTEST_ARGS)
+
+# Canaries judged on live traffic on every backend (tests marked canary): a wrong, a slow, a dying and a good one.
+test-canary: setup
+	$(PY) -m pytest -m canary tests/test_canary.py $(PYTEST_ARGS)
 
 # The H2O AutoML challenger (tests marked automl): the `automl` extra installed into .venv, one small AutoML search
 # shared by the suite's tests.

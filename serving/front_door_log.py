@@ -83,5 +83,8 @@ class DoorLogTail:
 def arm_requests(requests: list[DoorRequest], arm: str, upstream_url: str | None = None) -> list[DoorRequest]:
     """The requests the door sent `arm` (and, given its server's URL, that server: an earlier canary's are not
     this one's)."""
-    address = upstream_address(upstream_url) if upstream_url else None
-    return [r for r in requests if r.arm == arm and (address is None or r.upstream == address)]
+    if upstream_url is None:
+        return [r for r in requests if r.arm == arm]
+    # nginx names the upstream group instead of an address when it had no live server to try (a dead canary)
+    names = {upstream_address(upstream_url), arm}
+    return [r for r in requests if r.arm == arm and r.upstream in names]

@@ -157,16 +157,22 @@ def test_the_door_log_is_read_once_per_line_and_split_by_arm_and_server(tmp_path
         + door_line(3.0, "canary", status=502)
         + door_line(3.5, "production", method="GET")  # a health check through the door
         + door_line(4.0, "production")
+        + door_line(4.5, "canary", status=502, upstream="canary")  # nginx had no live canary server to try
     )
     tail = DoorLogTail(log, since=2.0)
     requests = tail.read()
-    assert [(r.arm, r.status) for r in requests] == [("canary", 200), ("canary", 502), ("production", 200)]
+    assert [(r.arm, r.status) for r in requests] == [
+        ("canary", 200),
+        ("canary", 502),
+        ("production", 200),
+        ("canary", 502),
+    ]
     canary = arm_requests(requests, "canary", "http://localhost:8101")
-    assert [r.status for r in canary] == [502] and not canary[0].ok and canary[0].seconds == 0.012
+    assert [r.time for r in canary] == [3.0, 4.5] and not canary[0].ok and canary[0].seconds == 0.012
     with log.open("a") as more:
         more.write(door_line(5.0, "canary") + '{"time": 6.0, "arm": "can')  # nginx still writing the last line
-    assert len(tail.read()) == 4  # the whole new line only
+    assert len(tail.read()) == 5  # the whole new line only
     with log.open("a") as more:
         more.write('ary", "method": "POST", "status": 200, "request_time": 0.5}\n')
-    assert [r.time for r in tail.read()] == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert [r.time for r in tail.read()] == [2.0, 3.0, 4.0, 4.5, 5.0, 6.0]
     assert parse_line("not json") is None
