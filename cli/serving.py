@@ -75,34 +75,22 @@ def deploy(
 ) -> None:
     """Serve the production version with the active stack's deployer (zero-downtime replacement); with --canary
     or --shadow, another version beside it behind the model's front door; with --judge, a canary judged live."""
-    if canary and shadow:
-        raise click.UsageError("give --canary or --shadow, one at a time.")
-    if judge and (shadow or (canary and canary.lower() == "none")):
-        raise click.UsageError("--judge judges a canary: give it alone, or with --canary VERSION.")
-    if not judge:
-        name = _target(config_path, model_name)
-        from workflows.deploying import deploy as serve
-
-        deployment = load_deployment_config(deployment_path)
-        serve(name, deployment, port, timeout, canary, shadow, weight, say=say, verbose=settings.verbose)
-        return
-    config = chosen_model(config_path, model_name).config
+    if canary and shadow or judge and (shadow or (canary or "").lower() == "none"):
+        raise click.UsageError("give --canary or --shadow, one at a time; --judge alone or with --canary VERSION.")
+    from workflows.deploying import deploy as serve
     from workflows.deploying import deploy_and_judge
 
     deployment = load_deployment_config(deployment_path)
+    if not judge:
+        serve(
+            _target(config_path, model_name), deployment, port, timeout, canary, shadow, weight, say, settings.verbose
+        )
+        return
+    config = chosen_model(config_path, model_name).config
     outcome = deploy_and_judge(
-        config.model.name,
-        deployment,
-        config.promotion,
-        port,
-        timeout,
-        canary,
-        weight,
-        say=say,
-        verbose=settings.verbose,
+        config.model.name, deployment, config.promotion, port, timeout, canary, weight, say, settings.verbose
     )
-    if not outcome.promoted:
-        sys.exit(EXIT_NOT_PROMOTED)
+    sys.exit(0 if outcome.promoted else EXIT_NOT_PROMOTED)
 
 
 @click.command()

@@ -176,3 +176,13 @@ def test_the_door_log_is_read_once_per_line_and_split_by_arm_and_server(tmp_path
         more.write('ary", "method": "POST", "status": 200, "request_time": 0.5}\n')
     assert [r.time for r in tail.read()] == [2.0, 3.0, 4.0, 4.5, 5.0, 6.0]
     assert parse_line("not json") is None
+
+
+@pytest.mark.parametrize("words", [["--judge", "--shadow", "3"], ["--judge", "--canary", "none"]])
+def test_judge_is_for_a_canary_only(words):
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    result = CliRunner().invoke(cli, ["deploy", *words])
+    assert result.exit_code == 2 and "--judge alone or with --canary VERSION" in result.output
