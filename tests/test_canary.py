@@ -36,6 +36,7 @@ JUDGING = CanaryConfig(
     give_up_minutes=4,
     poll_seconds=0.5,
     latency_margin_ms=100,  # two shared CPUs: production's own latency jumps; the slow canary is far beyond it
+    min_labelled_rows=20,
 )
 SLOW_COPIES = 400  # the slow canary's estimator: version 2's, this many times over (the same answers, slowly)
 
@@ -58,7 +59,7 @@ def _register(model: Any, schema: Any, test_set: Any) -> str:
 
 @pytest.fixture(scope="module")
 def bad_versions(two_versions) -> dict[str, str]:
-    """Two more versions: `wrong` (fitted on version 2's test rows with their targets shuffled) and `slow`
+    """Two more versions: `wrong` (fitted on half of version 2's test rows, their targets shuffled) and `slow`
     (version 2's model whose estimator is a VotingRegressor of SLOW_COPIES copies of version 2's)."""
     import copy
 
@@ -68,7 +69,8 @@ def bad_versions(two_versions) -> dict[str, str]:
     from lifecycle.modeling import fit_model
 
     schema, test_set = two_versions["schema"], two_versions["test_set"]
-    shuffled = test_set.assign(**{schema.target: test_set[schema.target].sample(frac=1, random_state=7).to_numpy()})
+    rows = test_set.iloc[::2]  # the traffic is the other half (`Traffic`): rows it never saw
+    shuffled = rows.assign(**{schema.target: rows[schema.target].sample(frac=1, random_state=7).to_numpy()})
     wrong, _ = fit_model(shuffled, schema, load_config(DEMO_CONFIG).training)
     slow = copy.deepcopy(two_versions["models"][2])
     fitted = slow.steps[-1][1]
@@ -80,28 +82,45 @@ def bad_versions(two_versions) -> dict[str, str]:
 
 
 class Traffic:
-    """Clients sending the front door one-row requests (rows of version 2's test set, in turn) until stopped;
-    each answer's version (None: failed) by request id."""
+    """Clients sending the front door one-row requests (`rows`, in turn) until stopped, each answer's version
+    (None: failed) kept by request id; and the rows' true targets attached as labels to the answered requests
+    every second (labels arriving while the canary runs, as `run.py labels` attaches them)."""
 
-    def __init__(self, backend: Any, door: Any, records: list[dict], prefix: str, clients: int = 2):
-        self.backend, self.door, self.records, self.prefix = backend, door, records, prefix
+    def __init__(self, backend: Any, door: Any, rows: Any, schema: Any, prefix: str, log_root: Any, clients: int = 2):
+        self.backend, self.door, self.prefix, self.log_root = backend, door, prefix, log_root
+        self.records = json_records(rows, schema)
+        self.targets = list(rows[schema.target])
         self.answers: dict[str, str | None] = {}
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._send, args=(n, clients)) for n in range(clients)]
+        self.threads.append(threading.Thread(target=self._label))
 
     def _send(self, start: int, step: int) -> None:
         n = start
         while not self.stop.is_set() and n < 20_000:  # bounded, whatever happens
             request_id = f"{self.prefix}-{n}"
             try:
-                _, body = self.backend.predict(
-                    self.door, [self.records[n % len(self.records)]], timeout=30, request_id=request_id
-                )
+                record = self.records[n % len(self.records)]
+                _, body = self.backend.predict(self.door, [record], timeout=30, request_id=request_id)
                 self.answers[request_id] = str(body.get("model_version"))
             except Exception:  # noqa: BLE001 - a failed request: counted, as the judge counts it
                 self.answers[request_id] = None
             n += step
             time.sleep(0.01)
+
+    def _label(self) -> None:
+        import pandas as pd
+
+        from serving.prediction_log_labels import attach_labels
+
+        labelled: set[str] = set()
+        while not self.stop.wait(1.0):
+            new = [r for r, v in list(self.answers.items()) if v is not None and r not in labelled]
+            if new:
+                targets = [self.targets[int(r.rsplit("-", 1)[1]) % len(self.targets)] for r in new]
+                truth = pd.DataFrame({"request_id": new, "label": targets})
+                attach_labels(self.log_root, MODEL_NAME, truth, "label", source="test")
+                labelled.update(new)
 
     def __enter__(self) -> Traffic:
         for thread in self.threads:
@@ -126,8 +145,8 @@ def _judge_one(served: dict, version: str, scenario: str, kill: bool = False) ->
     promotion = load_config(DEMO_CONFIG).promotion
     activate_stack(BACKEND_STACKS[backend.name])
     door = dataclasses.replace(live_endpoint(backend, MODEL_NAME), url=served["record"]["front_door_url"])
-    records = json_records(served["test_set"].sample(200, random_state=3), served["schema"])
-    with Traffic(backend, door, records, f"{scenario}-{backend.name}") as traffic:
+    rows = served["test_set"].iloc[1::2].sample(200, random_state=3)  # rows the `wrong` version was not fit on
+    with Traffic(backend, door, rows, served["schema"], f"{scenario}-{backend.name}", config.log.root()) as traffic:
         started = time.monotonic()
         if not kill:
             outcome = deploy_and_judge(MODEL_NAME, config, promotion, canary=version, weight=WEIGHT, say=print)
@@ -144,10 +163,11 @@ def _judge_one(served: dict, version: str, scenario: str, kill: bool = False) ->
     return outcome, traffic, seconds
 
 
-def _ended(outcome: Any, traffic: Traffic, version: str, failed_check: str, backend: str, seconds: float) -> None:
+def _ended(outcome: Any, traffic: Traffic, version: str, checks: set[str], backend: str, seconds: float) -> None:
     verdict = outcome.verdict
-    assert not outcome.promoted and verdict.action == "end", verdict.reason
-    assert failed_check in [c.name for c in verdict.failed], verdict.reason
+    assert not outcome.promoted and verdict.action == "end", (verdict.reason, outcome.notes)
+    failed = {c.name for c in verdict.failed}
+    assert failed & checks, verdict.reason
     assert verdict.canary_share <= WEIGHT + JUDGING.share_tolerance
     assert front_door.current(MODEL_NAME).route("canary") is None  # production answers every request again
     answered = Counter(traffic.answers.values())
@@ -155,7 +175,8 @@ def _ended(outcome: Any, traffic: Traffic, version: str, failed_check: str, back
     history = Client().get_model_version(MODEL_NAME, int(version)).run_metadata["releases"]
     assert history[-1]["stage"] == "canary" and history[-1]["reason"].startswith("ended by the canary judge")
     note(
-        f"canary judge ({backend}, {failed_check}): ended after {verdict.elapsed_minutes * 60:.0f} s of traffic "
+        f"canary judge ({backend}, {', '.join(sorted(failed))}): ended after "
+        f"{verdict.elapsed_minutes * 60:.0f} s of traffic "
         f"({seconds:.0f} s with the deploy), {verdict.canary_requests} canary requests "
         f"({verdict.canary_share:.1f} % of {verdict.canary_requests + verdict.production_requests})"
     )
@@ -164,20 +185,21 @@ def _ended(outcome: Any, traffic: Traffic, version: str, failed_check: str, back
 def test_a_canary_trained_on_shuffled_labels_is_ended(served, bad_versions):
     version = bad_versions["wrong"]
     outcome, traffic, seconds = _judge_one(served, version, "wrong")
-    _ended(outcome, traffic, version, "prediction distribution", served["backend"].name, seconds)
+    # its answers are wrong: the labels show it, or (before enough labels arrive) its predictions' spread
+    _ended(outcome, traffic, version, {"labelled error", "prediction distribution"}, served["backend"].name, seconds)
 
 
 def test_a_slow_canary_is_ended(served, bad_versions):
     version = bad_versions["slow"]
     outcome, traffic, seconds = _judge_one(served, version, "slow")
-    _ended(outcome, traffic, version, "p50 latency", served["backend"].name, seconds)
+    _ended(outcome, traffic, version, {"p50 latency"}, served["backend"].name, seconds)
     production = next(c for c in outcome.verdict.checks if c.name == "prediction distribution")
     assert production.passed  # the same answers as version 2: only its speed ended it
 
 
 def test_a_canary_whose_server_dies_is_ended(served):
     outcome, traffic, seconds = _judge_one(served, "2", "errors", kill=True)
-    _ended(outcome, traffic, "2", "error share", served["backend"].name, seconds)
+    _ended(outcome, traffic, "2", {"error share"}, served["backend"].name, seconds)
     assert Counter(traffic.answers.values())["2"] == 0  # killed before its first request
 
 

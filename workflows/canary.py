@@ -192,20 +192,17 @@ def judge(
             )
     outcome = CanaryOutcome(model_name, version, str(door.model_version), verdict, notes=[])
     if verdict.action == "promote":
-        released = promote(
-            model_name,
-            version,
-            promotion,
-            deployment,
-            reason=f"canary judged on live traffic: {verdict.reason}",
-            verbose=verbose,
-        )
-        outcome.promoted = released.changed
-        if not released.changed:
-            decision = released.decision.reason if released.decision else "refused"
-            outcome.notes = [f"the promotion rule kept it out of production: {decision}"]
+        why = f"canary judged on live traffic: {verdict.reason}"
+        try:
+            released = promote(model_name, version, promotion, deployment, reason=why, verbose=verbose)
+        except ReleaseError as refused:  # e.g. a version without the evaluation the rule needs
+            outcome.notes = [f"not promoted: {refused}"]
         else:
-            outcome.notes = list(released.notes)
+            outcome.promoted = released.changed
+            decision = released.decision.reason if released.decision else "refused"
+            outcome.notes = (
+                list(released.notes) if released.changed else [f"the promotion rule kept it out: {decision}"]
+            )
     if not outcome.promoted:
         end_trial(active_backend(), model_name, "canary", deployment, progress=say if verbose else lambda _: None)
     record_verdict(model_name, outcome)
