@@ -119,12 +119,28 @@ def distribution_test(task: str, canary: Sequence[Any], production: Sequence[Any
     return "chi-squared", distance, float(stats.chi2_contingency(table)[1])
 
 
+def row_losses(task: str, labels: Sequence[Any], predictions: Sequence[Any]) -> np.ndarray:
+    """Each labelled row's loss: its squared error for a regression, 1 when misclassified otherwise."""
+    if task == "regression":
+        return (np.asarray(labels, dtype=float) - np.asarray(predictions, dtype=float)) ** 2
+    return np.array([float(str(t) != str(p)) for t, p in zip(labels, predictions, strict=True)])
+
+
 def labelled_error(task: str, labels: Sequence[Any], predictions: Sequence[Any]) -> float:
     """The error on labelled rows, lower is better: rmse for a regression, the share misclassified otherwise."""
-    if task == "regression":
-        truth, predicted = np.asarray(labels, dtype=float), np.asarray(predictions, dtype=float)
-        return float(np.sqrt(np.mean((truth - predicted) ** 2)))
-    return float(np.mean([str(t) != str(p) for t, p in zip(labels, predictions, strict=True)]))
+    losses = row_losses(task, labels, predictions)
+    return float(np.sqrt(losses.mean()) if task == "regression" else losses.mean())
+
+
+def worse_p_value(canary_losses: np.ndarray, production_losses: np.ndarray) -> float:
+    """One-sided Mann-Whitney U: the p-value of the canary's row losses being no larger than production's."""
+    from scipy import stats
+
+    if np.all(canary_losses == canary_losses[0]) and np.array_equal(
+        np.unique(canary_losses), np.unique(production_losses)
+    ):
+        return 1.0  # every loss the same in both arms (e.g. a classifier right on every row)
+    return float(stats.mannwhitneyu(canary_losses, production_losses, alternative="greater").pvalue)
 
 
 def compare_arms(
@@ -193,7 +209,12 @@ def compare_arms(
     if len(canary.labels) >= least and len(production.labels) >= least:
         ours = labelled_error(task, canary.labels, canary.labelled_predictions)
         theirs = labelled_error(task, production.labels, production.labelled_predictions)
+        p_value = worse_p_value(
+            row_losses(task, canary.labels, canary.labelled_predictions),
+            row_losses(task, production.labels, production.labelled_predictions),
+        )
         limit = settings.max_labelled_error_ratio * theirs
+        worse = ours > limit and p_value < settings.labelled_alpha
         kind = "rmse" if task == "regression" else "error rate"
         checks.append(
             Check(
@@ -201,9 +222,10 @@ def compare_arms(
                 ours,
                 theirs,
                 limit,
-                ours <= limit,
+                not worse,
                 f"{kind} canary {ours:.4g} on {len(canary.labels)} rows, production {theirs:.4g} on "
-                f"{len(production.labels)}, limit {settings.max_labelled_error_ratio:g} x production = {limit:.4g}",
+                f"{len(production.labels)}, limit {settings.max_labelled_error_ratio:g} x production = {limit:.4g}; "
+                f"canary's row losses larger: Mann-Whitney p = {p_value:.3g} (alpha {settings.labelled_alpha:g})",
             )
         )
     else:

@@ -480,10 +480,12 @@ class CanaryConfig(_Strict):
     # variation between class shares, above max_distribution_distance): a better model may differ a little.
     distribution_alpha: float = Field(0.001, gt=0, lt=1)
     max_distribution_distance: float = Field(0.25, gt=0, le=1)
-    # Where labels arrived (`run.py labels`): with this many labelled rows in each arm, the canary's error
-    # (rmse, or share misclassified) may be at most this ratio of production's.
+    # Where labels arrived (`run.py labels`): with this many labelled rows in each arm, the canary is ended when
+    # its error (rmse, or share misclassified) exceeds this ratio of production's and its rows' losses are surely
+    # larger (one-sided Mann-Whitney p below labelled_alpha): a few unlucky rows do not end a good canary.
     min_labelled_rows: int = Field(30, ge=1)
     max_labelled_error_ratio: float = Field(1.1, ge=1)
+    labelled_alpha: float = Field(0.01, gt=0, lt=1)
     # The canary's share of requests may exceed its weight by this many points (the split is random per id).
     share_tolerance: float = Field(5.0, ge=0, le=100)
 

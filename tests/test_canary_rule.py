@@ -91,6 +91,13 @@ def test_labelled_error_is_compared_once_both_arms_have_enough_labels():
     judged = verdict(canary, production)
     assert [check.name for check in judged.failed] == ["labelled error"]
     assert labelled_error("classification", ["a", "b", "a", "a"], ["a", "a", "a", "b"]) == 0.5
+    # worse on 30 rows by chance (both arms' errors drawn alike): above the ratio, not surely worse: not ended
+    noise = np.random.default_rng(2)
+    production.labelled_predictions = [t + e for t, e in zip(truth, noise.normal(0, 30, 40), strict=True)]
+    canary.labels = truth[:30]
+    canary.labelled_predictions = [t + e for t, e in zip(truth[:30], noise.normal(0, 30, 30), strict=True)]
+    unlucky = next(c for c in verdict(canary, production).checks if c.name == "labelled error")
+    assert unlucky.canary > unlucky.limit and unlucky.passed and "Mann-Whitney p = " in unlucky.note
 
 
 def test_the_distribution_tests_tell_different_arms_from_alike_ones():
