@@ -143,6 +143,15 @@ def worse_p_value(canary_losses: np.ndarray, production_losses: np.ndarray) -> f
     return float(stats.mannwhitneyu(canary_losses, production_losses, alternative="greater").pvalue)
 
 
+def share_ceiling(weight: float, requests: int, tolerance: float) -> float:
+    """The largest share (in percent) a canary of `weight` % may get of `requests`: its weight plus the configured
+    tolerance plus three standard deviations of the split's chance (each request goes to the canary with
+    probability weight / 100): on a few dozen requests the share cannot be pinned closer."""
+    p = weight / 100
+    spread = 300 * math.sqrt(p * (1 - p) / requests) if requests else 100.0
+    return min(100.0, weight + tolerance + spread)
+
+
 def compare_arms(
     task: str, canary: ArmStats, production: ArmStats, weight: float, settings: CanaryConfig
 ) -> list[Check]:
@@ -165,7 +174,7 @@ def compare_arms(
     checks.append(_latency_check("p99 latency", 0.99, settings.max_p99_ratio, canary, production, margin))
     total = canary.requests + production.requests
     share = 100.0 * canary.requests / total if total else 0.0
-    ceiling = weight + settings.share_tolerance
+    ceiling = share_ceiling(weight, total, settings.share_tolerance)
     checks.append(
         Check(
             "canary share",
@@ -173,7 +182,8 @@ def compare_arms(
             weight,
             ceiling,
             share <= ceiling,
-            f"{share:.1f} % of {total} requests, weight {weight:g} % + tolerance {settings.share_tolerance:g}",
+            f"{share:.1f} % of {total} requests, limit {ceiling:.1f} % (weight {weight:g} % + tolerance "
+            f"{settings.share_tolerance:g} + three binomial standard deviations)",
         )
     )
     rows = settings.min_requests

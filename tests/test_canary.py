@@ -19,6 +19,7 @@ from conftest import DEMO_CONFIG, activate_stack, needs_stacks, note
 from deployment_fixtures import BACKEND_STACKS, MODEL_NAME, served, two_versions
 from zenml.client import Client
 
+from lifecycle.canary import share_ceiling
 from lifecycle.config import CanaryConfig, load_config
 from lifecycle.names import FEATURE_SCHEMA, MODEL, TEST_SET
 from serving import front_door
@@ -86,7 +87,7 @@ class Traffic:
     (None: failed) kept by request id; and the rows' true targets attached as labels to the answered requests
     every second (labels arriving while the canary runs, as `run.py labels` attaches them)."""
 
-    def __init__(self, backend: Any, door: Any, rows: Any, schema: Any, prefix: str, log_root: Any, clients: int = 2):
+    def __init__(self, backend: Any, door: Any, rows: Any, schema: Any, prefix: str, log_root: Any, clients: int = 4):
         self.backend, self.door, self.prefix, self.log_root = backend, door, prefix, log_root
         self.records = json_records(rows, schema)
         self.targets = list(rows[schema.target])
@@ -168,10 +169,12 @@ def _ended(outcome: Any, traffic: Traffic, version: str, checks: set[str], backe
     assert not outcome.promoted and verdict.action == "end", (verdict.reason, outcome.notes)
     failed = {c.name for c in verdict.failed}
     assert failed & checks, verdict.reason
-    assert verdict.canary_share <= WEIGHT + JUDGING.share_tolerance
+    total = verdict.canary_requests + verdict.production_requests
+    assert verdict.canary_share <= share_ceiling(WEIGHT, total, JUDGING.share_tolerance)
     assert front_door.current(MODEL_NAME).route("canary") is None  # production answers every request again
     answered = Counter(traffic.answers.values())
-    assert answered[version] / len(traffic.answers) <= (WEIGHT + JUDGING.share_tolerance) / 100
+    ceiling = share_ceiling(WEIGHT, len(traffic.answers), JUDGING.share_tolerance)
+    assert 100 * answered[version] / len(traffic.answers) <= ceiling
     history = Client().get_model_version(MODEL_NAME, int(version)).run_metadata["releases"]
     assert history[-1]["stage"] == "canary" and history[-1]["reason"].startswith("ended by the canary judge")
     note(

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from lifecycle.canary import ArmStats, distribution_test, judge_canary, labelled_error
+from lifecycle.canary import ArmStats, distribution_test, judge_canary, labelled_error, share_ceiling
 from lifecycle.config import CanaryConfig, DeploymentConfig
 from lifecycle.errors import ConfigError
 from serving.front_door_log import DoorLogTail, arm_requests, parse_line
@@ -78,6 +78,9 @@ def test_a_slow_tail_alone_ends_the_canary():
 def test_a_canary_answering_more_than_its_weight_plus_tolerance_is_ended():
     judged = verdict(arm(60, seed=1), arm(140, seed=2), weight=10.0)  # 30 % of the requests
     assert [check.name for check in judged.failed] == ["canary share"]
+    # on 80 requests, 31 % at a 20 % weight is within chance (20 + 5 + 3 sigma = 38 %); on 800 it is not
+    assert share_ceiling(20.0, 80, 5.0) == pytest.approx(38.4, abs=0.1)
+    assert share_ceiling(20.0, 800, 5.0) == pytest.approx(29.2, abs=0.1)
 
 
 def test_labelled_error_is_compared_once_both_arms_have_enough_labels():
