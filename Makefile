@@ -23,7 +23,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down follow clean
+.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-canary test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down follow clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -75,7 +75,7 @@ test: test-template
 endif
 
 test-template: setup
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team and not automl and not remote" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not team and not automl and not remote and not canary" $(PYTEST_ARGS)
 
 # The long end-to-end journeys: a generated project's own tests, the backend comparison, the CLI on every stack,
 # the shared MLflow server, the release flow and the release race (three rounds), the shipped CI workflows' commands,
@@ -85,7 +85,7 @@ test-e2e: setup
 
 # Unit and in-process tests only: no server, no stack switch, no comparison (the loop while changing code).
 test-fast: setup
-	$(PY) -m pytest -m "not integration and not automl and not remote" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not integration and not automl and not remote and not canary" $(PYTEST_ARGS)
 
 # The two-client promotion race through a live ZenML server, ten rounds.
 test-team: setup
@@ -94,6 +94,10 @@ test-team: setup
 # Promote, rollback and deploy started together, twenty rounds (`make test-e2e` runs three); about 15 minutes.
 test-race: setup
 	MLOPS_RACE_ROUNDS=20 $(PY) -m pytest tests/test_release_race.py $(PYTEST_ARGS)
+
+# Canaries judged on live traffic on every backend (tests marked canary): a wrong, a slow, a dying and a good one.
+test-canary: setup
+	$(PY) -m pytest -m canary tests/test_canary.py $(PYTEST_ARGS)
 
 # The H2O AutoML challenger (tests marked automl): the `automl` extra installed into .venv, one small AutoML search
 # shared by the suite's tests.

@@ -6,11 +6,13 @@ Workflows are imported inside the commands: importing ZenML takes seconds, and `
 from __future__ import annotations
 
 import functools
+import sys
 
 import click
 
 from cli.options import (
     Settings,
+    chosen_model,
     config_option,
     deployment_config_option,
     explicit,
@@ -22,6 +24,7 @@ from cli.options import (
     spark_config_option,
 )
 from lifecycle.config import load_deployment_config
+from lifecycle.errors import EXIT_NOT_PROMOTED
 
 
 def _target(config_path: str, model_name: str | None) -> str:
@@ -49,6 +52,13 @@ def _target(config_path: str, model_name: str | None) -> str:
     metavar="VERSION|none",
     help="Send VERSION a copy of every request; its answers are logged, never returned (none: end it).",
 )
+@click.option(
+    "--judge",
+    is_flag=True,
+    help=f"Judge the canary against production on live traffic until a verdict (configs/deployment.yaml, "
+    f"`canary`), then promote it (exit 0) or end it (exit {EXIT_NOT_PROMOTED}). Without --canary: judge the "
+    "running canary (resumes an interrupted judge).",
+)
 @on_stack
 @pass_settings
 def deploy(
@@ -61,16 +71,26 @@ def deploy(
     canary: str | None,
     weight: float,
     shadow: str | None,
+    judge: bool,
 ) -> None:
     """Serve the production version with the active stack's deployer (zero-downtime replacement); with --canary
-    or --shadow, another version beside it behind the model's front door."""
-    if canary and shadow:
-        raise click.UsageError("give --canary or --shadow, one at a time.")
-    name = _target(config_path, model_name)
+    or --shadow, another version beside it behind the model's front door; with --judge, a canary judged live."""
+    if canary and shadow or judge and (shadow or (canary or "").lower() == "none"):
+        raise click.UsageError("give --canary or --shadow, one at a time; --judge alone or with --canary VERSION.")
     from workflows.deploying import deploy as serve
+    from workflows.deploying import deploy_and_judge
 
     deployment = load_deployment_config(deployment_path)
-    serve(name, deployment, port, timeout, canary, shadow, weight, say=say, verbose=settings.verbose)
+    if not judge:
+        serve(
+            _target(config_path, model_name), deployment, port, timeout, canary, shadow, weight, say, settings.verbose
+        )
+        return
+    config = chosen_model(config_path, model_name).config
+    outcome = deploy_and_judge(
+        config.model.name, deployment, config.promotion, port, timeout, canary, weight, say, settings.verbose
+    )
+    sys.exit(0 if outcome.promoted else EXIT_NOT_PROMOTED)
 
 
 @click.command()

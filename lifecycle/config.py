@@ -475,6 +475,36 @@ class FollowConfig(_Strict):
 
     poll_seconds: float = Field(2.0, gt=0)  # how often the store is asked which version is production
     report: bool = True  # write what serves here onto the version in the store (`--wait-served` reads it)
+class CanaryConfig(_Strict):
+    """`deploy --canary N --judge`: how a canary is judged against production (configs/deployment.yaml)."""
+
+    # The window: a canary that passes every check is promoted after this many of its requests, or this long.
+    window_requests: int = Field(200, ge=1)
+    window_minutes: float = Field(10.0, gt=0)
+    # No verdict before the canary answered this many requests (and no distribution test on fewer rows per arm).
+    min_requests: int = Field(30, ge=1)
+    # Fewer than min_requests by then: the canary is ended (too little traffic to judge).
+    give_up_minutes: float = Field(30.0, gt=0)
+    poll_seconds: float = Field(2.0, gt=0)
+    # The canary's share of non-2xx answers may exceed production's by at most this (0.01: one point).
+    max_error_share_increase: float = Field(0.01, ge=0, le=1)
+    # Latency at the front door: canary's p50 (p99) at most ratio x production's + margin.
+    max_p50_ratio: float = Field(1.5, ge=1)
+    max_p99_ratio: float = Field(2.0, ge=1)
+    latency_margin_ms: float = Field(25.0, ge=0)
+    # The arms' predictions (Kolmogorov-Smirnov for a regression, chi-squared for classes): the canary is ended
+    # when they differ both surely (p below distribution_alpha) and by much (the KS statistic, or the total
+    # variation between class shares, above max_distribution_distance): a better model may differ a little.
+    distribution_alpha: float = Field(0.001, gt=0, lt=1)
+    max_distribution_distance: float = Field(0.25, gt=0, le=1)
+    # Where labels arrived (`run.py labels`): with this many labelled rows in each arm, the canary is ended when
+    # its error (rmse, or share misclassified) exceeds this ratio of production's and its rows' losses are surely
+    # larger (one-sided Mann-Whitney p below labelled_alpha): a few unlucky rows do not end a good canary.
+    min_labelled_rows: int = Field(30, ge=1)
+    max_labelled_error_ratio: float = Field(1.1, ge=1)
+    labelled_alpha: float = Field(0.01, gt=0, lt=1)
+    # The canary's share of requests may exceed its weight by this many points (the split is random per id).
+    share_tolerance: float = Field(5.0, ge=0, le=100)
 
 
 class DeploymentConfig(_Strict):
@@ -496,6 +526,7 @@ class DeploymentConfig(_Strict):
     front_door: FrontDoorConfig = Field(default_factory=FrontDoorConfig)
     standby: StandbyConfig = Field(default_factory=StandbyConfig)
     follow: FollowConfig = Field(default_factory=FollowConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
 
 
 def load_deployment_config(path: str | Path = DEFAULT_DEPLOYMENT_CONFIG) -> DeploymentConfig:

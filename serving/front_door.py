@@ -30,7 +30,7 @@ from lifecycle.config import DeploymentConfig
 from lifecycle.environment import file_lock, state_dir
 from lifecycle.hints import run_hint
 from lifecycle.project_state import atomic_write_text, read_json, write_json
-from serving.front_door_config import Route, prepare_folders, render, runtime_folder, upstream_address
+from serving.front_door_config import ACCESS_LOG, Route, prepare_folders, render, runtime_folder, upstream_address
 from serving.front_door_nginx import (
     INSTALL_HINT,
     FrontDoorFailed,
@@ -88,6 +88,11 @@ def enabled(config: DeploymentConfig) -> bool:
 
 def _folder(model_name: str) -> Path:
     return state_dir() / "front_door" / re.sub(r"[^A-Za-z0-9_.-]", "_", model_name)
+
+
+def access_log_path(model_name: str) -> Path:
+    """The door's access log: one JSON line per client request (arm, status, time); serving/front_door_log.py."""
+    return runtime_folder(_folder(model_name)) / ACCESS_LOG
 
 
 def assigned_port(model_name: str, config: DeploymentConfig, give_up: int | None = None) -> int:

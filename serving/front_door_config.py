@@ -13,6 +13,7 @@ from lifecycle.project_state import private_folder
 from serving.prediction_log import REQUEST_ID_PATTERN
 
 UPSTREAM_HEADER = "X-Upstream"
+ACCESS_LOG = "access.log"  # in the door's runtime folder (a path nginx expands no variable in): a line a request
 
 
 @dataclass
@@ -48,7 +49,7 @@ def render(
     socket = temp / "shadow.sock"
     body_limit = max_body_bytes + 65536
     pool = "$mlops_pool" if canary else "production"
-    trials = ""
+    trials = "" if canary else "    map $host $mlops_pool { default production; }\n"  # the arm in the access log
     if canary:
         trials += f"""    upstream canary {{
         server {upstream_address(canary.upstream)};
@@ -108,7 +109,12 @@ pid {_quoted(folder / "nginx.pid")};
 error_log {_quoted(folder / "error.log")} warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    # One line per request a client sent (subrequests such as a shadow's copy are not logged): which arm
+    # answered, with which status, how fast. `deploy --canary N --judge` reads it (serving/front_door_log.py).
+    log_format mlops_door escape=json '{{"time":$msec,"request_id":"$mlops_request_id",'
+        '"arm":"$mlops_pool","upstream":"$upstream_addr","method":"$request_method","status":$status,'
+        '"request_time":$request_time}}';
+    access_log {_quoted(temp / ACCESS_LOG)} mlops_door;
     client_body_buffer_size 1m;
     client_body_temp_path {_quoted(temp / "body")};
     proxy_temp_path {_quoted(temp / "proxy")};

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from conftest import free_port_block, wait_until
 from lifecycle.config import DeploymentConfig
 from lifecycle.errors import LifecycleError
 from serving import front_door
+from serving.front_door_log import DoorLogTail, arm_requests
 from serving.front_door_nginx import run_nginx
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -207,6 +209,12 @@ def test_a_canary_gets_its_share_of_requests_and_ends_without_a_lost_one(servers
         assert sum(counts.values()) == 2000
         share = counts["b"] / 2000
         assert 0.07 <= share <= 0.13, counts
+        # The door's access log says which arm answered each request, as the servers do (what a canary judge reads)
+        logged = DoorLogTail.of("door_canary", since=0.0).read()
+        arms = Counter(r.arm for r in logged)
+        assert sum(arms.values()) >= 1990 and all(r.status == 200 and r.seconds >= 0 for r in logged)
+        assert len(arm_requests(logged, "canary", servers["b"])) == arms["canary"] >= counts["b"] - 5
+        assert len(arm_requests(logged, "production", servers["a"])) == arms["production"] >= counts["a"] - 5
         front_door.set_trial("door_canary", config, "canary", None)
         assert front_door.current("door_canary").route("canary") is None
         assert {ask(door.url)["server"] for _ in range(50)} == {"a"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lifecycle.config import DeploymentConfig
+from lifecycle.config import DeploymentConfig, PromotionConfig
+from workflows.canary import CanaryOutcome, judge, remember_start, verdict_summary
 from workflows.model_card import replaced_versions, report_cards
 from workflows.reporting import deployment_summary, trial_ended_summary
 from workflows.runner import end_serving_trial, run_deployment
@@ -41,3 +42,35 @@ def deploy(
     )
     say(deployment_summary(model_name, record))
     report_cards(say, model_name, record.get("model_version"), *replaced_versions(record))
+
+
+def deploy_and_judge(
+    model_name: str,
+    settings: DeploymentConfig,
+    promotion: PromotionConfig,
+    port: int | None = None,
+    timeout: int | None = None,
+    canary: str | None = None,
+    weight: float = 10.0,
+    say: Callable[[str], None] = print,
+    verbose: bool = False,
+) -> CanaryOutcome:
+    """`deploy --canary VERSION --judge`: start the canary (when `canary` names one; else the running canary is
+    judged), judge it on live traffic until a verdict, act on it (promote or end) and say what was decided."""
+    if canary is not None:
+        record = run_deployment(
+            model_name,
+            settings,
+            port=port,
+            timeout=timeout,
+            role="canary",
+            version=canary,
+            weight=weight,
+            verbose=verbose,
+        )
+        remember_start(model_name, str(record["model_version"]), str(record["url"]), weight)
+        say(deployment_summary(model_name, record))
+    outcome = judge(model_name, settings, promotion, say=say, verbose=verbose)
+    say(verdict_summary(outcome))
+    report_cards(say, model_name, outcome.version, outcome.production_version)
+    return outcome
