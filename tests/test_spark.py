@@ -214,14 +214,14 @@ def test_drift_decision_from_whole_batch_counts_on_spark_equals_the_in_memory_pa
         prepared, expected_check = check_batch(batch, schema, reference)
         _, expected = run_drift_report(reference, prepared, schema, policy.min_rows_for_drift)
 
-        check, columns, histograms, edges, frame, kind, header = statistics_on_spark(
+        check, columns, second, frame, kind, header = statistics_on_spark(
             spark, str(tmp_path / f"{name}.csv"), schema, reference, bins=1000
         )
         assert check == expected_check
         sample = seeded_sample(spark, frame, kind, header, schema, check.rows, 500, seed=0)
         _, on_sample = run_drift_report(reference, check_batch(sample, schema, reference)[0], schema, 50)
         drift = drift_from_counts(
-            reference, schema, columns, histograms, edges, check.rows, policy.min_rows_for_drift, on_sample, len(sample)
+            reference, schema, columns, second, check.rows, policy.min_rows_for_drift, on_sample, len(sample)
         )
         assert set(drift.columns) == set(expected.columns) and drift.drifted_columns == expected.drifted_columns
         for column, judged in drift.columns.items():
