@@ -228,7 +228,7 @@ def check(rows: int, workers: int, folder: Path, spark_config: Path) -> None:
         log(f"the pandas path on a seeded sample of {SAMPLE_ROWS:,} rows ...")
         picked, sample = sample_rows(batch, rows, SAMPLE_ROWS)
         score_file(str(sample), str(folder / "sample-scored.parquet"), None, str(_deployment()), lambda: MODEL_NAME)
-        in_pandas = pd.read_parquet(folder / "sample-scored.parquet", columns=["row", "prediction"])
+        in_pandas = pd.read_parquet(folder / "sample-scored.parquet", columns=["prediction"])  # in the sample's order
         on_spark = (
             ds.dataset(output, format="parquet")
             .to_table(columns=["row", "prediction"], filter=ds.field("row").isin(picked))
