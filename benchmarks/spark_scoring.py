@@ -10,16 +10,25 @@ its own (so that its peak memory is its own):
   run: the job on a cluster started by this script, Parquet output, the prediction log).
 
 Peak memory is the driver's: the Python process (and, for Spark, its driver JVM). The fixed cost is a Spark run
-on a 1,000-row batch. Ratios are measured in the same run; the machine is shared, so figures move between runs.
+on a 1,000-row batch. Ratios are measured in the same run; the machine is shared, so figures move between runs
+(the load average is printed beside each figure).
+
+`--check` runs the end-to-end check of one large batch instead: `python run.py spark up`, the batch scored with
+`score --engine spark` (seconds, driver peak memory), the predictions of a seeded 100,000-row sample compared with
+the pandas path's on the same rows (the largest difference must be 0), the prediction log's lines counted (every
+scored row must be there), then `monitor --batch` on it (its decision, the drift tests, the driver's peak memory)
+and `spark down`.
 
     python benchmarks/spark_scoring.py                        # 1M and 10M rows
     python benchmarks/spark_scoring.py --rows 1000000 --skip-pandas-above 5000000
+    python benchmarks/spark_scoring.py --rows 10000000 --workers 2 --check
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -49,6 +58,7 @@ def one(variant: str, batch: str, output: str, spark_config: str) -> dict:
     from lifecycle.config import DeploymentConfig, load_spark_config
 
     started = time.perf_counter()
+    extra: dict = {}
     if variant == "bare":
         import pandas as pd
         from zenml.client import Client
@@ -81,7 +91,7 @@ def one(variant: str, batch: str, output: str, spark_config: str) -> dict:
             started = time.perf_counter()  # one file is the pandas path's input; joining them is not its work
         lines = score_file(str(files[0]), output + ".parquet", None, str(_deployment()), lambda: MODEL_NAME)
         scored = int(lines[0].split(" scored ")[1].split(" ")[0])
-    else:
+    elif variant == "spark":
         from workflows.runner import run_spark_scoring
         from workflows.spark_cluster import master_url
 
@@ -90,9 +100,23 @@ def one(variant: str, batch: str, output: str, spark_config: str) -> dict:
             MODEL_NAME, batch, output, None, DeploymentConfig(), spark, master_url(spark), verbose=False
         )
         scored = outcome.summary["scored_rows"]
+        extra = {"rows": outcome.summary["rows"], "run": outcome.run.name}
+    if variant == "monitor":
+        from lifecycle.config import load_monitoring_config
+        from workflows.runner import run_monitoring
+
+        monitored = run_monitoring(MODEL_NAME, batch, load_monitoring_config(), spark_path=spark_config)
+        summary = monitored.summary
+        scored = summary.batch.rows
+        extra = {
+            "retrain": summary.decision.retrain,
+            "reasons": summary.decision.reasons,
+            "drift": {c: [d.method, round(d.score, 4), d.drifted] for c, d in summary.drift.columns.items()},
+            "report": str(monitored.report_path),
+        }
     seconds = time.perf_counter() - started
     python_mib, child_mib = _peak_mib()
-    return {"seconds": seconds, "scored": scored, "python_mib": python_mib, "child_mib": child_mib}
+    return {"seconds": seconds, "scored": scored, "python_mib": python_mib, "child_mib": child_mib, **extra}
 
 
 def _deployment() -> Path:
@@ -101,8 +125,9 @@ def _deployment() -> Path:
     return DEFAULT_DEPLOYMENT_CONFIG
 
 
-def measure(variant: str, batch: Path, output: Path, spark_config: Path) -> dict:
+def measure(variant: str, batch: Path, output: Path, spark_config: Path, keep: bool = False) -> dict:
     """One measurement in a process of its own; logged as soon as it is known (a long run can be stopped)."""
+    load_before = os.getloadavg()[0]
     done = subprocess.run(
         [sys.executable, __file__, "--one", variant, "--batch", str(batch), "--output", str(output)]
         + ["--spark-config", str(spark_config)],
@@ -112,7 +137,10 @@ def measure(variant: str, batch: Path, output: Path, spark_config: Path) -> dict
     if done.returncode != 0:
         raise SystemExit(f"{variant} on {batch} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["load"] = (load_before, os.getloadavg()[0])  # the 1-minute load average before and after
     log(f"  {variant}: {result}")
+    if keep:
+        return result
     shutil.rmtree(output, ignore_errors=True)
     for leftover in output.parent.glob(output.name + ".*"):
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
@@ -127,11 +155,127 @@ def write_batch(source, rows: int, folder: Path) -> Path:
     return folder
 
 
+SAMPLE_ROWS = 100_000  # rows whose predictions the check compares with the pandas path's
+
+
+def folder_mib(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def sample_rows(batch: Path, rows: int, size: int) -> tuple[list[int], Path]:
+    """`size` row numbers drawn with a fixed seed, and those rows written as one Parquet file in that order (the
+    batch read one 1M-row file at a time)."""
+    import numpy as np
+    import pandas as pd
+
+    picked = np.sort(np.random.default_rng(0).choice(rows, size=min(size, rows), replace=False))
+    parts, offset = [], 0
+    for file in sorted(batch.glob("*.parquet")):
+        table = pd.read_parquet(file)
+        inside = picked[(picked >= offset) & (picked < offset + len(table))] - offset
+        parts.append(table.iloc[inside])
+        offset += len(table)
+    path = batch.parent / "sample.parquet"
+    pd.concat(parts, ignore_index=True).to_parquet(path, index=False)
+    return picked.tolist(), path
+
+
+def log_lines(root: Path) -> tuple[int, int, float]:
+    """Lines, files and MiB of the Spark scoring runs' prediction-log files under `root`, read in blocks."""
+    lines = files = size = 0
+    for path in root.rglob("predictions-batch-spark-*.jsonl"):
+        files += 1
+        size += path.stat().st_size
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 24):
+                lines += block.count(b"\n")
+    return lines, files, size / 2**20
+
+
+def check(rows: int, workers: int, folder: Path, spark_config: Path) -> None:
+    """The end-to-end check of one large batch (see the module's docstring); fails on a wrong figure."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    from lifecycle.config import DeploymentConfig, load_config
+    from lifecycle.data import read_table
+    from workflows.scoring import score_file
+
+    config = load_config()
+    source = read_table(config.dataset.path).drop(columns=[config.dataset.target])
+    log(f"writing {rows:,} rows as Parquet ...")
+    batch = write_batch(source, rows, folder / f"batch-{rows}")
+    log(f"  {folder_mib(batch):.0f} MiB in {len(list(batch.glob('*.parquet')))} files")
+    up = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "run.py"), "spark", "up", "--spark-config", str(spark_config)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    if up.returncode != 0:
+        raise SystemExit(f"spark up failed:\n{up.stdout}{up.stderr[-3000:]}")
+    log(up.stdout.strip())
+    try:
+        log(f"score --engine spark, {workers} worker(s) ...")
+        output = folder / "scored"
+        scored = measure("spark", batch, output, spark_config, keep=True)
+        assert scored["rows"] == rows, scored
+        lines, files, log_mib = log_lines(DeploymentConfig().log.root())
+        log(f"  prediction log: {lines:,} lines in {files} files, {log_mib:.0f} MiB")
+        assert lines == scored["scored"], f"{lines} lines in the prediction log for {scored['scored']} scored rows"
+
+        log(f"the pandas path on a seeded sample of {SAMPLE_ROWS:,} rows ...")
+        picked, sample = sample_rows(batch, rows, SAMPLE_ROWS)
+        score_file(str(sample), str(folder / "sample-scored.parquet"), None, str(_deployment()), lambda: MODEL_NAME)
+        in_pandas = pd.read_parquet(folder / "sample-scored.parquet", columns=["prediction"])  # in the sample's order
+        on_spark = (
+            ds.dataset(output, format="parquet")
+            .to_table(columns=["row", "prediction"], filter=ds.field("row").isin(picked))
+            .to_pandas()
+            .sort_values("row")
+        )
+        assert on_spark["row"].tolist() == picked and len(in_pandas) == len(picked)
+        difference = float(np.max(np.abs(on_spark["prediction"].to_numpy() - in_pandas["prediction"].to_numpy())))
+        log(f"  {len(picked):,} rows compared: largest difference {difference}")
+        assert difference == 0, difference
+        shutil.rmtree(output, ignore_errors=True)
+
+        log("monitor --batch ...")
+        monitored = measure("monitor", batch, folder / "monitor-out", spark_config, keep=True)
+        assert monitored["scored"] == rows, monitored
+    finally:
+        down = subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "run.py"), "spark", "down"], capture_output=True, text=True
+        )
+        log(down.stdout.strip())
+
+    print(f"\nEnd-to-end check of a {rows:,}-row Parquet batch ({machine()}), {workers} Spark worker(s) of 1 core\n")
+    print(f"- batch on disk: {folder_mib(batch):.0f} MiB ({rows:,} rows, {len(list(batch.glob('*.parquet')))} files)")
+    print(
+        f"- score --engine spark: {scored['seconds']:.0f} s ({rows / scored['seconds']:,.0f} rows/s), "
+        f"{scored['scored']:,} scored; driver peak RSS {scored['python_mib']:.0f} MiB Python + "
+        f"{scored['child_mib']:.0f} MiB JVM; load average {scored['load'][0]:.1f} -> {scored['load'][1]:.1f}"
+    )
+    print(f"- prediction log: {lines:,} lines (= scored rows) in {files} files, {log_mib:.0f} MiB")
+    print(f"- {len(picked):,} sampled rows scored by the pandas path: largest difference from Spark's {difference}")
+    print(
+        f"- monitor --batch: {monitored['seconds']:.0f} s; driver peak RSS {monitored['python_mib']:.0f} MiB Python + "
+        f"{monitored['child_mib']:.0f} MiB JVM; load average {monitored['load'][0]:.1f} -> {monitored['load'][1]:.1f}"
+    )
+    print(f"  decision: {'retrain' if monitored['retrain'] else 'no retraining'}: {'; '.join(monitored['reasons'])}")
+    for column, (method, score, drifted) in monitored["drift"].items():
+        print(f"  {column}: {method} {score} {'drifted' if drifted else ''}")
+    print(f"  report: {monitored['report']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="1000000,10000000", help="comma-separated batch sizes")
     parser.add_argument("--workers", default="1,2", help="comma-separated Spark worker counts")
     parser.add_argument("--skip-pandas-above", type=int, default=0, help="leave the pandas path out above N rows")
+    parser.add_argument("--check", action="store_true", help="the end-to-end check of one batch (--rows N)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (batch, log, reports)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--batch", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -160,6 +304,13 @@ def main() -> None:
     spark_config = folder / "spark.yaml"
     cluster = SparkClusterConfig(port=17077, workers=max(workers), cores=1, memory="2g")
     spark_config.write_text(yaml.safe_dump({"cluster": cluster.model_dump(), "executor_memory": "2g"}))
+    if args.check:
+        try:
+            check(sizes[0], max(workers), folder, spark_config)
+        finally:
+            if not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        return
     small = write_batch(source, 1000, folder / "batch-1000")
     for rows in sizes:
         batch = write_batch(source, rows, folder / f"batch-{rows}")

@@ -3,18 +3,24 @@
 Each task reads its slice as `read_table` would (lifecycle/spark_engine.py) and runs the in-memory path's own
 `check_batch` on it; the driver adds up the slices' checks and, per monitored column, the counts the drift tests
 need: category counts (categories read as the model reads them), and for numbers the count of distinct values
-(up to 6), their counts while there are few, and a histogram over the batch's range. From these, the tests
-Evidently's DataDriftPreset picks by default for a large reference (more than 1,000 rows) are computed over the
-whole batch:
+(up to 6), their counts while there are few, then either a histogram over the batch's range (a large reference) or
+the batch's counts below and at each of the reference's distinct values (a small one). From these, the tests
+Evidently's DataDriftPreset picks by default are computed over the whole batch:
 
-- a numeric column with more than 5 distinct values: normed Wasserstein distance (threshold 0.1), the reference's
-  own values against the batch's histogram (bin centres weighted by counts: off by at most half a bin width over
-  the reference's standard deviation, 0.003 with 1,000 bins over 6 standard deviations);
-- a categorical column, or a numeric one with at most 5 distinct values: Jensen-Shannon distance of the value
-  shares (threshold 0.1), exact.
+- reference of more than 1,000 rows: a numeric column with more than 5 distinct values gets the normed Wasserstein
+  distance (threshold 0.1), the reference's own values against the batch's histogram (bin centres weighted by
+  counts: off by at most half a bin width over the reference's standard deviation, 0.003 with 1,000 bins over 6
+  standard deviations); a categorical column, or a numeric one with at most 5 distinct values, the Jensen-Shannon
+  distance of the value shares (threshold 0.1), exact.
+- reference of 1,000 rows or fewer: a numeric column with more than 5 distinct values gets the two-sample
+  Kolmogorov-Smirnov test, exact: both empirical distribution functions are steps, so their largest gap is at the
+  reference's values or just below them, where the batch's counts below and at each value give it; the p-value is
+  then scipy's for that statistic and the two sizes. A categorical column, or a numeric one with at most 5 values,
+  gets the chi-square test of the batch's value counts against the reference's shares (more than 2 values) or the
+  two-proportion z-test (2 values or fewer), both exact from counts; p-values at Evidently's threshold 0.05.
 
-Tests that need every raw value (Kolmogorov-Smirnov, chi-square, the z-test: Evidently's choice for a reference of
-1,000 rows or fewer) are taken from the Evidently report on a seeded sample of the batch, and say so."""
+The Evidently report itself is rendered on a seeded sample of the batch; only a column the counts could not judge
+falls back to the sample's verdict, and its method says so."""
 
 from __future__ import annotations
 
@@ -44,6 +50,12 @@ LARGE_REFERENCE = 1000  # Evidently picks the distances above this many referenc
 # The method names Evidently's report gives these tests (lifecycle/monitoring.py reads them from its snapshot).
 WASSERSTEIN = "Wasserstein distance (normed)"
 JENSEN_SHANNON = "Jensen-Shannon distance"
+KOLMOGOROV_SMIRNOV = "K-S p_value"
+CHI_SQUARE = "chi-square p_value"
+Z_TEST = "Z-test p_value"
+P_VALUE_THRESHOLD = 0.05  # Evidently's default for the p-value tests: drift below it
+BINARY = 2  # a column with at most this many values gets the z-test instead of chi-square
+SCIPY_EXACT_KS = 10_000  # scipy's ks_2samp computes the exact p-value up to this many rows in either sample
 FEW_VALUES = 5  # a numeric column with at most this many distinct values is compared by its value shares
 
 
@@ -59,9 +71,61 @@ class ColumnCounts:
 
 
 @dataclass
-class BatchStatistics:
-    check: BatchCheck
-    columns: dict[str, ColumnCounts]
+class SecondPass:
+    """What the second pass over the batch counts per numeric column with many values: a histogram on `edges`
+    (a large reference), or the rows below and at each of the reference's distinct values `points` (a small one);
+    and, once summed over the slices, those counts."""
+
+    edges: dict[str, np.ndarray] = field(default_factory=dict)
+    points: dict[str, np.ndarray] = field(default_factory=dict)
+    histograms: dict[str, list[int]] = field(default_factory=dict)
+    below: dict[str, list[int]] = field(default_factory=dict)
+    at_or_below: dict[str, list[int]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.edges or self.points)
+
+    def count(self, prepared: pd.DataFrame) -> dict[str, dict[str, list[int]]]:
+        """One slice's counts (the slice typed by `check_batch`)."""
+        counts: dict[str, dict[str, list[int]]] = {"histograms": {}, "below": {}, "at_or_below": {}}
+        for column, bins in self.edges.items():
+            if column in prepared.columns:
+                numbers = prepared[column].dropna().to_numpy(dtype=float)
+                counts["histograms"][column] = np.histogram(numbers, bins)[0].tolist()
+        for column, points in self.points.items():
+            if column in prepared.columns:
+                numbers = np.sort(prepared[column].dropna().to_numpy(dtype=float))
+                counts["below"][column] = np.searchsorted(numbers, points, side="left").tolist()
+                counts["at_or_below"][column] = np.searchsorted(numbers, points, side="right").tolist()
+        return counts
+
+    def add(self, part: dict[str, dict[str, list[int]]]) -> None:
+        """Add one slice's counts to the sums."""
+        for kind in ("histograms", "below", "at_or_below"):
+            sums: dict[str, list[int]] = getattr(self, kind)
+            for column, counts in part[kind].items():
+                total = sums.get(column)
+                sums[column] = counts if total is None else [a + b for a, b in zip(total, counts, strict=True)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain lists, for a ZenML artifact."""
+        return {
+            "edges": {c: e.tolist() for c, e in self.edges.items()},
+            "points": {c: p.tolist() for c, p in self.points.items()},
+            "histograms": self.histograms,
+            "below": self.below,
+            "at_or_below": self.at_or_below,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SecondPass:
+        return cls(
+            edges={c: np.asarray(e, dtype=float) for c, e in data["edges"].items()},
+            points={c: np.asarray(p, dtype=float) for c, p in data["points"].items()},
+            histograms=data["histograms"],
+            below=data["below"],
+            at_or_below=data["at_or_below"],
+        )
 
 
 def merge_checks(checks: list[dict[str, Any]]) -> BatchCheck:
@@ -91,17 +155,13 @@ def merge_checks(checks: list[dict[str, Any]]) -> BatchCheck:
 
 
 def slice_counts(
-    table: pd.DataFrame, schema: FeatureSchema, reference: pd.DataFrame, edges: dict[str, np.ndarray] | None
+    table: pd.DataFrame, schema: FeatureSchema, reference: pd.DataFrame, second: SecondPass | None
 ) -> dict[str, Any]:
-    """One slice's check and column counts (pass 1), or its histograms on `edges` (pass 2)."""
+    """One slice's check and column counts (pass 1), or its counts for the `second` pass."""
     prepared, check = check_batch(table, schema, reference)
     columns = [c for c in monitored_columns(schema) if c in prepared.columns]
-    if edges is not None:
-        return {
-            column: np.histogram(prepared[column].dropna().to_numpy(dtype=float), bins)[0].tolist()
-            for column, bins in edges.items()
-            if column in prepared.columns
-        }
+    if second is not None:
+        return second.count(prepared)
     counts: dict[str, Any] = {}
     for column in columns:
         values = prepared[column].dropna()
@@ -149,18 +209,24 @@ def _few_values(reference: pd.Series, counts: ColumnCounts) -> bool:
     return len(union | {float(v) for v in counts.values}) <= FEW_VALUES
 
 
-def histogram_edges(
+def second_pass(
     columns: dict[str, ColumnCounts], schema: FeatureSchema, reference: pd.DataFrame, bins: int
-) -> dict[str, np.ndarray]:
-    """Equal-width bins over the batch's range, for the numeric columns that take many values."""
-    edges = {}
+) -> SecondPass:
+    """For the numeric columns that take many values: equal-width bins over the batch's range when the reference
+    is large (Wasserstein), the reference's distinct values when it is small (Kolmogorov-Smirnov)."""
+    plan = SecondPass()
     for column, counts in columns.items():
         if column not in schema.numeric_features or not counts.non_null or column not in reference.columns:
             continue
-        if not _few_values(reference[column], counts):
+        ref = reference[column].dropna()
+        if _few_values(ref, counts) or ref.empty:
+            continue
+        if len(ref) > LARGE_REFERENCE:
             low, high = counts.low, counts.high
-            edges[column] = np.linspace(low, high if high > low else low + 1.0, bins + 1)
-    return edges
+            plan.edges[column] = np.linspace(low, high if high > low else low + 1.0, bins + 1)
+        else:
+            plan.points[column] = np.unique(ref.to_numpy(dtype=float))
+    return plan
 
 
 def _wasserstein_normed(reference: np.ndarray, edges: np.ndarray, counts: list[int]) -> float:
@@ -171,6 +237,59 @@ def _wasserstein_normed(reference: np.ndarray, edges: np.ndarray, counts: list[i
     keep = weights > 0
     norm = max(float(np.std(reference)), 0.001)
     return float(wasserstein_distance(reference, centres[keep], None, weights[keep]) / norm)
+
+
+def _kolmogorov_smirnov(
+    reference: np.ndarray, points: np.ndarray, below: list[int], at_or_below: list[int], size: int
+) -> float:
+    """The p-value of scipy's two-sample Kolmogorov-Smirnov test (as Evidently calls it: two-sided, method auto)
+    between the reference and a batch of `size` values known by its counts below and at each of the reference's
+    distinct `points` (sorted).
+
+    Both empirical distribution functions are right-continuous steps; between two reference values the
+    reference's is flat while the batch's rises, so the largest gap is at a reference value or just below the next
+    one, where the batch's function is `at_or_below / size` and `below / size`: the statistic is exact. scipy's
+    p-value depends only on it and the two sizes: Smirnov's asymptotic distribution once either sample has more
+    than 10,000 values; up to that, scipy's exact computation itself, run on a batch with the same counts."""
+    from scipy.stats import distributions, ks_2samp
+
+    n1 = len(reference)
+    le, lt = np.asarray(at_or_below, dtype=np.int64), np.asarray(below, dtype=np.int64)
+    if max(n1, size) <= SCIPY_EXACT_KS:
+        previous = np.concatenate([[0], le[:-1]])
+        inside = np.nextafter(points, -np.inf)  # a value above the previous point (if any fits, the count is 0)
+        values = np.concatenate([inside, points, [np.nextafter(points[-1], np.inf)]])
+        repeats = np.concatenate([lt - previous, le - lt, [size - le[-1]]])
+        return float(ks_2samp(reference, np.repeat(values, repeats)).pvalue)
+    ref_at = np.searchsorted(np.sort(reference), points, side="right") / n1
+    ref_before = np.concatenate([[0.0], ref_at[:-1]])
+    gaps = np.concatenate([ref_at - le / size, ref_before - lt / size])
+    largest, smallest = float(gaps.max()), float(np.clip(-gaps.min(), 0, 1))
+    statistic = smallest if smallest > largest else largest
+    m, n = sorted([float(n1), float(size)], reverse=True)
+    return float(np.clip(distributions.kstwo.sf(statistic, np.round(m * n / (m + n))), 0, 1))
+
+
+def _value_counts_test(reference: pd.Series, current: dict[Any, int]) -> tuple[float, str]:
+    """Evidently's test of the value counts for a small reference (missing values left out, as it does): the
+    chi-square test of the batch's counts against the reference's shares for more than 2 values, else the
+    two-proportion z-test of the share of values other than the first (sorted). The p-value and the method."""
+    from scipy.stats import chisquare, norm
+
+    ref_counts = reference.value_counts()
+    keys = list(dict.fromkeys([*ref_counts.index, *(k for k, v in current.items() if v)]))
+    ref = np.array([ref_counts.get(k, 0) for k in keys], dtype=float)
+    cur = np.array([current.get(k, 0) for k in keys], dtype=float)
+    n1, n2 = ref.sum(), cur.sum()
+    if len(keys) > BINARY:
+        return float(chisquare(cur, ref * (n2 / n1))[1]), CHI_SQUARE
+    if len(keys) == 1:
+        return 1.0, Z_TEST
+    first = keys.index(sorted(keys)[0])
+    p1, p2 = (n1 - ref[first]) / n1, (n2 - cur[first]) / n2
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
+    return float(2 * (1 - norm.cdf(np.abs(z)))), Z_TEST
 
 
 def _jensen_shannon(reference: pd.Series, current: dict[str, int]) -> float:
@@ -188,15 +307,14 @@ def drift_from_counts(
     reference: pd.DataFrame,
     schema: FeatureSchema,
     columns: dict[str, ColumnCounts],
-    histograms: dict[str, list[int]],
-    edges: dict[str, np.ndarray],
+    second: SecondPass,
     rows: int,
     min_rows: int,
     sample: DriftSummary,
     sample_rows: int,
 ) -> DriftSummary:
-    """The drift summary over the whole batch: Wasserstein / Jensen-Shannon from the counts where Evidently's
-    default picks them, the sample report's verdict for the other columns (their method says so)."""
+    """The drift summary over the whole batch: the test Evidently's default picks for each column, computed from
+    the counts; the sample report's verdict only for a column the counts could not judge (its method says so)."""
     judged_columns = [c for c in monitored_columns(schema) if c in columns and columns[c].non_null]
     if rows < min_rows or not judged_columns:
         reason = (
@@ -207,24 +325,10 @@ def drift_from_counts(
         return DriftSummary(judged=False, reason=reason)
     judged: dict[str, ColumnDrift] = {}
     for column in judged_columns:
-        ref = reference[column].dropna()
-        counts = columns[column]
-        if len(ref) > LARGE_REFERENCE:
-            if column in schema.categorical_features:
-                score = _jensen_shannon(category_strings(reference[column]), counts.values or {})
-                judged[column] = ColumnDrift(score=score, method=JENSEN_SHANNON, drifted=score >= DRIFT_THRESHOLD)
-                continue
-            ref_numbers = ref.to_numpy(dtype=float)
-            if counts.values is not None and _few_values(ref, counts):
-                current = {repr(float(k)): v for k, v in counts.values.items()}
-                score = _jensen_shannon(pd.Series([repr(float(v)) for v in ref_numbers]), current)
-                judged[column] = ColumnDrift(score=score, method=JENSEN_SHANNON, drifted=score >= DRIFT_THRESHOLD)
-                continue
-            if column in histograms:
-                score = _wasserstein_normed(ref_numbers, edges[column], histograms[column])
-                judged[column] = ColumnDrift(score=score, method=WASSERSTEIN, drifted=score >= DRIFT_THRESHOLD)
-                continue
-        if column in sample.columns:
+        drift = _column_drift(reference, schema, column, columns[column], second)
+        if drift is not None:
+            judged[column] = drift
+        elif column in sample.columns:
             on_sample = sample.columns[column]
             judged[column] = ColumnDrift(
                 score=on_sample.score, method=f"{on_sample.method} (sample of {sample_rows})", drifted=on_sample.drifted
@@ -232,36 +336,69 @@ def drift_from_counts(
     return DriftSummary.of(judged)
 
 
+def _column_drift(
+    reference: pd.DataFrame, schema: FeatureSchema, column: str, counts: ColumnCounts, second: SecondPass
+) -> ColumnDrift | None:
+    """One column's drift test from the batch's counts, or None when they cannot give it."""
+    if column in schema.categorical_features:  # missing is a category of its own, as the report reads them
+        values = category_strings(reference[column])
+        return _shares_drift(values, counts.values or {}) if len(values) else None
+    ref = reference[column].dropna()
+    if ref.empty:
+        return None
+    if counts.values is not None and _few_values(ref, counts):  # compared by their value shares
+        current = {float(k): v for k, v in counts.values.items()}
+        if len(ref) > LARGE_REFERENCE:  # as text, as Jensen-Shannon compares them
+            return _shares_drift(ref.map(lambda v: repr(float(v))), {repr(k): v for k, v in current.items()})
+        return _shares_drift(pd.Series(ref.to_numpy(dtype=float)), current)
+    numbers = ref.to_numpy(dtype=float)
+    if len(ref) > LARGE_REFERENCE and column in second.histograms:
+        score = _wasserstein_normed(numbers, second.edges[column], second.histograms[column])
+        return ColumnDrift(score=score, method=WASSERSTEIN, drifted=score >= DRIFT_THRESHOLD)
+    if len(ref) <= LARGE_REFERENCE and column in second.at_or_below:
+        score = _kolmogorov_smirnov(
+            numbers, second.points[column], second.below[column], second.at_or_below[column], counts.non_null
+        )
+        return ColumnDrift(score=score, method=KOLMOGOROV_SMIRNOV, drifted=score <= P_VALUE_THRESHOLD)
+    return None
+
+
+def _shares_drift(reference: pd.Series, current: dict[Any, int]) -> ColumnDrift:
+    """Jensen-Shannon distance for a large reference; chi-square or z-test for a small one."""
+    if len(reference) > LARGE_REFERENCE:
+        score = _jensen_shannon(reference, current)
+        return ColumnDrift(score=score, method=JENSEN_SHANNON, drifted=score >= DRIFT_THRESHOLD)
+    score, method = _value_counts_test(reference, current)
+    return ColumnDrift(score=score, method=method, drifted=score < P_VALUE_THRESHOLD)
+
+
 def statistics_on_spark(
     spark: SparkSession, path: str, schema: FeatureSchema, reference: pd.DataFrame, bins: int
-) -> tuple[BatchCheck, dict[str, ColumnCounts], dict[str, list[int]], dict[str, np.ndarray], DataFrame, str, str]:
-    """Two passes over the batch on the cluster: checks and column counts, then histograms of the numeric
-    columns over the batch's range. Only these sums come back to the driver."""
+) -> tuple[BatchCheck, dict[str, ColumnCounts], SecondPass, DataFrame, str, str]:
+    """Two passes over the batch on the cluster: checks and column counts, then the numeric columns' histograms
+    over the batch's range or counts at the reference's values. Only these sums come back to the driver."""
     from lifecycle.spark_engine import PATH, START, _as_read, read_input
 
     frame, kind, header = read_input(spark, path, schema)
     shipped = spark.sparkContext.broadcast(reference)
 
-    def run(edges: dict[str, np.ndarray] | None) -> list[dict[str, Any]]:
+    def run(second: SecondPass | None) -> list[dict[str, Any]]:
         def task(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             for part in frames:
                 table = _as_read(part.drop(columns=[PATH, START]), kind, header, schema)
-                yield pd.DataFrame({"counts": [json.dumps(slice_counts(table, schema, shipped.value, edges))]})
+                yield pd.DataFrame({"counts": [json.dumps(slice_counts(table, schema, shipped.value, second))]})
 
         return [json.loads(row["counts"]) for row in frame.mapInPandas(task, "counts string").collect()]
 
     slices = run(None)
     check = merge_checks([s["check"] for s in slices])
     columns = merge_counts(slices, schema)
-    edges = histogram_edges(columns, schema, reference, bins)
-    histograms: dict[str, list[int]] = {}
-    if edges:
-        for part in run(edges):
-            for column, counts in part.items():
-                total = histograms.setdefault(column, [0] * (len(edges[column]) - 1))
-                histograms[column] = [a + b for a, b in zip(total, counts, strict=True)]
+    second = second_pass(columns, schema, reference, bins)
+    if second:
+        for part in run(second):
+            second.add(part)
     shipped.unpersist()
-    return check, columns, histograms, edges, frame, kind, header
+    return check, columns, second, frame, kind, header
 
 
 def seeded_sample(
@@ -281,3 +418,15 @@ def seeded_sample(
     picked = frame.sample(withReplacement=False, fraction=fraction, seed=seed).orderBy(PATH, START)
     raw = picked.drop(PATH, START).toPandas()
     return _as_read(raw, kind, header, schema)
+
+
+def batch_sample(
+    spark: SparkSession, path: str, schema: FeatureSchema, size: int, seed: int
+) -> tuple[pd.DataFrame, int]:
+    """What a retraining takes from a batch too large for one process: about `size` of its rows drawn with `seed`
+    (the same rows every time for the same batch), read as `read_table`, and the batch's row count."""
+    from lifecycle.spark_engine import read_input
+
+    frame, kind, header = read_input(spark, path, schema)
+    rows = frame.count()
+    return seeded_sample(spark, frame, kind, header, schema, rows, size, seed), rows

@@ -618,6 +618,9 @@ class SparkConfig(_Strict):
     # ... and the Evidently report on a seeded sample of this many rows.
     monitor_sample_rows: int = Field(100_000, ge=100)
     monitor_sample_seed: int = 0
+    # A retraining such a batch triggers adds the labelled rows of a seeded sample of this many of its rows (drawn
+    # on Spark with monitor_sample_seed), instead of reading the whole batch in one process.
+    retrain_sample_rows: int = Field(200_000, ge=100)
     # Histogram bins per numeric column for the drift distances computed on Spark.
     histogram_bins: int = Field(1000, ge=10, le=100_000)
 

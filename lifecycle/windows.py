@@ -52,12 +52,19 @@ class RetrainingSet:
     rows_from_batch: int
     duplicates_dropped: int
     window_days: int | None
+    # A batch too large for one process is sampled: (rows in the sample, rows in the batch).
+    batch_sample: tuple[int, int] | None = None
 
     def describe(self) -> str:
         window = f"newest {self.window_days} days; " if self.window_days else ""
+        sampled = (
+            f" (of a seeded sample of {self.batch_sample[0]} of its {self.batch_sample[1]} rows)"
+            if self.batch_sample
+            else ""
+        )
         return (
             f"{window}{self.rows_from_dataset} rows from the dataset, {self.rows_from_batch} labelled rows from the "
-            f"batch, {self.duplicates_dropped} exact duplicate rows dropped"
+            f"batch{sampled}, {self.duplicates_dropped} exact duplicate rows dropped"
         )
 
 

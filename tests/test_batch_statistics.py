@@ -3,18 +3,22 @@ check as the whole batch's, and the drift verdicts Evidently gives on the whole 
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from conftest import BIKE_DATA, DEMO_CONFIG
 
 from lifecycle.batch_statistics import (
+    CHI_SQUARE,
     JENSEN_SHANNON,
+    KOLMOGOROV_SMIRNOV,
+    LARGE_REFERENCE,
+    SCIPY_EXACT_KS,
     WASSERSTEIN,
+    Z_TEST,
     drift_from_counts,
-    histogram_edges,
     merge_checks,
     merge_counts,
+    second_pass,
     slice_counts,
 )
 from lifecycle.config import load_config
@@ -52,23 +56,46 @@ def test_checks_of_slices_add_up_to_the_whole_batchs_check(bike):
     assert empty == whole  # an empty slice changes nothing
 
 
+def _drift_from_slices(reference, schema, batch, size):
+    """What the Spark path computes, on pandas slices of `size` rows: both passes, added up, then the drift."""
+    slices = _slices(batch, size)
+    columns = merge_counts([slice_counts(part, schema, reference, None) for part in slices], schema)
+    second = second_pass(columns, schema, reference, 1000)
+    for part in slices:
+        second.add(slice_counts(part, schema, reference, second))
+    return drift_from_counts(reference, schema, columns, second, len(batch), 50, DriftSummary(judged=False), 0)
+
+
 def test_drift_from_slice_counts_gives_evidentlys_verdicts_on_the_whole_batch(bike):
     reference, schema, batch = bike
     prepared, _ = check_batch(batch, schema, reference)
     _, expected = run_drift_report(reference, prepared, schema, 50)
-    slices = _slices(batch, 130)
-    columns = merge_counts([slice_counts(part, schema, reference, None) for part in slices], schema)
-    edges = histogram_edges(columns, schema, reference, 1000)
-    histograms: dict[str, list[int]] = {}
-    for part in slices:
-        for column, counts in slice_counts(part, schema, reference, edges).items():
-            histograms[column] = list(np.add(histograms.get(column, [0] * len(counts)), counts))
-    drift = drift_from_counts(
-        reference, schema, columns, histograms, edges, len(batch), 50, DriftSummary(judged=False), 0
-    )
+    drift = _drift_from_slices(reference, schema, batch, 130)
     assert drift.drifted_columns == expected.drifted_columns and drift.share == expected.share
     assert {d.method for d in drift.columns.values()} == {WASSERSTEIN, JENSEN_SHANNON}
     for column, judged in drift.columns.items():
         assert judged.method == expected.columns[column].method
         tolerance = 1e-9 if judged.method == JENSEN_SHANNON else 0.005
         assert judged.score == pytest.approx(expected.columns[column].score, abs=tolerance), column
+
+
+def test_small_reference_tests_from_slice_counts_give_evidentlys_p_values(bike):
+    """A reference of at most 1,000 rows: Evidently picks Kolmogorov-Smirnov, chi-square and the z-test, whose
+    p-values the counts give exactly: on a batch of 720 rows (scipy's exact KS) and one of more than 10,000
+    (its asymptotic one), with drifted and calm columns."""
+    full_reference, schema, batch = bike
+    reference = full_reference.sample(LARGE_REFERENCE - 100, random_state=3).reset_index(drop=True)
+    table = pd.read_csv(BIKE_DATA).drop(columns=[schema.target])
+    dates = pd.to_datetime(table["dteday"])
+    large = table[dates >= "2011-06-15"].reset_index(drop=True)
+    assert len(batch) < SCIPY_EXACT_KS < len(large)
+    for current, size in ((batch, 97), (large, 2500)):
+        prepared, _ = check_batch(current, schema, reference)
+        _, expected = run_drift_report(reference, prepared, schema, 50)
+        drift = _drift_from_slices(reference, schema, current, size)
+        assert {d.method for d in drift.columns.values()} == {KOLMOGOROV_SMIRNOV, CHI_SQUARE, Z_TEST}
+        assert drift.drifted_columns == expected.drifted_columns and drift.share == expected.share
+        assert 0 < len(drift.drifted_columns) < len(drift.columns)
+        for column, judged in drift.columns.items():
+            assert judged.method == expected.columns[column].method, column
+            assert judged.score == pytest.approx(expected.columns[column].score, rel=1e-9, abs=1e-300), column

@@ -191,7 +191,13 @@ def test_drift_decision_from_whole_batch_counts_on_spark_equals_the_in_memory_pa
     """A calm and a drifted batch of the bike data, both small enough for the in-memory path: the drift tests
     computed on Spark from counts give Evidently's scores (Jensen-Shannon exactly, Wasserstein within half a bin),
     the same drifted columns, the same batch check and the same retraining decision."""
-    from lifecycle.batch_statistics import JENSEN_SHANNON, drift_from_counts, seeded_sample, statistics_on_spark
+    from lifecycle.batch_statistics import (
+        JENSEN_SHANNON,
+        SecondPass,
+        drift_from_counts,
+        seeded_sample,
+        statistics_on_spark,
+    )
     from lifecycle.config import MonitoringPolicy
     from lifecycle.monitoring import PerformanceSummary, check_batch, decide_retraining, run_drift_report
 
@@ -214,14 +220,15 @@ def test_drift_decision_from_whole_batch_counts_on_spark_equals_the_in_memory_pa
         prepared, expected_check = check_batch(batch, schema, reference)
         _, expected = run_drift_report(reference, prepared, schema, policy.min_rows_for_drift)
 
-        check, columns, histograms, edges, frame, kind, header = statistics_on_spark(
+        check, columns, second, frame, kind, header = statistics_on_spark(
             spark, str(tmp_path / f"{name}.csv"), schema, reference, bins=1000
         )
         assert check == expected_check
         sample = seeded_sample(spark, frame, kind, header, schema, check.rows, 500, seed=0)
         _, on_sample = run_drift_report(reference, check_batch(sample, schema, reference)[0], schema, 50)
+        second = SecondPass.from_dict(json.loads(json.dumps(second.as_dict())))  # as the step's artifact holds it
         drift = drift_from_counts(
-            reference, schema, columns, histograms, edges, check.rows, policy.min_rows_for_drift, on_sample, len(sample)
+            reference, schema, columns, second, check.rows, policy.min_rows_for_drift, on_sample, len(sample)
         )
         assert set(drift.columns) == set(expected.columns) and drift.drifted_columns == expected.drifted_columns
         for column, judged in drift.columns.items():
@@ -232,3 +239,33 @@ def test_drift_decision_from_whole_batch_counts_on_spark_equals_the_in_memory_pa
         assert decision == decide_retraining(expected_check, expected, no_labels, policy)
         decisions.append(decision.retrain)
     assert decisions == [False, True]
+
+
+def test_a_retraining_takes_a_seeded_sample_of_a_large_batch_drawn_on_the_cluster(spark, tmp_path):
+    """What a retraining adds from a batch monitored on Spark is a seeded sample of about `retrain_sample_rows`
+    of its rows, drawn on the cluster (the same rows every time), read as `read_table` reads the batch; only its
+    labelled rows join the retraining window, and what it is made of says it was sampled."""
+    from lifecycle.batch_statistics import batch_sample
+    from lifecycle.windows import retraining_set
+
+    table = make_churn_table(3000, seed=11)
+    table.loc[table.index % 4 == 0, "churned"] = None  # a quarter without labels yet
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    table.iloc[:1800].to_parquet(folder / "part-1.parquet", index=False)
+    table.iloc[1800:].to_parquet(folder / "part-2.parquet", index=False)
+    schema = validate_table(make_churn_table(300), DatasetConfig(path="x.csv", target="churned"), "train")[1]
+
+    sample, rows = batch_sample(spark, str(folder), schema, 600, seed=0)
+    again, _ = batch_sample(spark, str(folder), schema, 600, seed=0)
+    assert rows == 3000 and 400 < len(sample) < 800, len(sample)
+    assert sample.equals(again)  # seeded: the same rows, in the same order
+    assert set(sample["customer_id"]) < set(table["customer_id"])
+    assert sample.dtypes.to_dict() == read_table(folder / "part-1.parquet").dtypes.to_dict()
+
+    base = make_churn_table(500, seed=12)
+    window, made_of = retraining_set(base, sample, DatasetConfig(path="x.csv", target="churned"), 56)
+    assert made_of.rows_from_batch == int(sample["churned"].notna().sum()) < len(sample)
+    assert len(window) == len(base) + made_of.rows_from_batch - made_of.duplicates_dropped
+    made_of.batch_sample = (len(sample), rows)
+    assert f"labelled rows from the batch (of a seeded sample of {len(sample)} of its 3000 rows)" in made_of.describe()

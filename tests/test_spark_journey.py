@@ -1,7 +1,8 @@
 """The Spark path from the command line, as a user runs it: `spark up`, a model trained, `score --engine spark`
 (a ZenML run that records the job's summary; predictions equal to `score` without Spark, every row in the
-prediction log), `monitor --batch` of a folder (checks and drift on Spark, the report on a seeded sample), and
-`spark down` leaving nothing running."""
+prediction log), `monitor --batch` of a folder (checks and drift on Spark, the report on a seeded sample, a
+retraining that takes the batch's rows as a sample drawn on the cluster), and `spark down` leaving nothing
+running."""
 
 from __future__ import annotations
 
@@ -74,9 +75,12 @@ def test_score_and_monitor_on_spark_from_the_command_line(tmp_path, zenml_client
         folder = tmp_path / "batch-folder"
         folder.mkdir()
         make_churn_table(1200, seed=9).to_csv(folder / "part-1.csv", index=False)
-        monitored = run_cli("monitor", "--batch", str(folder), "--model-name", MODEL, "--retrain", "never")
+        # A retraining asked for on a folder (which only Spark reads): the batch's rows come as a seeded sample drawn
+        # on the cluster, not read whole in one process.
+        monitored = run_cli("monitor", "--batch", str(folder), "--model-name", MODEL, "--retrain", "always")
         assert monitored.returncode == 0, monitored.stdout[-2000:] + monitored.stderr[-3000:]
-        assert "on 1200 rows of" in monitored.stdout and "decision: no retraining" in monitored.stdout
+        assert "on 1200 rows of" in monitored.stdout and "retraining requested on demand" in monitored.stdout
+        assert "labelled rows from the batch (of a seeded sample of 1200 of its 1200 rows)" in monitored.stdout
         report = re.search(r"report: (\S+\.html)", monitored.stdout).group(1)
         assert "Evidently report on a seeded sample of 1200 of 1200 rows" in Path(report).read_text()
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig
+from lifecycle.config import DeploymentConfig, MonitoringConfig, RunConfig, SparkConfig
 from lifecycle.data import read_table
 from lifecycle.environment import state_dir
 from lifecycle.windows import RetrainingSet, retraining_set
@@ -24,7 +24,14 @@ from workflows.reporting import (
     training_record,
     training_summary,
 )
-from workflows.runner import MonitoringOutcome, TrainingOutcome, redeploy_if_serving, run_monitoring, run_training
+from workflows.runner import (
+    MonitoringOutcome,
+    TrainingOutcome,
+    on_spark,
+    redeploy_if_serving,
+    run_monitoring,
+    run_training,
+)
 from workflows.served import served_batch
 
 Say = Callable[[str], None]
@@ -79,18 +86,46 @@ def monitor_retrain_redeploy(
 
 
 def retraining_data(
-    config: RunConfig, batch_path: str, window_days: int, end: pd.Timestamp | None = None
+    config: RunConfig,
+    batch_path: str,
+    window_days: int,
+    end: pd.Timestamp | None = None,
+    spark: SparkConfig | None = None,
 ) -> tuple[Path, RetrainingSet]:
     """The newest labelled data for retraining (`lifecycle.windows.retraining_set`), written to the state folder
-    as a CSV; returns its path and what it is made of."""
-    table, made_of = retraining_set(
-        read_table(config.dataset.path), read_table(batch_path, allow_empty=True), config.dataset, window_days, end
-    )
+    as a CSV; returns its path and what it is made of. With `spark` (a batch monitored on Spark), the batch is not
+    read whole: a seeded sample of `spark.retrain_sample_rows` of its rows is drawn on the cluster."""
+    if spark is None:
+        batch, sampled = read_table(batch_path, allow_empty=True), None
+    else:
+        batch, rows = sampled_batch(config.model.name, batch_path, spark)
+        sampled = (len(batch), rows)
+    table, made_of = retraining_set(read_table(config.dataset.path), batch, config.dataset, window_days, end)
+    made_of.batch_sample = sampled
     folder = state_dir() / "retraining"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{config.model.name}-{pd.Timestamp.now():%Y%m%d-%H%M%S-%f}.csv"
     table.to_csv(path, index=False)
     return path, made_of
+
+
+def sampled_batch(model_name: str, batch_path: str, spark: SparkConfig) -> tuple[pd.DataFrame, int]:
+    """A seeded sample of a large batch, drawn on the Spark cluster (read with the production model's CSV format),
+    and the batch's row count."""
+    from zenml.client import Client
+
+    from lifecycle.batch_statistics import batch_sample
+    from lifecycle.model_versions import loaded_artifact
+    from lifecycle.names import FEATURE_SCHEMA
+    from lifecycle.spark_engine import spark_session, stop_session
+    from workflows.spark_cluster import master_url
+
+    schema = loaded_artifact(Client().get_model_version(model_name, "production"), FEATURE_SCHEMA)
+    session = spark_session(master_url(spark), spark, app_name="retraining-sample")
+    try:
+        return batch_sample(session, batch_path, schema, spark.retrain_sample_rows, spark.monitor_sample_seed)
+    finally:
+        stop_session(session)
 
 
 def served_batch_path(
@@ -118,7 +153,8 @@ def monitor_production(
     training data and the batch, and a promoted model replaces the model's server when one serves it here."""
 
     def retraining() -> tuple[RunConfig, str]:
-        data, made_of = retraining_data(config, batch_path, monitoring.policy.retrain_window_days)
+        window = monitoring.policy.retrain_window_days
+        data, made_of = retraining_data(config, batch_path, window, spark=on_spark(batch_path))
         dataset = config.dataset.model_copy(update={"path": str(data)})
         return config.model_copy(update={"dataset": dataset}), f"{made_of.describe()} ({data})"
 

@@ -228,8 +228,8 @@ def sampled_report_header(html: str, sample_rows: int, rows: int) -> str:
     """The sample's Evidently report, saying what it is and where the decision's figures come from."""
     note = (
         f'<div style="padding:8px;background:#fff3cd"><b>Evidently report on a seeded sample of {sample_rows} of '
-        f"{rows} rows.</b> The batch check and the drift verdicts the decision uses (Wasserstein, Jensen-Shannon) "
-        "are computed on Spark over the whole batch (the JSON summary); performance figures are the sample's.</div>"
+        f"{rows} rows.</b> The batch check and the drift tests the decision uses are computed on Spark over the "
+        "whole batch (the JSON summary); performance figures are the sample's.</div>"
     )
     return html.replace("<body>", "<body>" + note, 1) if "<body>" in html else note + html
 

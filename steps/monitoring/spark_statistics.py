@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 from zenml import log_metadata, step
 
-from lifecycle.batch_statistics import ColumnCounts, drift_from_counts, seeded_sample, statistics_on_spark
+from lifecycle.batch_statistics import ColumnCounts, SecondPass, drift_from_counts, seeded_sample, statistics_on_spark
 from lifecycle.config import MonitoringPolicy, SparkConfig
 from lifecycle.monitoring import BatchCheck, DriftSummary
 from lifecycle.names import BATCH_COUNTS, BATCH_SAMPLE, DRIFT_SUMMARY, WHOLE_BATCH_CHECK
@@ -21,11 +21,12 @@ def batch_statistics_on_spark(
     Annotated[dict[str, Any], BATCH_COUNTS],
 ]:
     """Drive two passes over the whole batch on the cluster (the batch check per slice, added up; per-column
-    counts and histograms), and draw a seeded sample for the Evidently report and the performance figures."""
+    counts, then histograms or counts at the reference's values), and draw a seeded sample for the Evidently
+    report and the performance figures."""
     settings = SparkConfig(**spark)
     session = spark_session(master_url, settings, app_name="monitor")
     try:
-        check, columns, histograms, edges, frame, kind, header = statistics_on_spark(
+        check, columns, second, frame, kind, header = statistics_on_spark(
             session, batch_path, feature_schema, train_set, settings.histogram_bins
         )
         sample = seeded_sample(
@@ -44,8 +45,7 @@ def batch_statistics_on_spark(
         "rows": check.rows,
         "sample_rows": len(sample),
         "columns": {c: {**v.__dict__, "low": _finite(v.low), "high": _finite(v.high)} for c, v in columns.items()},
-        "histograms": histograms,
-        "edges": {c: e.tolist() for c, e in edges.items()},
+        "second_pass": second.as_dict(),
     }
     log_metadata(metadata={"rows": check.rows, "sample_rows": len(sample), "master_url": master_url})
     return check, sample, counts
@@ -59,13 +59,12 @@ def whole_batch_drift(
     sample_drift: DriftSummary,
     policy: MonitoringPolicy,
 ) -> Annotated[DriftSummary, DRIFT_SUMMARY]:
-    """The drift verdicts over the whole batch from its counts (the sample's for tests that need raw values)."""
+    """The drift verdicts over the whole batch from its counts (the sample's only for a column they cannot judge)."""
     summary = drift_from_counts(
         train_set,
         feature_schema,
         {c: ColumnCounts(**v) for c, v in batch_counts["columns"].items()},
-        batch_counts["histograms"],
-        {c: np.asarray(e) for c, e in batch_counts["edges"].items()},
+        SecondPass.from_dict(batch_counts["second_pass"]),
         batch_counts["rows"],
         policy.min_rows_for_drift,
         sample_drift,
