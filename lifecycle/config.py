@@ -475,6 +475,8 @@ class FollowConfig(_Strict):
 
     poll_seconds: float = Field(2.0, gt=0)  # how often the store is asked which version is production
     report: bool = True  # write what serves here onto the version in the store (`--wait-served` reads it)
+
+
 class CanaryConfig(_Strict):
     """`deploy --canary N --judge`: how a canary is judged against production (configs/deployment.yaml)."""
 
