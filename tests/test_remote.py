@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT, run_cli
+from conftest import PROJECT_ROOT, run_cli
 
 pytestmark = [pytest.mark.remote, pytest.mark.integration]
 

@@ -230,7 +230,7 @@ class StoreCredentials:
     @classmethod
     def kept_in(cls, path: Path) -> StoreCredentials:
         if not path.is_file():
-            made = {"access_key": "mlops" + secrets.token_hex(6), "secret_key": secrets.token_urlsafe(24)}
+            made = {"access_key": secrets.token_hex(8), "secret_key": secrets.token_urlsafe(24)}
             atomic_write_text(path, json.dumps(made), mode=0o600)
         return cls(**json.loads(path.read_text()))
 
