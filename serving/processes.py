@@ -158,7 +158,11 @@ def listening_pids(port: int) -> set[int]:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on the port now. Like the servers themselves (uvicorn, nginx), the probe
+    allows address reuse: a server that just stopped leaves its closed connections in TIME_WAIT for a minute,
+    which must not make its own port look taken when it starts again."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PROJECT_ROOT, run_cli
 
 pytestmark = [pytest.mark.remote, pytest.mark.integration]
