@@ -23,7 +23,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-canary test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down follow clean
+.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-canary test-follow test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down follow clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -89,7 +89,11 @@ test-fast: setup
 
 # The two-client promotion race through a live ZenML server, ten rounds.
 test-team: setup
-	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest -m team tests/test_team.py $(PYTEST_ARGS)
+	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest -m "team and not follow" tests/test_team.py $(PYTEST_ARGS)
+
+# A serving machine's follower through another client's promote and rollback, and a store outage (not yet in CI).
+test-follow: setup
+	MLOPS_TEAM_RACE_ROUNDS=2 $(PY) -m pytest -m team tests/test_team.py $(PYTEST_ARGS)
 
 # Promote, rollback and deploy started together, twenty rounds (`make test-e2e` runs three); about 15 minutes.
 test-race: setup

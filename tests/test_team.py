@@ -239,6 +239,7 @@ def test_a_second_checkout_never_rewrites_the_team_servers_components(servers, t
     assert component("mlflow_tracker") == []  # no checkout's SQLite database on the team's server
 
 
+@pytest.mark.follow
 def test_a_follower_keeps_its_front_door_on_production_through_another_clients_releases(servers, tmp_path):
     """`serve --follow` on a serving machine (a client of its own) with the team's store as the source of truth:
     a second client promotes (a new server) and rolls back (the warm standby), each with `--wait-served`; the
