@@ -156,6 +156,7 @@ def test_the_workflows_commands_pass_here_in_order(zenml_client, bike_slice, tmp
         "inputs.model-name": MODEL,
         "inputs.version": "",
         "inputs.stack": "default",
+        "inputs.wait-served": "0",
     }
 
     assert run_job("candidate.yml", "checks", context, tmp_path) == ""
