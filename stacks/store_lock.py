@@ -39,12 +39,11 @@ def _age_seconds(created: datetime | None, now: datetime) -> float:
 
 
 def lock_holder(client: Any, tag_name: str) -> Any | None:
-    """The tag holding the lock `tag_name`, by its exact name, or None. (ZenML's `get_tag` falls back to a name
-    prefix: the lock of model `a` would find, and might break as stale, the lock of model `a_b`.)"""
-    try:
-        return client.get_tag(tag_name, allow_name_prefix_match=False)
-    except KeyError:
-        return None
+    """The tag holding the lock `tag_name`, by its exact name, or None. Listed rather than fetched: ZenML's
+    `get_tag` falls back to a name prefix (the lock of model `a` would find the lock of model `a_b`), and it
+    counts and then reads in two queries, so a lock released in between made it fail with an IndexError."""
+    page = client.list_tags(name=f"equals:{tag_name}", size=1)
+    return page.items[0] if page.items else None
 
 
 @contextlib.contextmanager
