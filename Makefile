@@ -14,6 +14,8 @@ CLUSTER_INSTALLED := $(CLUSTER_VENV)/.installed
 AUTOML_INSTALLED := $(VENV)/.installed-automl
 # The `remote` extra (SeaweedFS, ZenML's s3 integration, paramiko) in .venv, for the remote set-up.
 REMOTE_INSTALLED := $(VENV)/.installed-remote
+# The `s3` extra (ZenML's s3 integration) in .venv, for the `team_s3` stack.
+S3_INSTALLED := $(VENV)/.installed-s3
 # The Debian packages the remote set-up runs (the engine, the registry, the base image's maker).
 REMOTE_DEBS := docker.io docker-registry debootstrap
 
@@ -23,7 +25,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env automl-env test-automl run test test-template test-fast test-e2e test-team test-race test-canary test-follow test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down follow clean
+.PHONY: setup cluster-env automl-env s3-env test-automl run test test-template test-fast test-e2e test-team test-race test-canary test-follow test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down follow clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -88,11 +90,12 @@ test-fast: setup
 	$(PY) -m pytest -m "not integration and not automl and not remote and not canary" $(PYTEST_ARGS)
 
 # The two-client promotion race through a live ZenML server, ten rounds.
-test-team: setup
+# The `team_s3` stack's test starts an object store (SeaweedFS, the `remote` extra).
+test-team: setup $(REMOTE_INSTALLED)
 	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest -m "team and not follow" tests/test_team.py $(PYTEST_ARGS)
 
 # A serving machine's follower through another client's promote and rollback, and a store outage (not yet in CI).
-test-follow: setup
+test-follow: setup $(REMOTE_INSTALLED)
 	MLOPS_TEAM_RACE_ROUNDS=2 $(PY) -m pytest -m team tests/test_team.py $(PYTEST_ARGS)
 
 # Promote, rollback and deploy started together, twenty rounds (`make test-e2e` runs three); about 15 minutes.
@@ -107,6 +110,14 @@ test-canary: setup
 # shared by the suite's tests.
 test-automl: automl-env
 	$(PY) -m pytest -m automl $(PYTEST_ARGS)
+
+$(S3_INSTALLED): $(INSTALLED)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[s3]'
+	touch $@
+
+# ZenML's s3 integration, for the `team_s3` stack (stacks/team_s3.yaml): the workflows install it on a team whose
+# artifacts are in a bucket.
+s3-env: $(S3_INSTALLED)
 
 $(REMOTE_INSTALLED): $(INSTALLED)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,spark,remote]'
@@ -148,8 +159,9 @@ dashboard: setup
 dashboard-stop: setup
 	$(PY) run.py dashboard --stop
 
-# A ZenML server and an MLflow server on 127.0.0.1 (ports 8238 and 5000), to try the shared set-up of a team.
-team-up: setup
+# A ZenML server and an MLflow server on 127.0.0.1 (ports 8238 and 5000), to try the shared set-up of a team;
+# ARGS=--object-store adds an S3 object store for every artifact (the `team_s3` stack; the `remote` extra).
+team-up: setup $(if $(findstring --object-store,$(ARGS)),$(REMOTE_INSTALLED))
 	$(PY) run.py team up $(ARGS)
 
 team-down: setup

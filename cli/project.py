@@ -69,8 +69,15 @@ def dashboard(config_path: str, model_name: str | None, port: int, stop: bool) -
     help="The environment the servers run in (up), e.g. .venv-cluster/bin/python: a ZenML server that is to "
     "register the cluster stacks needs their integrations (`make cluster-env`).",
 )
+@click.option(
+    "--object-store",
+    is_flag=True,
+    help="Also start an S3 object store (SeaweedFS, the `remote` extra) and keep every artifact in its bucket: "
+    "the `team_s3` stack, for clients that share no disk (up).",
+)
+@click.option("--s3-port", type=int, default=9446, show_default=True, help="S3 port of the object store (up).")
 @reports_errors
-def team(action: str, zenml_port: int, mlflow_port: int, python: str) -> None:
+def team(action: str, zenml_port: int, mlflow_port: int, python: str, object_store: bool, s3_port: int) -> None:
     """Start (up) or stop (down) a ZenML server and an MLflow server on 127.0.0.1, to try the shared set-up
     a team uses (their data stays in .state/team/); `up` prints what a client exports to use them."""
     from workflows import team as team_servers
@@ -79,7 +86,8 @@ def team(action: str, zenml_port: int, mlflow_port: int, python: str) -> None:
         stopped = team_servers.down()
         click.echo("stopped: " + (", ".join(stopped) or "nothing was running"))
         return
-    started = team_servers.up(zenml_port=zenml_port, mlflow_port=mlflow_port, python=python)
+    store = team_servers.object_store_config(s3_port) if object_store else None
+    started = team_servers.up(zenml_port=zenml_port, mlflow_port=mlflow_port, python=python, object_store=store)
     click.echo(team_servers.describe(started))
 
 

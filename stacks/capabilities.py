@@ -149,6 +149,11 @@ def missing_integration_error(stack_name: str, flavor: str, kind: str) -> StackE
             "installed in this environment. Fix: `make cluster-env` makes .venv-cluster, an environment with the "
             f"cluster integrations; run the command there (`.venv-cluster/bin/python run.py ...`)."
         )
+    if integration == "s3":
+        return StackError(
+            f"stack `{stack_name}` needs the `{flavor}` {kind}, whose ZenML integration `s3` is not installed in "
+            "this environment. Fix: `make s3-env` (pip install -c constraints.txt -e '.[s3]')."
+        )
     return StackError(
         f"stack `{stack_name}` needs the `{flavor}` {kind}, whose ZenML integration `{integration}` is not "
         f"installed in this environment. Fix: `make setup` installs this project's integrations; for others run "

@@ -306,7 +306,7 @@ def test_production_jobs_take_the_team_settings_and_run_on_the_team_stack(name):
     """Each job of the `production` environment: checks the approval gate first, takes every team setting from
     the environment's secrets and variables (docs/stacks-and-teams.md's table), registers the team's stack when
     they are set, and runs every command on the stack that step chose."""
-    from workflows.github_ci import TEAM_SETTINGS
+    from workflows.github_ci import S3_SETTINGS, TEAM_SETTINGS
 
     spec = yaml.safe_load(WORKFLOW_TEXTS[name])
     jobs = production_jobs(spec)
@@ -317,11 +317,15 @@ def test_production_jobs_take_the_team_settings_and_run_on_the_team_stack(name):
         settings = step_running(job, "github_ci team-settings")
         assert names.index(approval["run"]) < names.index(settings["run"]), f"{job_name}: approval first"
         assert job["permissions"] == {"contents": "read", "actions": "read"}, job_name
-        for setting, kind, _ in TEAM_SETTINGS:
+        for setting, kind, _ in TEAM_SETTINGS + S3_SETTINGS:
             where = "secrets" if kind == "secret" else "vars"
             assert settings["env"].get(setting) == f"${{{{ {where}.{setting} }}}}", f"{job_name}: {setting}"
+        # the team's stack as team-settings chose it (`team`, or `team_s3` with its integration installed first)
         register = step_running(job, "stacks up")
-        assert 'if [ "$TEAM_SETTINGS" = team ]' in register["run"] and "run.py stacks up team" in register["run"]
+        assert 'if [ "$TEAM_SETTINGS" = team ]' in register["run"] and 'stacks up "$TEAM_STACK"' in register["run"]
+        setup = step_running(job, "make setup")
+        assert 'if [ "${TEAM_STACK:-}" = team_s3 ]; then make s3-env; fi' in setup["run"], job_name
+        assert names.index(settings["run"]) < names.index(setup["run"]) < names.index(register["run"]), job_name
         commands = [
             line
             for step in job["steps"]

