@@ -51,6 +51,7 @@ class Check:
     limit: float | None  # the canary's largest allowed value (or, for a test, the smallest allowed p-value)
     passed: bool
     note: str = ""
+    tested: bool = True  # False: too few rows to compare (it passes, but is no evidence for a promotion)
 
     def text(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
@@ -213,6 +214,7 @@ def compare_arms(
                 True,
                 f"not tested: {len(canary.predictions)} canary and {len(production.predictions)} production rows "
                 f"logged, {rows} needed in each",
+                tested=False,
             )
         )
     least = settings.min_labelled_rows
@@ -248,6 +250,7 @@ def compare_arms(
                 True,
                 f"not compared: {len(canary.labels)} canary and {len(production.labels)} production rows labelled, "
                 f"{least} needed in each",
+                tested=False,
             )
         )
     return checks
@@ -266,7 +269,10 @@ def judge_canary(
       (too little traffic to judge: production keeps it all);
     - any check failed: end it;
     - every check passed and the window is complete (`window_requests` canary requests, or `window_minutes`):
-      promote (the promotion rule and its gates still have their say);
+      promote (the promotion rule and its gates still have their say) — provided the evidence is there: the
+      arms' predictions were compared (the prediction log holds enough of their rows) and, with
+      `require_labels`, their labelled errors too; else keep watching for it, and end the canary once
+      `give_up_minutes` have passed (it could not be judged: production keeps the traffic);
     - otherwise keep watching."""
     total = canary.requests + production.requests
     share = 100.0 * canary.requests / total if total else 0.0
@@ -291,6 +297,18 @@ def judge_canary(
             if canary.requests >= settings.window_requests
             else f"{elapsed_minutes:.1f} min"
         )
+        needed = {"prediction distribution"} | ({"labelled error"} if settings.require_labels else set())
+        missing = [c for c in checks if c.name in needed and not c.tested]
+        if missing:
+            lacking = "; ".join(f"{c.name} {c.note}" for c in missing)
+            if elapsed_minutes >= settings.give_up_minutes:
+                return verdict(
+                    "end",
+                    f"could not be judged: every check passed over the window ({window}), but {lacking} "
+                    f"after {elapsed_minutes:.1f} min (give up after {settings.give_up_minutes:g})",
+                    checks,
+                )
+            return verdict("watch", f"window complete ({window}); waiting for the evidence: {lacking}", checks)
         return verdict("promote", f"every check passed over the window ({window})", checks)
     left = f"{canary.requests}/{settings.window_requests} canary requests"
     left += f", {elapsed_minutes:.1f}/{settings.window_minutes:g} min"

@@ -505,6 +505,9 @@ class CanaryConfig(_Strict):
     min_labelled_rows: int = Field(30, ge=1)
     max_labelled_error_ratio: float = Field(1.1, ge=1)
     labelled_alpha: float = Field(0.01, gt=0, lt=1)
+    # True: no promotion before the labelled errors were compared (labels arrive while the canary runs); False:
+    # labels are used where they arrived, and the predictions' distribution is the evidence otherwise.
+    require_labels: bool = False
     # The canary's share of requests may exceed its weight by this many points (the split is random per id).
     share_tolerance: float = Field(5.0, ge=0, le=100)
 

@@ -38,6 +38,7 @@ JUDGING = CanaryConfig(
     poll_seconds=0.5,
     latency_margin_ms=100,  # two shared CPUs: production's own latency jumps; the slow canary is far beyond it
     min_labelled_rows=20,
+    require_labels=True,  # the clients attach labels every second: a verdict waits for them
 )
 SLOW_COPIES = 400  # the slow canary's estimator: version 2's, this many times over (the same answers, slowly)
 

@@ -41,6 +41,27 @@ def test_a_canary_like_production_is_watched_until_its_window_ends_then_promoted
     assert by_time.action == "promote" and "10.5 min" in by_time.reason
 
 
+def test_a_complete_window_without_the_evidence_waits_for_it_then_ends_the_canary():
+    """A window's worth of requests is no promotion while the prediction log lacks the canary's rows (they have
+    not been written, or the server logs elsewhere), nor, with `require_labels`, while labels are missing: the
+    judge waits, and ends the canary once `give_up_minutes` pass (production keeps the traffic)."""
+    unlogged = arm(120, seed=1)
+    unlogged.predictions = unlogged.predictions[:10]  # 120 answered, 10 in the log
+    waiting = verdict(unlogged, arm(1080, seed=2))
+    assert (
+        waiting.action == "watch" and "waiting for the evidence: prediction distribution not tested" in waiting.reason
+    )
+    ended = verdict(unlogged, arm(1080, seed=2), minutes=20.0)
+    assert ended.action == "end" and ended.reason.startswith("could not be judged")
+    unlabelled = verdict(arm(120, seed=1), arm(1080, seed=2), require_labels=True)
+    assert unlabelled.action == "watch" and "labelled error not compared: 0 canary" in unlabelled.reason
+    truth = list(np.random.default_rng(4).normal(100, 30, 40))
+    canary, production = arm(120, seed=1), arm(1080, seed=2)
+    for side in (canary, production):
+        side.labels, side.labelled_predictions = truth, [t + 5 for t in truth]
+    assert verdict(canary, production, require_labels=True).action == "promote"
+
+
 def test_no_verdict_before_min_requests_and_the_canary_ends_when_traffic_never_comes():
     assert verdict(arm(29, errors=29), arm(300), minutes=5).action == "watch"  # even all failed: too few yet
     ended = verdict(arm(12), arm(100), minutes=20.0)
