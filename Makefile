@@ -81,9 +81,9 @@ test-template: setup
 
 # The long end-to-end journeys: a generated project's own tests, the backend comparison, the CLI on every stack,
 # the shared MLflow server, the release flow and the release race (three rounds), the shipped CI workflows' commands,
-# the monitoring replay.
+# the monitoring replay, and the judged canaries on every backend (tests/test_canary.py, also `make test-canary`).
 test-e2e: setup
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m e2e $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "e2e or canary" $(PYTEST_ARGS)
 
 # Unit and in-process tests only: no server, no stack switch, no comparison (the loop while changing code).
 test-fast: setup
@@ -92,9 +92,10 @@ test-fast: setup
 # The two-client promotion race through a live ZenML server, ten rounds.
 # The `team_s3` stack's test starts an object store (SeaweedFS, the `remote` extra).
 test-team: setup $(REMOTE_INSTALLED)
-	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest -m "team and not follow" tests/test_team.py $(PYTEST_ARGS)
+	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest -m team tests/test_team.py $(PYTEST_ARGS)
 
-# A serving machine's follower through another client's promote and rollback, and a store outage (not yet in CI).
+# The team suite with two race rounds: quicker, for a serving machine's follower (through another client's promote
+# and rollback, and a store outage) and the team_s3 stack.
 test-follow: setup $(REMOTE_INSTALLED)
 	MLOPS_TEAM_RACE_ROUNDS=2 $(PY) -m pytest -m team tests/test_team.py $(PYTEST_ARGS)
 

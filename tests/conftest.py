@@ -148,6 +148,7 @@ LONGEST_FIRST = [
     "test_deployment.py",
     "test_release_race.py",
     "test_release.py",
+    "test_canary.py",
     "test_compare.py",
     "test_production_loop.py",
     "test_stacks.py",

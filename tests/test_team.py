@@ -329,7 +329,7 @@ def test_a_follower_keeps_its_front_door_on_production_through_another_clients_r
     a second client promotes (a new server) and rolls back (the warm standby), each with `--wait-served`; the
     follower's front door answers each new production version, a client holding it loses no request; while the
     store is down, the door keeps answering and the follower says so once. Needs the versions the race above
-    trained. Costs about N s (measured: see docs/development.md)."""
+    trained. About 2 minutes (the follower's first deploy, a promote, a rollback, a store restart)."""
     import threading
     import time
 
