@@ -149,6 +149,7 @@ def test_the_workflows_commands_pass_here_in_order(zenml_client, bike_slice, tmp
         "secrets.AWS_SECRET_ACCESS_KEY": "",
         "vars.AWS_DEFAULT_REGION": "",
         "vars.AWS_ENDPOINT_URL": "",
+        "vars.TEAM_S3_ENDPOINT": "",
         "vars.TRAINING_CONFIG": str(tmp_path / "training.yaml"),
         "vars.MODEL_NAME": MODEL,
         "vars.MONITOR_BATCH": str(batch),
