@@ -1,0 +1,90 @@
+"""ZenML 0.98 rewrites its configuration files in place: each client start truncates and rewrites the project's
+`.zen/config.yaml`, and the global configuration is written the same way. A second ZenML process that reads the
+file between the truncation and the write gets an empty file and fails ("'NoneType' object has no attribute
+'update'"), or, for the global configuration, starts over from an empty one. This project runs ZenML processes side
+by side (a promote beside the follower, a canary judge beside a deploy, the release commands of a team), so
+`make_zenml_config_writes_atomic` replaces ZenML's YAML writer with one that writes a temporary file in the same
+folder and renames it over the old one: a reader sees the old file or the new one, never half of one.
+
+ZenML is not imported here (it takes seconds): the writer is replaced when ZenML first imports its YAML helpers.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import tempfile
+from types import ModuleType
+from typing import Any
+
+YAML_HELPERS = "zenml.utils.yaml_utils"
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """`text` into `path` by a rename within its folder: readers never see a partial file. An existing file keeps
+    its permissions; a new one gets the ones the process's umask gives."""
+    folder = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _patch(yaml_utils: ModuleType) -> None:
+    if getattr(yaml_utils.write_yaml, "writes_atomically", False):
+        return
+    in_place = yaml_utils.write_yaml
+
+    def write_yaml(file_path: str, contents: Any, sort_keys: bool = True) -> None:
+        local = not yaml_utils.io_utils.is_remote(file_path)
+        if not local or not os.path.isdir(os.path.dirname(os.path.abspath(file_path))):
+            in_place(file_path, contents, sort_keys=sort_keys)  # remote, or ZenML's own missing-folder error
+            return
+        write_text_atomically(file_path, yaml_utils.yaml.dump(contents, sort_keys=sort_keys))
+
+    write_yaml.writes_atomically = True  # type: ignore[attr-defined]
+    yaml_utils.write_yaml = write_yaml
+
+
+class _PatchWhenImported(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when ZenML's YAML helpers are imported, it has the real loader run them and then
+    replaces their writer."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name != YAML_HELPERS:
+            return None
+        sys.meta_path.remove(self)  # once is enough, and the real finders must answer
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run_module = spec.loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run_module(module)
+            _patch(module)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def make_zenml_config_writes_atomic() -> None:
+    """Replace ZenML's YAML writer now if ZenML is loaded, else as soon as it is."""
+    if YAML_HELPERS in sys.modules:
+        _patch(sys.modules[YAML_HELPERS])
+    elif not any(isinstance(finder, _PatchWhenImported) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchWhenImported())
