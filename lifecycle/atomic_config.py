@@ -16,33 +16,21 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-import tempfile
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 YAML_HELPERS = "zenml.utils.yaml_utils"
 
 
-def write_text_atomically(path: str, text: str) -> None:
-    """`text` into `path` by a rename within its folder: readers never see a partial file. An existing file keeps
-    its permissions; a new one gets the ones the process's umask gives."""
-    folder = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+def file_mode_for(path: str) -> int:
+    """The permissions an existing file has, or those the process's umask gives a new one."""
     try:
-        with os.fdopen(descriptor, "w") as file:
-            file.write(text)
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _patch(yaml_utils: ModuleType) -> None:
@@ -55,7 +43,10 @@ def _patch(yaml_utils: ModuleType) -> None:
         if not local or not os.path.isdir(os.path.dirname(os.path.abspath(file_path))):
             in_place(file_path, contents, sort_keys=sort_keys)  # remote, or ZenML's own missing-folder error
             return
-        write_text_atomically(file_path, yaml_utils.yaml.dump(contents, sort_keys=sort_keys))
+        from lifecycle.project_state import atomic_write_text  # it imports lifecycle.environment, which imports this
+
+        text = yaml_utils.yaml.dump(contents, sort_keys=sort_keys)
+        atomic_write_text(Path(file_path), text, file_mode_for(file_path))
 
     write_yaml.writes_atomically = True  # type: ignore[attr-defined]
     yaml_utils.write_yaml = write_yaml

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from lifecycle.atomic_config import write_text_atomically
+from lifecycle.atomic_config import make_zenml_config_writes_atomic
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,9 +62,13 @@ def test_without_atomic_writes_the_same_race_fails(tmp_path):
     assert sum(race(tmp_path / "config.yaml", "in-place", seconds=10)) > 0
 
 
-def test_an_atomic_write_keeps_the_files_permissions(tmp_path):
+def test_zenmls_writer_keeps_the_files_permissions(tmp_path):
+    make_zenml_config_writes_atomic()
+    from zenml.utils import yaml_utils
+
     path = tmp_path / "config.yaml"
     path.write_text("old: 1\n")
     path.chmod(0o600)
-    write_text_atomically(str(path), "new: 2\n")
+    yaml_utils.write_yaml(str(path), {"new": 2})
     assert path.read_text() == "new: 2\n" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert getattr(yaml_utils.write_yaml, "writes_atomically", False)
