@@ -34,9 +34,9 @@ def file_mode_for(path: str) -> int:
 
 
 def _patch(yaml_utils: ModuleType) -> None:
-    if getattr(yaml_utils.write_yaml, "writes_atomically", False):
+    in_place = getattr(yaml_utils, "write_yaml")  # noqa: B009 (a module attribute the type checker cannot see)
+    if getattr(in_place, "writes_atomically", False):
         return
-    in_place = yaml_utils.write_yaml
 
     def write_yaml(file_path: str, contents: Any, sort_keys: bool = True) -> None:
         local = not yaml_utils.io_utils.is_remote(file_path)
@@ -49,7 +49,7 @@ def _patch(yaml_utils: ModuleType) -> None:
         atomic_write_text(Path(file_path), text, file_mode_for(file_path))
 
     write_yaml.writes_atomically = True  # type: ignore[attr-defined]
-    yaml_utils.write_yaml = write_yaml
+    setattr(yaml_utils, "write_yaml", write_yaml)  # noqa: B010
 
 
 class _PatchWhenImported(importlib.abc.MetaPathFinder):
