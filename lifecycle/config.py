@@ -694,6 +694,17 @@ class RemoteImageConfig(_Strict):
     debootstrap_timeout: int = Field(900, ge=60)
 
 
+class RemoteNodesConfig(_Strict):
+    """The nodes of the `remote` stack: containers with their own engine and sshd (workflows/remote_nodes.py)."""
+
+    count: int = Field(0, ge=0, le=8)
+    ssh_port: int = Field(2232, ge=1, le=65527)  # node i listens on ssh_port + i - 1
+    # Folders every node sees at the same path, read-only (a cluster's shared file system): a run's input files
+    # must be in one. Relative paths are from the project root.
+    shared_folders: list[str] = Field(default_factory=lambda: ["."])
+    startup_timeout: int = Field(120, ge=1)
+
+
 class RemoteConfig(_Strict):
     """The remote set-up on this machine (configs/remote.yaml): `python run.py cluster up | status | down`."""
 
@@ -704,7 +715,7 @@ class RemoteConfig(_Strict):
     object_store: ObjectStoreConfig = Field(default_factory=ObjectStoreConfig)
     servers: RemoteServersConfig = Field(default_factory=RemoteServersConfig)
     image: RemoteImageConfig = Field(default_factory=RemoteImageConfig)
-    nodes: int = Field(0, ge=0, le=8)
+    nodes: RemoteNodesConfig = Field(default_factory=RemoteNodesConfig)
 
     _host = field_validator("host")(_loopback_host)
 
@@ -714,6 +725,7 @@ class RemoteConfig(_Strict):
         ports = [self.registry.port, store.master_port, store.volume_port, store.filer_port, store.s3_port]
         ports += [port + 10000 for port in (store.master_port, store.volume_port, store.filer_port)]  # gRPC
         ports += [self.servers.zenml_port, self.servers.mlflow_port]
+        ports += [self.nodes.ssh_port + index for index in range(self.nodes.count)]
         if len(ports) != len(set(ports)):
             raise ValueError(
                 "two parts of the remote set-up share a port (the object store's gRPC ports are its master, "

@@ -9,8 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lifecycle.atomic_config import make_zenml_config_writes_atomic
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 QUIET_OFFLINE = {
@@ -86,7 +84,6 @@ def configure_environment() -> None:
     """Apply the quiet, offline defaults without overriding what the user exported."""
     for name, value in QUIET_OFFLINE.items():
         os.environ.setdefault(name, value)
-    make_zenml_config_writes_atomic()  # several ZenML processes share one configuration file
     # Colour codes only on a terminal (a CI log or a captured output gets plain text), and never with NO_COLOR.
     if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
         os.environ.setdefault("ZENML_LOGGING_COLORS_DISABLED", "true")

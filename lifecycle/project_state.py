@@ -15,11 +15,11 @@ import contextlib
 import json
 import os
 import stat
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lifecycle.atomic_files import atomic_write_text
 from lifecycle.config import RunConfig
 from lifecycle.environment import state_dir
 from lifecycle.errors import LifecycleError
@@ -27,31 +27,6 @@ from lifecycle.errors import LifecycleError
 
 def _folder() -> Path:
     return state_dir() / "models"
-
-
-def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace `path` with `text` whole or not at all, even across a crash or power loss: a temporary file in
-    the same folder (created `mode`), flushed to disk, renamed over `path`, and the rename flushed too. A reader
-    sees the old file or the new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def write_json(path: Path, content: Any) -> None:

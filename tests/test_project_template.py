@@ -21,11 +21,12 @@ from lifecycle.project_template import read_sample, scaled_windows, time_grain_d
 
 
 def project_with(tmp_path: Path) -> Path:
-    """The files the check needs, as in a generated project: itself and configs/monitoring.yaml."""
+    """The files the check needs, as in a generated project: itself (with the package's init and the one module
+    that imports) and configs/monitoring.yaml."""
     project = tmp_path / "project"
     (project / "lifecycle").mkdir(parents=True)
     (project / "configs").mkdir()
-    for name in ("__init__.py", "project_template.py"):
+    for name in ("__init__.py", "atomic_files.py", "project_template.py"):
         shutil.copy(PROJECT_ROOT / "lifecycle" / name, project / "lifecycle" / name)
     shutil.copy(PROJECT_ROOT / "configs" / "monitoring.yaml", project / "configs" / "monitoring.yaml")
     return project

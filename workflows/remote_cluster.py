@@ -22,53 +22,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from lifecycle.config import DEFAULT_REMOTE_CONFIG, RemoteConfig
 from lifecycle.environment import state_dir
-from lifecycle.errors import LifecycleError
 from lifecycle.project_state import atomic_write_text, private_folder, write_json
 from serving.processes import process_tree, server_alive, stop_process
 from workflows import object_store
+from workflows.remote_engine import ENGINE_FLAGS, INSTALL_HINT, Cluster, ClusterFailed, docker
 from workflows.spark_cluster import port_free
 
-INSTALL_HINT = "apt-get install docker.io docker-registry debootstrap"
-ENGINE_FLAGS = [
-    # No bridge, no NAT, no forwarding, no iptables rules: containers use the host's (loopback) network.
-    "--iptables=false",
-    "--ip6tables=false",
-    "--bridge=none",
-    "--ip-forward=false",
-    "--ip-masq=false",
-    "--userland-proxy=false",
-    "--host-gateway-ip=127.0.0.1",
-]
-
-
-class ClusterFailed(LifecycleError):
-    """The remote set-up could not be started, reached or stopped."""
-
-
-@dataclass
-class Cluster:
-    root: str
-    docker_host: str
-    registry: str  # host:port, what image names start with
-    s3_endpoint: str
-    bucket: str
-    zenml_url: str
-    mlflow_url: str
-    engine_pid: int = 0
-    registry_pid: int = 0
-    store_pid: int = 0
-    cgroup_parent: str = ""
-    ports: list[int] = field(default_factory=list)
-    config_path: str = ""  # the configs/remote.yaml it was started from (the runs read the same)
-    base_image: dict = field(default_factory=dict)  # the step image's base: reference, built now?, seconds
-
-    def pids(self) -> dict[str, int]:
-        return {"engine": self.engine_pid, "registry": self.registry_pid, "object store": self.store_pid}
+__all__ = ["ENGINE_FLAGS", "INSTALL_HINT", "Cluster", "ClusterFailed", "docker"]  # with the functions below
 
 
 def cluster_root(config: RemoteConfig) -> Path:
@@ -107,8 +72,10 @@ def _cgroup_parent(root: Path) -> str:
 
 
 def planned_ports(config: RemoteConfig) -> list[int]:
+    from workflows.remote_nodes import node_ports
+
     ports = [config.registry.port, *object_store.ports(config.object_store)]
-    return ports + [config.servers.zenml_port, config.servers.mlflow_port]
+    return ports + [config.servers.zenml_port, config.servers.mlflow_port] + node_ports(config)
 
 
 def running(config: RemoteConfig) -> Cluster | None:
@@ -118,9 +85,11 @@ def running(config: RemoteConfig) -> Cluster | None:
         return None
     known = Cluster(**json.loads(record.read_text()))
     from workflows import team
+    from workflows.remote_nodes import nodes_running
 
     servers_up = team.running(Path(known.root) / "team") is not None
-    return known if servers_up and all(server_alive(pid) for pid in known.pids().values()) else None
+    processes_up = servers_up and all(server_alive(pid) for pid in known.pids().values())
+    return known if processes_up and nodes_running(known, config) else None
 
 
 def _spawn(command: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -144,15 +113,6 @@ def _wait(check, process: subprocess.Popen, log: Path, timeout: float, what: str
             tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-8:]) if log.is_file() else ""
             raise ClusterFailed(f"the {what} did not start (log {log}):\n{tail}")
         time.sleep(0.3)
-
-
-def docker(docker_host: str, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """The Docker CLI against the project's engine."""
-    env = {**os.environ, "DOCKER_HOST": docker_host}
-    result = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise ClusterFailed(f"`docker {' '.join(args)}` failed: {(result.stderr or result.stdout).strip()[-800:]}")
-    return result
 
 
 def _start_engine(root: Path, config: RemoteConfig, tools: dict[str, str], cluster: Cluster) -> None:
@@ -233,8 +193,16 @@ def environment(cluster: Cluster) -> dict[str, str]:
 
     servers = team.running(Path(cluster.root) / "team")
     exports = servers.environment() if servers else {}
-    exports.pop("TEAM_ARTIFACT_STORE", None)
+    # The serving machine's stack (stacks/team_s3.yaml: this machine's orchestrator and deployer) on the same
+    # store, bucket and MLflow: where a model trained on the nodes is served.
+    exports["TEAM_ARTIFACT_STORE"] = f"s3://{cluster.bucket}"
+    exports["TEAM_S3_ENDPOINT"] = cluster.s3_endpoint
+    from lifecycle.config import load_remote_config
+    from workflows.remote_nodes import environment as node_environment
+
+    config = load_remote_config(cluster.config_path or DEFAULT_REMOTE_CONFIG)
     return {
+        **node_environment(cluster, config),
         **exports,
         **store_environment(cluster),
         "DOCKER_HOST": cluster.docker_host,
@@ -346,12 +314,14 @@ def _cgroup_folders(parent: str) -> list[Path]:
 
 
 def _clean_engine_leftovers(root: Path, cluster: Cluster) -> list[str]:
+    from workflows.remote_nodes import node_cgroup_folders
+
     problems = []
     for point in _engine_mounts(root):
         unmounted = subprocess.run(["umount", point], capture_output=True).returncode == 0
         if not unmounted and subprocess.run(["umount", "-l", point], capture_output=True).returncode != 0:
             problems.append(f"mount {point}")
-    for folder in _cgroup_folders(cluster.cgroup_parent):
+    for folder in node_cgroup_folders(cluster) + _cgroup_folders(cluster.cgroup_parent):
         for child in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if child.is_dir():
                 with contextlib.suppress(OSError):  # a cgroup folder holds only its control files
@@ -374,6 +344,10 @@ def down(config: RemoteConfig) -> list[str]:
     if not record.is_file():
         return stopped
     known = Cluster(**json.loads(record.read_text()))
+    if server_alive(known.engine_pid):
+        from workflows.remote_nodes import stop_nodes
+
+        stop_nodes(known, stopped)  # their engines stop their own containers first
     _stop_engine(known, stopped)
     for what, pid in (("object store", known.store_pid), ("registry", known.registry_pid)):
         if server_alive(pid):
@@ -397,6 +371,11 @@ def describe(cluster: Cluster) -> str:
             f"ZenML server: {cluster.zenml_url}; MLflow server: {cluster.mlflow_url} (artifacts in the bucket)",
             f"Steps' base image: {cluster.base_image.get('image', '?')}"
             + (f" (built in {cluster.base_image['seconds']} s)" if cluster.base_image.get("built") else ""),
+            *(
+                [f"Nodes (the `remote` stack): {cluster.nodes['nodes']}, SSH on 127.0.0.1:{cluster.nodes['ports']}"]
+                if cluster.nodes.get("nodes")
+                else []
+            ),
             "Addresses and passwords (0600), for a shell to source:",
             f"  source {shlex.quote(str(env_file))}",
             f"Logs: {Path(cluster.root) / 'logs'}",

@@ -26,7 +26,7 @@ import yaml
 
 from lifecycle.config import PROJECT_ROOT, RemoteConfig
 from lifecycle.errors import LifecycleError
-from workflows.remote_cluster import INSTALL_HINT, Cluster, ClusterFailed, docker
+from workflows.remote_engine import INSTALL_HINT, Cluster, ClusterFailed, docker
 
 CONTAINER_SETTINGS = PROJECT_ROOT / "configs" / "containers.yaml"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -149,8 +149,11 @@ def build_base_image(cluster: Cluster, config: RemoteConfig) -> dict[str, Any]:
 
 def prepare(cluster: Cluster, config: RemoteConfig) -> dict[str, Any]:
     """What `cluster up` makes once the services run: the base image, and the step image's pins file."""
+    from workflows.remote_nodes import start_nodes
+
     made = build_base_image(cluster, config)
     write_requirements(cluster)
+    cluster.nodes = start_nodes(cluster, config, base_reference(cluster, config))
     return made
 
 
@@ -203,8 +206,11 @@ def write_requirements(cluster: Cluster) -> Path:
     return path
 
 
-def container_settings(cluster: Cluster, config: RemoteConfig, path: Path = CONTAINER_SETTINGS) -> dict[str, Any]:
-    """configs/containers.yaml with the set-up's registry and files filled in: ZenML `settings` for a run."""
+def container_settings(
+    cluster: Cluster, config: RemoteConfig, flavor: str = "local_docker", path: Path = CONTAINER_SETTINGS
+) -> dict[str, Any]:
+    """configs/containers.yaml with the set-up's registry and files filled in, for an orchestrator of `flavor`:
+    ZenML `settings` for a run."""
     text = path.read_text()
     text = text.replace("{base_image}", base_reference(cluster, config))
     text = text.replace("{requirements}", str(Path(cluster.root) / "image" / "requirements.txt"))
@@ -215,16 +221,39 @@ def container_settings(cluster: Cluster, config: RemoteConfig, path: Path = CONT
     unknown = set(raw) - {"docker", "orchestrator"}
     if unknown:
         raise LifecycleError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; known: docker, orchestrator.")
-    return raw
+    by_flavor = raw.get("orchestrator") or {}
+    if flavor not in by_flavor:
+        raise LifecycleError(
+            f"{path} has no `orchestrator.{flavor}` section for this stack's orchestrator. Fix: add one "
+            f"(known: {', '.join(sorted(by_flavor))})."
+        )
+    return {**raw, "orchestrator": dict(by_flavor[flavor] or {})}
 
 
-def with_data_mounts(settings: dict[str, Any], data_files: list[str]) -> dict[str, Any]:
+def with_data_mounts(
+    settings: dict[str, Any], data_files: list[str], flavor: str = "local_docker", config: RemoteConfig | None = None
+) -> dict[str, Any]:
     """The folders of the run's input files mounted read-only, at the same paths, in every step's container (the
-    steps on this machine read the same files as on the default stack: same fingerprint, same rows)."""
+    steps read the same files as on the default stack: same fingerprint, same rows). On a node (`ssh`), the files
+    must be in a folder the nodes share (configs/remote.yaml `nodes.shared_folders`)."""
     folders = sorted({str(Path(file).resolve().parent) for file in data_files if file})
     if not folders:
         return settings
     orchestrator = dict(settings.get("orchestrator") or {})
+    if flavor == "ssh":
+        from workflows.remote_nodes import shared_folders, unshared
+
+        shared = shared_folders(config) if config is not None else []
+        outside = unshared([file for file in data_files if file], shared)
+        if outside:
+            raise ClusterFailed(
+                f"{', '.join(outside)} is not in a folder the nodes share ({', '.join(shared) or 'none'}), so no "
+                "step on a node can read it. Fix: move it under one of them, or add its folder to "
+                "`nodes.shared_folders` in configs/remote.yaml and restart the set-up (`python run.py cluster "
+                "down && python run.py cluster up`)."
+            )
+        orchestrator["mounts"] = {**dict(orchestrator.get("mounts") or {}), **{folder: folder for folder in folders}}
+        return {**settings, "orchestrator": orchestrator}
     run_args = dict(orchestrator.get("run_args") or {})
     volumes = dict(run_args.get("volumes") or {})
     volumes.update({folder: {"bind": folder, "mode": "ro"} for folder in folders})
@@ -233,7 +262,9 @@ def with_data_mounts(settings: dict[str, Any], data_files: list[str]) -> dict[st
     return {**settings, "orchestrator": orchestrator}
 
 
-def running_settings(data_files: list[str] | None = None, remote_path: str | Path | None = None) -> dict[str, Any]:
+def running_settings(
+    data_files: list[str] | None = None, remote_path: str | Path | None = None, flavor: str = "local_docker"
+) -> dict[str, Any]:
     """The container settings of the running remote set-up (with the input files' folders mounted), or one line
     saying to start it."""
     from lifecycle.config import DEFAULT_REMOTE_CONFIG, load_remote_config
@@ -252,4 +283,9 @@ def running_settings(data_files: list[str] | None = None, remote_path: str | Pat
             f"`source {Path(cluster.root) / 'remote.env'}` and run again."
         )
     write_requirements(cluster)
-    return with_data_mounts(container_settings(cluster, config), data_files or [])
+    if flavor == "ssh" and config.nodes.count == 0:
+        raise ClusterFailed(
+            "this stack runs steps on the remote set-up's nodes, and it has none (configs/remote.yaml "
+            "`nodes.count: 0`). Fix: set a count, then `python run.py cluster up`."
+        )
+    return with_data_mounts(container_settings(cluster, config, flavor), data_files or [], flavor, config)

@@ -18,7 +18,7 @@ from zenml.models import PipelineRunResponse
 from lifecycle.config import DEFAULT_SPARK_CONFIG, DeploymentConfig, MonitoringConfig, RunConfig, SparkConfig
 from lifecycle.data import read_table
 from lifecycle.environment import file_lock
-from lifecycle.errors import PipelineFailed
+from lifecycle.errors import LifecycleError, PipelineFailed
 from lifecycle.hints import run_hint
 from lifecycle.metrics import EvaluationReport
 from lifecycle.monitoring import MonitoringSummary
@@ -91,7 +91,8 @@ def container_settings(capabilities: StackCapabilities, data_files: list[str]) -
         return {}
     from workflows.remote_images import running_settings
 
-    return running_settings(data_files)
+    orchestrator = capabilities.get("orchestrator")
+    return running_settings(data_files, flavor=orchestrator.flavor if orchestrator else "local_docker")
 
 
 def see_log_above(exc: RuntimeError) -> str:
@@ -104,11 +105,85 @@ def run_pipeline(
     """Run a configured pipeline; a failed run (ZenML's RuntimeError "Pipeline run has failed due to failure in
     step(s): ...") becomes a PipelineFailed with `failure`'s message. Returns the run re-read from the store: the
     object the call returns predates the steps."""
+    from datetime import datetime, timezone
+
+    submitted = datetime.now(timezone.utc).replace(tzinfo=None)
     try:
         started = pipeline(**parameters)
+        return wait_until_finished(started.id)
     except RuntimeError as exc:
-        raise PipelineFailed(failure(exc)) from exc
-    return Client().get_pipeline_run(started.id)
+        raise PipelineFailed(failure(with_step_error(exc, pipeline.name, submitted))) from exc
+
+
+def with_step_error(exc: RuntimeError, pipeline_name: str, submitted: Any) -> RuntimeError:
+    """ZenML's SSH orchestrator fails the submission itself when a step fails before the whole DAG has started,
+    with Docker Compose's output (image pulls, container states) as the message: the run this client just
+    submitted says which step failed and why."""
+    if "`docker compose up` failed" not in str(exc):
+        return exc
+    with contextlib.suppress(Exception):  # the store cannot say more: the original error stands
+        runs = Client().list_pipeline_runs(
+            pipeline_name=pipeline_name, created=f"gte:{submitted:%Y-%m-%d %H:%M:%S}", size=1, hydrate=True
+        )
+        if runs.items:
+            run = Client().get_pipeline_run(runs.items[0].id)
+            failed = [name for name, step_run in run.steps.items() if step_run.status.value == "failed"]
+            reason = failed_step_reason(run)
+            if failed or reason:
+                return RuntimeError(
+                    f"Pipeline run {run.name} has failed in step(s) {', '.join(failed) or '?'}"
+                    + (f": {reason}" if reason else "")
+                )
+    return exc
+
+
+# An orchestrator that submits the run (ZenML's SSH orchestrator) returns while its steps still run elsewhere.
+RUN_POLL_SECONDS = 3.0
+RUN_TIMEOUT_SECONDS = float(os.environ.get("MLOPS_RUN_TIMEOUT", 4 * 3600))
+
+
+def wait_until_finished(run_id: Any, timeout: float = RUN_TIMEOUT_SECONDS) -> PipelineRunResponse:
+    """The run once it has ended, each step reported as it finishes (as a local run's log does); a failed run
+    raises ZenML's own RuntimeError ("Pipeline run has failed due to failure in step(s): ..."), with the failing
+    step's error."""
+    import time
+
+    from zenml.enums import ExecutionStatus
+    from zenml.logger import get_logger
+
+    client, logger = Client(), get_logger(__name__)
+    run = client.get_pipeline_run(run_id)
+    if run.status.is_finished and run.status != ExecutionStatus.FAILED:
+        return run
+    reported: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        for name, step_run in run.steps.items():
+            if name not in reported and step_run.status.is_finished:
+                reported.add(name)
+                if step_run.status == ExecutionStatus.COMPLETED and step_run.end_time and step_run.start_time:
+                    took = (step_run.end_time - step_run.start_time).total_seconds()
+                    logger.info("Step `%s` has finished in `%.1fs`.", name, took)
+                elif step_run.status == ExecutionStatus.CACHED:
+                    logger.info("Using cached version of step `%s`.", name)
+        if run.status.is_finished:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"pipeline run {run.name} has not ended after {timeout:.0f} s (status {run.status.value}). "
+                "Fix: see its steps with `zenml pipeline runs get` and the orchestrator's hosts; "
+                "MLOPS_RUN_TIMEOUT sets the wait in seconds"
+            )
+        time.sleep(RUN_POLL_SECONDS)
+        run = client.get_pipeline_run(run_id)
+    if run.status == ExecutionStatus.FAILED:
+        failed = [name for name, step_run in run.steps.items() if step_run.status == ExecutionStatus.FAILED]
+        reason = failed_step_reason(run)
+        raise RuntimeError(
+            f"Pipeline run has failed due to failure in step(s): {', '.join(failed) or '?'}"
+            + (f". {failed[0] if failed else 'The step'} failed with: {reason}" if reason else "")
+        )
+    return run
 
 
 def sync_model_texts(config: RunConfig) -> None:
@@ -248,7 +323,7 @@ def run_monitoring(
 
     from pipelines.monitoring import monitoring_pipeline
 
-    ready_stack(verbose)
+    capabilities = ready_stack(verbose)
     spark = on_spark(batch_path, spark_path)
     parameters: dict[str, Any] = {}
     if spark is None:
@@ -260,7 +335,10 @@ def run_monitoring(
 
         chosen = spark_monitoring_pipeline
         parameters = {"master_url": master_url(spark), "spark": spark.model_dump()}
-    pipeline = chosen.with_options(model=Model(name=model_name, version=ModelStages.PRODUCTION))
+    pipeline = chosen.with_options(
+        model=Model(name=model_name, version=ModelStages.PRODUCTION),
+        settings=container_settings(capabilities, [batch_path] if Path(batch_path).is_file() else []),
+    )
     run = run_pipeline(
         pipeline,
         model_name=model_name,
@@ -316,7 +394,14 @@ def run_deployment(
 
     from pipelines.deployment import deployment_pipeline
 
-    ready_stack(verbose)
+    capabilities = ready_stack(verbose)
+    if capabilities.runs_in_containers:
+        raise LifecycleError(
+            f"stack `{capabilities.stack}` runs each step in a container that ends with the step, so a server it "
+            "started would stop with it: models trained there are served from a machine's own stack on the same "
+            f"store. Fix: `{run_hint()} stacks up team_s3 && zenml stack set team_s3`, then deploy again (the "
+            "remote set-up's exports fill in its store, bucket and MLflow)."
+        )
     production_artifacts(model_name, command="deploy")  # no production version: an error before any run is recorded
     # Production: read once, so that the run's model version and the step's artifacts are this one version
     # (see deployment_pipeline); the rollout then serves whatever production is at its switch.
@@ -405,12 +490,19 @@ def run_scoring(
     from lifecycle.names import SCORE_STEP, SCORED, SKIPPED
     from pipelines.batch_scoring import batch_scoring_pipeline
 
-    ready_stack(verbose)
+    capabilities = ready_stack(verbose)
+    if capabilities.runs_in_containers:
+        raise LifecycleError(
+            f"stack `{capabilities.stack}` runs each step in a container on another machine, and `score` writes every "
+            "row to this machine's prediction log, which such a step cannot reach. Fix: score from a stack of this "
+            f"machine on the same store: `{run_hint()} stacks up team_s3 && zenml stack set team_s3`, then score "
+            "again."
+        )
     read_table(input_path)  # an unreadable or empty file fails here, with its fix
     stage = version or "production"
     production_artifacts(model_name, stage=stage, command="score")  # the version exists, before a run is recorded
     pipeline = batch_scoring_pipeline.with_options(
-        model=Model(name=model_name, version=version or ModelStages.PRODUCTION)
+        model=Model(name=model_name, version=version or ModelStages.PRODUCTION),
     )
     run = run_pipeline(
         pipeline,

@@ -1,4 +1,6 @@
-"""ZenML 0.98 rewrites its configuration files in place: each client start truncates and rewrites the project's
+"""Files written whole or not at all (`atomic_write_text`), ZenML's configuration files included.
+
+ZenML 0.98 rewrites its configuration files in place: each client start truncates and rewrites the project's
 `.zen/config.yaml`, and the global configuration is written the same way. A second ZenML process that reads the
 file between the truncation and the write gets an empty file and fails ("'NoneType' object has no attribute
 'update'"), or, for the global configuration, starts over from an empty one. This project runs ZenML processes side
@@ -11,16 +13,43 @@ ZenML is not imported here (it takes seconds): the writer is replaced when ZenML
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 YAML_HELPERS = "zenml.utils.yaml_utils"
+
+
+def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace `path` with `text` whole or not at all, even across a crash or power loss: a temporary file in
+    the same folder (created `mode`), flushed to disk, renamed over `path`, and the rename flushed too. A reader
+    sees the old file or the new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def file_mode_for(path: str) -> int:
@@ -43,8 +72,6 @@ def _patch(yaml_utils: ModuleType) -> None:
         if not local or not os.path.isdir(os.path.dirname(os.path.abspath(file_path))):
             in_place(file_path, contents, sort_keys=sort_keys)  # remote, or ZenML's own missing-folder error
             return
-        from lifecycle.project_state import atomic_write_text  # it imports lifecycle.environment, which imports this
-
         text = yaml_utils.yaml.dump(contents, sort_keys=sort_keys)
         atomic_write_text(Path(file_path), text, file_mode_for(file_path))
 

@@ -1,5 +1,5 @@
 """ZenML processes side by side on one configuration file: ZenML 0.98 rewrites the file in place each time a client
-starts, and a process reading it meanwhile fails. With the project's environment (lifecycle/atomic_config.py) the
+starts, and a process reading it meanwhile fails. With the project's environment (lifecycle/atomic_files.py) the
 writes are atomic and no process fails; without it, the same race fails (so the check can fail, and a ZenML version
 that fixes the race shows up here)."""
 
@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from lifecycle.atomic_config import make_zenml_config_writes_atomic
+from lifecycle.atomic_files import make_zenml_config_writes_atomic
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
