@@ -223,7 +223,16 @@ def _drift(existing, component: ComponentSpec) -> dict[str, tuple[Any, Any]]:
         **{key: (existing.configuration.get(key), value) for key, value in component.configuration.items()},
         **{f"environment.{k}": (registered_environment.get(k), v) for k, v in component.environment.items()},
     }
-    return {key: (old, new) for key, (old, new) in wanted.items() if old != new and not _unresolved(new)}
+    return {key: (old, new) for key, (old, new) in wanted.items() if not _same(old, new) and not _unresolved(new)}
+
+
+def _same(registered: Any, wanted: Any) -> bool:
+    """Equal, counting a number or flag the server stores as a value and the file gives as text from the
+    environment (`port: ${REMOTE_NODE_1_PORT}` is '2232' here and 2232 there) as the same."""
+    if registered == wanted:
+        return True
+    scalar = isinstance(registered, (bool, int, float)) and isinstance(wanted, str)
+    return scalar and str(registered).lower() == wanted.strip().lower()
 
 
 def _ensure_component(client, component: ComponentSpec, changes: list[str], shared: bool = False) -> None:

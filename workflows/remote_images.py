@@ -218,25 +218,41 @@ def container_settings(
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise LifecycleError(f"{path} is not valid YAML: {exc}. Fix the file.") from exc
-    unknown = set(raw) - {"docker", "orchestrator"}
+    unknown = set(raw) - {"docker", "orchestrator", "step_operator"}
     if unknown:
-        raise LifecycleError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; known: docker, orchestrator.")
+        raise LifecycleError(
+            f"{path}: unknown section(s) {', '.join(sorted(unknown))}; known: docker, orchestrator, step_operator."
+        )
     by_flavor = raw.get("orchestrator") or {}
     if flavor not in by_flavor:
         raise LifecycleError(
             f"{path} has no `orchestrator.{flavor}` section for this stack's orchestrator. Fix: add one "
             f"(known: {', '.join(sorted(by_flavor))})."
         )
+    raw.pop("step_operator", None)  # which steps it runs: `step_operator_options`
     return {**raw, "orchestrator": dict(by_flavor[flavor] or {})}
 
 
+def step_operator_options(step_operator: str, path: Path = CONTAINER_SETTINGS) -> dict[str, dict[str, Any]]:
+    """Per-step options that send configs/containers.yaml's `step_operator.steps` to the stack's step operator
+    (the `remote` stack's node 2), with its settings."""
+    raw = yaml.safe_load(path.read_text()) or {}
+    section = raw.get("step_operator") or {}
+    settings = {"step_operator": dict(section.get("settings") or {})}
+    return {step: {"step_operator": step_operator, "settings": settings} for step in section.get("steps") or []}
+
+
 def with_data_mounts(
-    settings: dict[str, Any], data_files: list[str], flavor: str = "local_docker", config: RemoteConfig | None = None
+    settings: dict[str, Any],
+    data_files: list[str],
+    flavor: str = "local_docker",
+    config: RemoteConfig | None = None,
+    also: list[str] | None = None,
 ) -> dict[str, Any]:
     """The folders of the run's input files mounted read-only, at the same paths, in every step's container (the
     steps read the same files as on the default stack: same fingerprint, same rows). On a node (`ssh`), the files
     must be in a folder the nodes share (configs/remote.yaml `nodes.shared_folders`)."""
-    folders = sorted({str(Path(file).resolve().parent) for file in data_files if file})
+    folders = sorted({str(Path(file).resolve().parent) for file in data_files if file} | set(also or []))
     if not folders:
         return settings
     orchestrator = dict(settings.get("orchestrator") or {})
@@ -244,7 +260,7 @@ def with_data_mounts(
         from workflows.remote_nodes import shared_folders, unshared
 
         shared = shared_folders(config) if config is not None else []
-        outside = unshared([file for file in data_files if file], shared)
+        outside = unshared([file for file in data_files if file] + list(also or []), shared)
         if outside:
             raise ClusterFailed(
                 f"{', '.join(outside)} is not in a folder the nodes share ({', '.join(shared) or 'none'}), so no "
@@ -263,10 +279,14 @@ def with_data_mounts(
 
 
 def running_settings(
-    data_files: list[str] | None = None, remote_path: str | Path | None = None, flavor: str = "local_docker"
+    data_files: list[str] | None = None,
+    remote_path: str | Path | None = None,
+    flavor: str = "local_docker",
+    step_operator: bool = False,
 ) -> dict[str, Any]:
     """The container settings of the running remote set-up (with the input files' folders mounted), or one line
-    saying to start it."""
+    saying to start it. With a `step_operator` (SSH onto another node), the steps on the first node also see the
+    set-up's SSH key and known-hosts file: the step operator signs in to the other node from there."""
     from lifecycle.config import DEFAULT_REMOTE_CONFIG, load_remote_config
     from workflows.remote_cluster import running
 
@@ -288,4 +308,10 @@ def running_settings(
             "this stack runs steps on the remote set-up's nodes, and it has none (configs/remote.yaml "
             "`nodes.count: 0`). Fix: set a count, then `python run.py cluster up`."
         )
-    return with_data_mounts(container_settings(cluster, config, flavor), data_files or [], flavor, config)
+    if step_operator and config.nodes.count < 2:
+        raise ClusterFailed(
+            "this stack sends steps to a second node (its step operator), and the remote set-up has "
+            f"{config.nodes.count}. Fix: `nodes.count: 2` in configs/remote.yaml, then `python run.py cluster up`."
+        )
+    keys = [str(Path(cluster.root) / "ssh")] if step_operator else []
+    return with_data_mounts(container_settings(cluster, config, flavor), data_files or [], flavor, config, keys)

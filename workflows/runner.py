@@ -92,7 +92,22 @@ def container_settings(capabilities: StackCapabilities, data_files: list[str]) -
     from workflows.remote_images import running_settings
 
     orchestrator = capabilities.get("orchestrator")
-    return running_settings(data_files, flavor=orchestrator.flavor if orchestrator else "local_docker")
+    flavor = orchestrator.flavor if orchestrator else "local_docker"
+    return running_settings(data_files, flavor=flavor, step_operator=capabilities.get("step_operator") is not None)
+
+
+def step_options(capabilities: StackCapabilities) -> dict[str, dict[str, Any]]:
+    """Per-step options on this stack: the tracker on the tracked steps and, on a stack with a step operator,
+    the steps configs/containers.yaml sends to it (with their settings)."""
+    options = capabilities.step_options()
+    step_operator = capabilities.get("step_operator")
+    if step_operator is None:
+        return options
+    from workflows.remote_images import step_operator_options
+
+    for step, extra in step_operator_options(step_operator.name).items():
+        options[step] = {**options.get(step, {}), **extra}
+    return options
 
 
 def see_log_above(exc: RuntimeError) -> str:
@@ -161,11 +176,10 @@ def wait_until_finished(run_id: Any, timeout: float = RUN_TIMEOUT_SECONDS) -> Pi
         for name, step_run in run.steps.items():
             if name not in reported and step_run.status.is_finished:
                 reported.add(name)
+                # (A cached step was reported when the run was submitted.)
                 if step_run.status == ExecutionStatus.COMPLETED and step_run.end_time and step_run.start_time:
                     took = (step_run.end_time - step_run.start_time).total_seconds()
                     logger.info("Step `%s` has finished in `%.1fs`.", name, took)
-                elif step_run.status == ExecutionStatus.CACHED:
-                    logger.info("Using cached version of step `%s`.", name)
         if run.status.is_finished:
             break
         if time.monotonic() > deadline:
@@ -209,7 +223,7 @@ def configured_training(config: RunConfig, capabilities: StackCapabilities, **op
     pipeline = training_pipeline.with_options(
         model=model,
         enable_cache=config.enable_cache,
-        steps=capabilities.step_options(),
+        steps=step_options(capabilities),
         settings={**container_settings(capabilities, [config.dataset.path]), **options.pop("settings", {})},
         **options,
     )
