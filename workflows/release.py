@@ -25,7 +25,7 @@ from lifecycle.model_versions import loaded_artifact, metadata_list
 from lifecycle.names import EVALUATION, FEATURE_SCHEMA, TEST_SET
 from lifecycle.promotion import PromotionDecision, release_order, rollback_target
 from steps.training.releases import RELEASES, judge_candidate, promotion_lock, set_release_stage
-from workflows.runner import redeploy_if_serving
+from workflows.runner import redeploy_if_serving, serves_here
 from workflows.versions import ReleaseError, in_stage, version_named, version_numbers
 
 
@@ -110,7 +110,15 @@ def _follow(
     from serving import front_door
     from serving.rollout import end_trial
     from serving.stack_backend import active_backend
+    from stacks.capabilities import active_capabilities
 
+    capabilities = active_capabilities()
+    if not serves_here(capabilities):
+        outcome.notes.append(
+            f"stack `{capabilities.stack}` serves nothing on this machine; a serving machine's follower "
+            f"(`{run_hint()} serve --follow`) serves the new production version"
+        )
+        return outcome
     backend = active_backend()
     redeployed = outcome.redeployed or _to_standby(outcome, deployment, started, backend)
     if redeployed is None:

@@ -110,8 +110,18 @@ def step_options(capabilities: StackCapabilities) -> dict[str, dict[str, Any]]:
     return options
 
 
+class RunFailedInStep(RuntimeError):
+    """A run that ended failed elsewhere (on a node): the message names the step and carries its error."""
+
+
+def where_the_error_is(exc: RuntimeError) -> str:
+    """`exc`'s message, ending with where the failing step's error is: in the message, or in the log above."""
+    text = str(exc).rstrip(".")
+    return f"{text}." if isinstance(exc, RunFailedInStep) else f"{text}. The failing step's error is in the log above."
+
+
 def see_log_above(exc: RuntimeError) -> str:
-    return f"{exc}. The failing step's error is in the log above."
+    return where_the_error_is(exc)
 
 
 def run_pipeline(
@@ -145,7 +155,7 @@ def with_step_error(exc: RuntimeError, pipeline_name: str, submitted: Any) -> Ru
             failed = [name for name, step_run in run.steps.items() if step_run.status.value == "failed"]
             reason = failed_step_reason(run)
             if failed or reason:
-                return RuntimeError(
+                return RunFailedInStep(
                     f"Pipeline run {run.name} has failed in step(s) {', '.join(failed) or '?'}"
                     + (f": {reason}" if reason else "")
                 )
@@ -193,7 +203,7 @@ def wait_until_finished(run_id: Any, timeout: float = RUN_TIMEOUT_SECONDS) -> Pi
     if run.status == ExecutionStatus.FAILED:
         failed = [name for name, step_run in run.steps.items() if step_run.status == ExecutionStatus.FAILED]
         reason = failed_step_reason(run)
-        raise RuntimeError(
+        raise (RunFailedInStep if reason else RuntimeError)(
             f"Pipeline run has failed due to failure in step(s): {', '.join(failed) or '?'}"
             + (f". {failed[0] if failed else 'The step'} failed with: {reason}" if reason else "")
         )
@@ -244,7 +254,7 @@ def run_training(config: RunConfig, verbose: bool = False) -> TrainingOutcome:
     pipeline, parameters = configured_training(config, capabilities)
     run = run_pipeline(
         pipeline,
-        lambda exc: f"{exc}. The failing step's error is in the log above; nothing was promoted.",
+        lambda exc: f"{where_the_error_is(exc)} Nothing was promoted.",
         **parameters,
     )
     metadata = version_metadata(config.model.name, run)
@@ -465,6 +475,13 @@ def end_serving_trial(model_name: str, role: str, deployment: DeploymentConfig, 
     return end_trial(active_backend(), model_name, role, deployment)
 
 
+def serves_here(capabilities: StackCapabilities) -> bool:
+    """Whether this stack starts servers on this machine: it has a deployer and runs its steps here (a step in a
+    container ends with its server)."""
+    deploys = capabilities.get("model_deployer") is not None or capabilities.get("deployer") is not None
+    return deploys and not capabilities.runs_in_containers
+
+
 def redeploy_if_serving(model_name: str, deployment: DeploymentConfig, verbose: bool = False) -> dict | None:
     """After a change of production (promote, rollback, a retraining's promotion): replace the model's running
     server on the active stack with the production version (None when nothing serves the model here: nothing is
@@ -477,6 +494,8 @@ def redeploy_if_serving(model_name: str, deployment: DeploymentConfig, verbose: 
     from serving.registry import served
     from serving.stack_backend import active_backend
 
+    if not serves_here(active_capabilities()):
+        return None
     backend = active_backend()
     record = served(backend.stack_id)
     ours = {e.name for e in record["endpoints"]} if record else set()
