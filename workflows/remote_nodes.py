@@ -276,6 +276,7 @@ def environment(cluster: Cluster, config: RemoteConfig) -> dict[str, str]:
         "REMOTE_SSH_KEY": str(ssh / "id_ed25519"),
         "REMOTE_KNOWN_HOSTS": str(ssh / "known_hosts"),
         "REMOTE_NODE_WORKDIR": "/var/lib/zenml-runs",
+        "REMOTE_NODE_USER": "root",
     }
     for index in range(1, config.nodes.count + 1):
         exports[f"REMOTE_NODE_{index}_PORT"] = str(ssh_port(config, index))
