@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from lifecycle.atomic_files import make_zenml_config_writes_atomic
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,12 +54,14 @@ def race(config: Path, mode: str, seconds: float, processes: int = 3) -> list[in
     return [int(output.strip().splitlines()[-1]) for output in outputs]
 
 
+@pytest.mark.integration  # three ZenML processes racing for seconds: `make test`, not `make test-fast`
 def test_processes_sharing_zenmls_configuration_never_read_half_a_file(tmp_path):
     assert race(tmp_path / "config.yaml", "atomic", seconds=3) == [0, 0, 0]
     assert "active_stack_id" in (tmp_path / "config.yaml").read_text()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no temporary file left
 
 
+@pytest.mark.integration
 def test_without_atomic_writes_the_same_race_fails(tmp_path):
     assert sum(race(tmp_path / "config.yaml", "in-place", seconds=10)) > 0
 
