@@ -185,7 +185,7 @@ def _node_running(cluster: Cluster, name: str) -> bool:
     return state.returncode == 0 and state.stdout.strip() == "true"
 
 
-def _answers_ssh(cluster: Cluster, name: str, port: int, key: Path) -> bool:
+def _answers_ssh(port: int, key: Path) -> bool:
     probe = subprocess.run(
         ["ssh", "-i", str(key), "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
          "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR",
@@ -225,7 +225,7 @@ def start_nodes(cluster: Cluster, config: RemoteConfig, base: str) -> dict:
             command += [image["image"], str(port), f"{name}"]
             docker(cluster.docker_host, *command, timeout=120)
         deadline = time.monotonic() + config.nodes.startup_timeout
-        while not _answers_ssh(cluster, name, port, key):
+        while not _answers_ssh(port, key):
             if not _node_running(cluster, name) or time.monotonic() > deadline:
                 logs = docker(cluster.docker_host, "logs", "--tail", "15", name, timeout=30, check=False)
                 raise ClusterFailed(
