@@ -93,13 +93,25 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
 
 
-def _latency_check(name: str, quantile: float, ratio: float, canary: ArmStats, production: ArmStats, margin: float):
+def _latency_check(
+    name: str, quantile: float, ratio: float, canary: ArmStats, production: ArmStats, settings: CanaryConfig
+) -> Check:
+    """The canary's latency quantile against production's. It fails only when, besides, at least
+    `latency_min_slow_requests` of the canary's requests took longer than the limit: on a few dozen requests the
+    p99 is the slowest one, and one request stalled by a busy machine is not a slow canary."""
     ours, theirs = canary.latency_ms(quantile), production.latency_ms(quantile)
     if ours is None or theirs is None:
         return Check(name, ours, theirs, None, True, "no answered requests in one arm yet")
+    margin = settings.latency_margin_ms
     limit = ratio * theirs + margin
     note = f"canary {_ms(ours)}, production {_ms(theirs)}, limit {ratio:g} x production + {margin:g} ms = {_ms(limit)}"
-    return Check(name, ours, theirs, limit, ours <= limit, note)
+    if ours <= limit:
+        return Check(name, ours, theirs, limit, True, note)
+    slow, least = sum(latency > limit for latency in canary.latencies_ms), settings.latency_min_slow_requests
+    note += f"; {slow} of the canary's {len(canary.latencies_ms)} answers slower than the limit"
+    if slow < least:
+        return Check(name, ours, theirs, limit, True, f"{note}, {least} needed to fail it")
+    return Check(name, ours, theirs, limit, False, note)
 
 
 def distribution_test(task: str, canary: Sequence[Any], production: Sequence[Any]) -> tuple[str, float, float]:
@@ -170,9 +182,8 @@ def compare_arms(
             f"{production.errors}/{production.requests} = {production.error_share:.1%}, limit {allowed:.1%}",
         )
     )
-    margin = settings.latency_margin_ms
-    checks.append(_latency_check("p50 latency", 0.5, settings.max_p50_ratio, canary, production, margin))
-    checks.append(_latency_check("p99 latency", 0.99, settings.max_p99_ratio, canary, production, margin))
+    checks.append(_latency_check("p50 latency", 0.5, settings.max_p50_ratio, canary, production, settings))
+    checks.append(_latency_check("p99 latency", 0.99, settings.max_p99_ratio, canary, production, settings))
     total = canary.requests + production.requests
     share = 100.0 * canary.requests / total if total else 0.0
     ceiling = share_ceiling(weight, total, settings.share_tolerance)

@@ -117,7 +117,7 @@ def measure_baselines(workspace: Workspace, config: RunConfig, size: ComparisonS
     bodies = [{"records": [record]} for record in parity["records"]]
     progress("baseline", "the bare server's work called in-process (the floor)")
     single = min(size.load, key=lambda level: level.concurrency)
-    floor = in_process_floor(model, bodies, single.requests, warm_up=WARM_UP, rounds=size.rounds)
+    floor = in_process_floor(model, workspace.root, bodies, single.requests, warm_up=WARM_UP, rounds=size.rounds)
     baselines["in_process"] = {"load": {f"c{single.concurrency}": floor}}
     progress("baseline", "the served model behind a bare HTTP server")
     levels = [(level.concurrency, level.requests) for level in size.load]

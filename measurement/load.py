@@ -173,21 +173,53 @@ def load_levels(
     return {**figures, "rss_mb_before": before, "rss_mb_after": process_tree_rss_mb(pid)}
 
 
-@contextmanager
-def bare_http_server(model: Any, folder: Path, host: str = "127.0.0.1", port: int = 8290) -> Iterator[tuple[str, int]]:
-    """The model behind `measurement/bare_server.py` (Starlette on uvicorn): yields (predict URL, server pid)."""
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def bare_model_file(model: Any, folder: Path) -> Path:
+    """The model pickled into `folder` for `measurement/bare_server.py` (read back through BARE_MODEL_PATH)."""
     import pickle
-    import subprocess
-    import sys
 
     model_path = folder / "bare_model.pkl"
     model_path.write_bytes(pickle.dumps(model))
+    return model_path
+
+
+def bare_floor(model: Any, folder: Path, bodies: list[bytes], requests: int, warm_up: int, rounds: int) -> dict:
+    """`bare_server.answer` called directly, as `in_process_latency` times it, in a fresh process started as the
+    bare server is: the floor then carries none of the caller's heap (a parent that loaded ZenML and ran the
+    stacks collects garbage more slowly than a lean server does, which made the floor slower than the server)."""
+    import subprocess
+    import sys
+
+    bodies_path = folder / "floor_bodies.json"
+    bodies_path.write_text(json.dumps([body.decode() for body in bodies]))
+    arguments = ["--floor", str(bodies_path), "--requests", str(requests), "--warm-up", str(warm_up)]
+    done = subprocess.run(
+        [sys.executable, "-m", "measurement.bare_server", *arguments, "--rounds", str(rounds)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "BARE_MODEL_PATH": str(bare_model_file(model, folder))},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the in-process floor failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+@contextmanager
+def bare_http_server(model: Any, folder: Path, host: str = "127.0.0.1", port: int = 8290) -> Iterator[tuple[str, int]]:
+    """The model behind `measurement/bare_server.py` (Starlette on uvicorn): yields (predict URL, server pid)."""
+    import subprocess
+    import sys
+
     port = choose_port(host, port, 50)
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "measurement.bare_server:app", "--host", host, "--port", str(port)]
         + ["--log-level", "warning"],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={**os.environ, "BARE_MODEL_PATH": str(model_path)},
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "BARE_MODEL_PATH": str(bare_model_file(model, folder))},
         start_new_session=True,
     )
     try:

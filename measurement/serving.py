@@ -14,7 +14,7 @@ from typing import Any
 from lifecycle.config import DeploymentConfig
 from lifecycle.errors import LifecycleError
 from lifecycle.modeling import predict_scores
-from measurement.load import bare_http_server, in_process_latency, load_levels
+from measurement.load import bare_floor, bare_http_server, in_process_latency, load_levels
 from serving.backends.base import Endpoint, ServingBackend
 from serving.contract import records_frame
 
@@ -53,15 +53,14 @@ def in_process_baseline(model: Any, schema: Any, bodies: list[Any], requests: in
 
 
 def in_process_floor(
-    model: Any, bodies: list[Any], requests: int, warm_up: int = 10, rounds: int = 1
+    model: Any, folder: Path, bodies: list[Any], requests: int, warm_up: int = 10, rounds: int = 1
 ) -> dict[str, Any]:
     """The floor under every server: the bare HTTP server's whole work for a request (`bare_server.answer`: JSON
     text in, DataFrame, `model.predict`, JSON text out) called directly, one request after the other, after the
-    same warm-up and in the same rounds as the servers' load. Anything a server adds is HTTP and its own work."""
-    from measurement.bare_server import answer
-
+    same warm-up and in the same rounds as the servers' load, in a fresh process like the bare server's. Anything
+    a server adds is HTTP and its own work."""
     encoded = [json.dumps(body).encode() for body in bodies]
-    return in_process_latency(lambda body: answer(model, body), encoded, requests, warm_up=warm_up, rounds=rounds)
+    return bare_floor(model, folder, encoded, requests, warm_up=warm_up, rounds=rounds)
 
 
 def bare_server_baseline(

@@ -93,6 +93,7 @@ class Traffic:
         self.records = json_records(rows, schema)
         self.targets = list(rows[schema.target])
         self.answers: dict[str, str | None] = {}
+        self.answers_lock = threading.Lock()  # the labelling thread reads what the clients write
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._send, args=(n, clients)) for n in range(clients)]
         self.threads.append(threading.Thread(target=self._label))
@@ -104,9 +105,11 @@ class Traffic:
             try:
                 record = self.records[n % len(self.records)]
                 _, body = self.backend.predict(self.door, [record], timeout=30, request_id=request_id)
-                self.answers[request_id] = str(body.get("model_version"))
+                answer: str | None = str(body.get("model_version"))
             except Exception:  # noqa: BLE001 - a failed request: counted, as the judge counts it
-                self.answers[request_id] = None
+                answer = None
+            with self.answers_lock:
+                self.answers[request_id] = answer
             n += step
             time.sleep(0.01)
 
@@ -117,7 +120,9 @@ class Traffic:
 
         labelled: set[str] = set()
         while not self.stop.wait(1.0):
-            new = [r for r, v in list(self.answers.items()) if v is not None and r not in labelled]
+            with self.answers_lock:
+                answered = list(self.answers.items())
+            new = [r for r, v in answered if v is not None and r not in labelled]
             if new:
                 targets = [self.targets[int(r.rsplit("-", 1)[1]) % len(self.targets)] for r in new]
                 truth = pd.DataFrame({"request_id": new, "label": targets})

@@ -96,6 +96,21 @@ def test_a_slow_tail_alone_ends_the_canary():
     assert [check.name for check in judged.failed] == ["p99 latency"]
 
 
+def test_one_or_two_stalled_requests_do_not_end_a_canary_three_do():
+    """On 40 requests the p99 is the slowest answer: one request stalled by a busy machine sets it alone."""
+    production = arm(360, seed=2)
+    for stalled, action in ((1, "watch"), (2, "watch"), (3, "end")):
+        canary = arm(40, seed=1)
+        canary.latencies_ms[:stalled] = [600.0] * stalled
+        judged = verdict(canary, production)
+        p99 = next(check for check in judged.checks if check.name == "p99 latency")
+        assert judged.action == action and p99.canary > p99.limit, (stalled, judged.reason)
+        assert f"{stalled} of the canary's 40 answers slower than the limit" in p99.note
+    assert [check.name for check in judged.failed] == ["p99 latency"]
+    lenient = verdict(canary, production, latency_min_slow_requests=4)
+    assert lenient.action == "watch" and "4 needed to fail it" in lenient.reason + str(lenient.checks)
+
+
 def test_a_canary_answering_more_than_its_weight_plus_tolerance_is_ended():
     judged = verdict(arm(60, seed=1), arm(140, seed=2), weight=10.0)  # 30 % of the requests
     assert [check.name for check in judged.failed] == ["canary share"]
