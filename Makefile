@@ -89,10 +89,11 @@ test-e2e: setup
 test-fast: setup
 	$(PY) -m pytest -m "not integration and not automl and not remote and not canary" $(PYTEST_ARGS)
 
-# The two-client promotion race through a live ZenML server, ten rounds.
+# The two-client promotion race through a live ZenML server, TEAM_RACE_ROUNDS rounds (ten; CI runs five).
 # The `team_s3` stack's test starts an object store (SeaweedFS, the `remote` extra).
+TEAM_RACE_ROUNDS ?= 10
 test-team: setup $(REMOTE_INSTALLED)
-	MLOPS_TEAM_RACE_ROUNDS=10 $(PY) -m pytest -m team tests/test_team.py $(PYTEST_ARGS)
+	MLOPS_TEAM_RACE_ROUNDS=$(TEAM_RACE_ROUNDS) $(PY) -m pytest -m team tests/test_team.py $(PYTEST_ARGS)
 
 # The team suite with two race rounds: quicker, for a serving machine's follower (through another client's promote
 # and rollback, and a store outage) and the team_s3 stack.
