@@ -97,6 +97,20 @@ def _double(bits: str) -> float:
     return struct.unpack(">d", int(bits, 16).to_bytes(8, "big"))[0]
 
 
+# The JVMs started here, by id: (the process that started it, the JVM, its error log). A forked child inherits
+# the table but must never stop its parent's JVMs, hence the owner.
+_STARTED: dict[int, tuple[int, subprocess.Popen, Any]] = {}
+
+
+def stop_scorers() -> int:
+    """Stops every scorer JVM this process started and still runs (a model's finalizer does it when the model is
+    collected; a process about to report what it leaves running calls this first). Returns how many it stopped."""
+    mine = [(process, errors) for owner, process, errors in list(_STARTED.values()) if owner == os.getpid()]
+    for process, errors in mine:
+        _Scorer.stop(process, errors)
+    return len(mine)
+
+
 class _Scorer:
     """One JVM running `MojoScorer` on one MOJO; one request at a time (a lock), answers read exactly."""
 
@@ -115,6 +129,7 @@ class _Scorer:
             encoding="utf-8",
             bufsize=1 << 16,
         )
+        _STARTED[self.process.pid] = (os.getpid(), self.process, self.errors)
         self.lock = threading.Lock()
         if self._readline() != "ready":
             raise LifecycleError(f"the H2O model's scorer did not start: {self._failure()}")
@@ -145,6 +160,7 @@ class _Scorer:
     @staticmethod
     def stop(process: subprocess.Popen, errors: Any) -> None:
         """Close the JVM's input (it exits at the end of it), and kill it if it does not exit soon."""
+        _STARTED.pop(process.pid, None)
         try:
             if process.stdin is not None:
                 process.stdin.close()

@@ -278,8 +278,14 @@ def no_server_left_behind():
     import signal
     import time
 
+    if "lifecycle.mojo_model" in sys.modules:  # H2O models loaded by the tests themselves: their scorer JVMs
+        sys.modules["lifecycle.mojo_model"].stop_scorers()
+    deadline = time.monotonic() + 10  # a server's children may take a moment to see it gone (a JVM at its EOF)
     time.sleep(1)
     left = _processes_started_by_this_session()
+    while left and time.monotonic() < deadline:
+        time.sleep(1)
+        left = _processes_started_by_this_session()
     for pid in left:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
