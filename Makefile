@@ -89,7 +89,7 @@ test-e2e: setup
 test-fast: setup
 	$(PY) -m pytest -m "not integration and not automl and not remote and not canary" $(PYTEST_ARGS)
 
-# The two-client promotion race through a live ZenML server, TEAM_RACE_ROUNDS rounds (ten; CI runs five).
+# The two-client promotion race through a live ZenML server, TEAM_RACE_ROUNDS rounds (ten by default).
 # The `team_s3` stack's test starts an object store (SeaweedFS, the `remote` extra).
 TEAM_RACE_ROUNDS ?= 10
 test-team: setup $(REMOTE_INSTALLED)
