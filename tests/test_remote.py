@@ -25,7 +25,9 @@ from conftest import PROJECT_ROOT, free_port_block, note, run_cli
 pytestmark = [pytest.mark.remote, pytest.mark.integration]
 
 TEST_FOLDER = PROJECT_ROOT / ".state" / "remote-test"
-MODEL = "remote_bikes"
+# A name of this session's own: the set-up's stores outlive `down` (kept for the next run's images), and a model
+# they already hold would have a production version to compare with.
+MODEL = f"remote_bikes_{int(time.time())}"
 # Ports of their own, beside configs/remote.yaml's (a developer's own set-up may be running). The nodes share the
 # project and this test session's folder (its data, its state: the retraining's input file).
 TEST_SETTINGS = {
@@ -126,6 +128,20 @@ def zenml_value(env: dict[str, str], code: str) -> str:
     return answer.stdout.strip().splitlines()[-1]
 
 
+def predictions_on_test_rows(env: dict[str, str], version: int) -> str:
+    """The version's test rows and its model's predictions on them, as digests, loaded from the store and artifact
+    store `env` points at (the set-up's server and bucket, or this session's own)."""
+    return zenml_value(
+        env,
+        "import hashlib\n"
+        f"v = Client().get_model_version('{MODEL}', {version})\n"
+        "rows, schema = v.get_artifact('test_set').load(), v.get_artifact('feature_schema').load()\n"
+        "answers = v.get_model_artifact('model').load().predict(rows[schema.model_inputs])\n"
+        "digest = lambda text: hashlib.sha256(text.encode()).hexdigest()[:16]\n"
+        "print(len(rows), digest(rows.to_csv(index=False)), digest(repr([float(a) for a in answers])))",
+    )
+
+
 def run_name_id(env: dict[str, str], run_name: str) -> str:
     """The run's id: the SSH orchestrator names each step's container `<run id>-<step>`."""
     return zenml_value(env, f"print(Client().get_pipeline_run('{run_name}').id)")
@@ -199,6 +215,10 @@ def test_train_on_the_remote_stack_runs_on_two_nodes_and_matches_the_default_sta
     assert on_remote["data"] == on_default["data"]  # same file, fingerprint, rows
     assert on_remote["metrics"] == on_default["metrics"]  # same seed, same model
     assert on_remote["promoted"] and on_default["promoted"]
+    # the same test rows and the same predictions on them, each read back from its own stores
+    on_nodes = predictions_on_test_rows(env, on_remote["version"])
+    here = predictions_on_test_rows(dict(os.environ), on_default["version"])
+    assert on_nodes == here and int(on_nodes.split()[0]) == on_remote["data"]["test_rows"], (on_nodes, here)
 
     # Each step ran in a container on node 1, the training on node 2 (the step operator's container is named on
     # the step), all against the set-up's ZenML server.
