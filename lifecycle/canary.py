@@ -52,6 +52,7 @@ class Check:
     passed: bool
     note: str = ""
     tested: bool = True  # False: too few rows to compare (it passes, but is no evidence for a promotion)
+    waiting: bool = False  # it would fail, but the evidence that could clear it is arriving (held, then ended)
 
     def text(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
@@ -165,6 +166,35 @@ def share_ceiling(weight: float, requests: int, tolerance: float) -> float:
     return min(100.0, weight + tolerance + spread)
 
 
+def _distribution_check(
+    task: str, canary: ArmStats, production: ArmStats, labelled: Check, settings: CanaryConfig
+) -> Check:
+    """The arms' predictions compared. They may differ surely and by much when labels show the canary's error no
+    higher than production's (a better model answers differently); while labels are arriving but too few, such a
+    canary is held (`waiting`, see judge_canary); with no label at all, the difference ends it."""
+    test, distance, p_value = distribution_test(task, canary.predictions, production.predictions)
+    largest = settings.max_distribution_distance
+    note = (
+        f"{test} distance {distance:.3f} (limit {largest:g}), p = {p_value:.3g} (alpha "
+        f"{settings.distribution_alpha:g}) on {len(canary.predictions)} canary and "
+        f"{len(production.predictions)} production rows"
+    )
+    if p_value >= settings.distribution_alpha or distance <= largest:
+        return Check("prediction distribution", distance, None, largest, True, note)
+    if labelled.tested:
+        if labelled.canary is not None and labelled.production is not None and labelled.canary <= labelled.production:
+            note += "; they differ, but the canary's labelled error is no higher than production's"
+            return Check("prediction distribution", distance, None, largest, True, note)
+        return Check("prediction distribution", distance, None, largest, False, note)
+    if canary.labels or production.labels:
+        note += (
+            f"; they differ: held for labels ({len(canary.labels)} canary and {len(production.labels)} production "
+            f"rows labelled, {settings.min_labelled_rows} needed in each)"
+        )
+        return Check("prediction distribution", distance, None, largest, True, note, tested=False, waiting=True)
+    return Check("prediction distribution", distance, None, largest, False, note)
+
+
 def compare_arms(
     task: str, canary: ArmStats, production: ArmStats, weight: float, settings: CanaryConfig
 ) -> list[Check]:
@@ -198,23 +228,41 @@ def compare_arms(
             f"{settings.share_tolerance:g} + three binomial standard deviations)",
         )
     )
+    least = settings.min_labelled_rows
+    if len(canary.labels) >= least and len(production.labels) >= least:
+        ours = labelled_error(task, canary.labels, canary.labelled_predictions)
+        theirs = labelled_error(task, production.labels, production.labelled_predictions)
+        p_value = worse_p_value(
+            row_losses(task, canary.labels, canary.labelled_predictions),
+            row_losses(task, production.labels, production.labelled_predictions),
+        )
+        limit = settings.max_labelled_error_ratio * theirs
+        worse = ours > limit and p_value < settings.labelled_alpha
+        kind = "rmse" if task == "regression" else "error rate"
+        labelled = Check(
+            "labelled error",
+            ours,
+            theirs,
+            limit,
+            not worse,
+            f"{kind} canary {ours:.4g} on {len(canary.labels)} rows, production {theirs:.4g} on "
+            f"{len(production.labels)}, limit {settings.max_labelled_error_ratio:g} x production = {limit:.4g}; "
+            f"canary's row losses larger: Mann-Whitney p = {p_value:.3g} (alpha {settings.labelled_alpha:g})",
+        )
+    else:
+        labelled = Check(
+            "labelled error",
+            None,
+            None,
+            None,
+            True,
+            f"not compared: {len(canary.labels)} canary and {len(production.labels)} production rows labelled, "
+            f"{least} needed in each",
+            tested=False,
+        )
     rows = settings.min_requests
     if len(canary.predictions) >= rows and len(production.predictions) >= rows:
-        test, distance, p_value = distribution_test(task, canary.predictions, production.predictions)
-        largest = settings.max_distribution_distance
-        differs = p_value < settings.distribution_alpha and distance > largest
-        checks.append(
-            Check(
-                "prediction distribution",
-                distance,
-                None,
-                largest,
-                not differs,
-                f"{test} distance {distance:.3f} (limit {largest:g}), p = {p_value:.3g} (alpha "
-                f"{settings.distribution_alpha:g}) on {len(canary.predictions)} canary and "
-                f"{len(production.predictions)} production rows",
-            )
-        )
+        checks.append(_distribution_check(task, canary, production, labelled, settings))
     else:
         checks.append(
             Check(
@@ -228,42 +276,7 @@ def compare_arms(
                 tested=False,
             )
         )
-    least = settings.min_labelled_rows
-    if len(canary.labels) >= least and len(production.labels) >= least:
-        ours = labelled_error(task, canary.labels, canary.labelled_predictions)
-        theirs = labelled_error(task, production.labels, production.labelled_predictions)
-        p_value = worse_p_value(
-            row_losses(task, canary.labels, canary.labelled_predictions),
-            row_losses(task, production.labels, production.labelled_predictions),
-        )
-        limit = settings.max_labelled_error_ratio * theirs
-        worse = ours > limit and p_value < settings.labelled_alpha
-        kind = "rmse" if task == "regression" else "error rate"
-        checks.append(
-            Check(
-                "labelled error",
-                ours,
-                theirs,
-                limit,
-                not worse,
-                f"{kind} canary {ours:.4g} on {len(canary.labels)} rows, production {theirs:.4g} on "
-                f"{len(production.labels)}, limit {settings.max_labelled_error_ratio:g} x production = {limit:.4g}; "
-                f"canary's row losses larger: Mann-Whitney p = {p_value:.3g} (alpha {settings.labelled_alpha:g})",
-            )
-        )
-    else:
-        checks.append(
-            Check(
-                "labelled error",
-                None,
-                None,
-                None,
-                True,
-                f"not compared: {len(canary.labels)} canary and {len(production.labels)} production rows labelled, "
-                f"{least} needed in each",
-                tested=False,
-            )
-        )
+    checks.append(labelled)
     return checks
 
 
@@ -278,7 +291,8 @@ def judge_canary(
     """The verdict on a canary after `elapsed_minutes` of judging:
     - fewer than `min_requests` canary requests: keep watching, or end it once `give_up_minutes` have passed
       (too little traffic to judge: production keeps it all);
-    - any check failed: end it;
+    - any check failed: end it; a prediction distribution that differs while labels are arriving is held for
+      them (`waiting`) up to `wait_for_labels_minutes`, then fails (see _distribution_check);
     - every check passed and the window is complete (`window_requests` canary requests, or `window_minutes`):
       promote (the promotion rule and its gates still have their say) — provided the evidence is there: the
       arms' predictions were compared (the prediction log holds enough of their rows) and, with
@@ -299,6 +313,11 @@ def judge_canary(
             )
         return verdict("watch", f"waiting for traffic: {seen}", [])
     checks = compare_arms(task, canary, production, weight, settings)
+    held = [c for c in checks if c.waiting]
+    if held and elapsed_minutes >= settings.wait_for_labels_minutes:
+        for check in held:  # the labels that could have cleared it did not come in time
+            check.passed, check.waiting = False, False
+            check.note += f", not there after {elapsed_minutes:.1f} min (wait {settings.wait_for_labels_minutes:g})"
     failed = [c for c in checks if not c.passed]
     if failed:
         return verdict("end", "; ".join(c.text() for c in failed), checks)
@@ -323,4 +342,6 @@ def judge_canary(
         return verdict("promote", f"every check passed over the window ({window})", checks)
     left = f"{canary.requests}/{settings.window_requests} canary requests"
     left += f", {elapsed_minutes:.1f}/{settings.window_minutes:g} min"
+    if held:
+        return verdict("watch", "; ".join(f"{c.name}: {c.note}" for c in held) + f"; window {left}", checks)
     return verdict("watch", f"every check passes so far; window not complete ({left})", checks)

@@ -501,6 +501,10 @@ class CanaryConfig(_Strict):
     # variation between class shares, above max_distribution_distance): a better model may differ a little.
     distribution_alpha: float = Field(0.001, gt=0, lt=1)
     max_distribution_distance: float = Field(0.25, gt=0, le=1)
+    # Unless labels tell: where labelled rows show the canary's error no higher than production's, its predictions
+    # may differ (a better model answers differently); where labels are arriving but too few yet, a canary whose
+    # predictions differ is held (kept at its weight) this long for them, then ended. 0: ended at once.
+    wait_for_labels_minutes: float = Field(5.0, ge=0)
     # Where labels arrived (`run.py labels`): with this many labelled rows in each arm, the canary is ended when
     # its error (rmse, or share misclassified) exceeds this ratio of production's and its rows' losses are surely
     # larger (one-sided Mann-Whitney p below labelled_alpha): a few unlucky rows do not end a good canary.

@@ -163,6 +163,32 @@ def test_a_small_sure_shift_of_the_predictions_is_allowed_a_large_one_is_not():
     assert [c.name for c in verdict(broken, production).failed] == ["prediction distribution"]
 
 
+def test_labels_clear_a_better_model_whose_predictions_differ_and_hold_it_while_they_arrive():
+    """A better model answers differently: a distribution difference ends a canary only where the labels do not
+    show it at least as accurate. While labels arrive (too few yet), it is held for them, then ended."""
+    rng = np.random.default_rng(7)
+    truth = rng.normal(100, 30, 400)
+    production = arm(400, predictions=list(truth * 0.3 + 70), seed=2)  # shrunk towards the mean: a weak model
+    canary = arm(60, predictions=list(truth[:60]), seed=1)  # right on every row: a different spread
+    assert [c.name for c in verdict(canary, production).failed] == ["prediction distribution"]  # no labels: ended
+    production.labels, production.labelled_predictions = list(truth[:40]), list(truth[:40] * 0.3 + 70)
+    canary.labels, canary.labelled_predictions = list(truth[:10]), list(truth[:10])
+    held = verdict(canary, production, minutes=2.0)
+    check = next(c for c in held.checks if c.name == "prediction distribution")
+    assert held.action == "watch" and check.waiting and not check.tested and "held for labels" in held.reason
+    late = verdict(canary, production, minutes=5.5)
+    assert [c.name for c in late.failed] == ["prediction distribution"] and "not there after 5.5 min" in late.reason
+    assert verdict(canary, production, minutes=2.0, wait_for_labels_minutes=0).action == "end"
+    canary.labels, canary.labelled_predictions = list(truth[:40]), list(truth[:40])
+    cleared = verdict(canary, production, minutes=2.0)
+    check = next(c for c in cleared.checks if c.name == "prediction distribution")
+    assert cleared.action == "watch" and check.passed and check.tested and "labelled error is no higher" in check.note
+    assert verdict(canary, production, minutes=10.5).action == "promote"
+    worse = arm(60, predictions=list(truth[:60] * 0.3 + 110), seed=1)  # differs, and its labelled rows are worse
+    worse.labels, worse.labelled_predictions = list(truth[:40]), list(truth[:40] * 0.3 + 110)
+    assert "prediction distribution" in {c.name for c in verdict(worse, production, minutes=2.0).failed}
+
+
 def test_the_verdict_s_figures_are_plain_values():
     figures = verdict(arm(120, seed=1), arm(1080, seed=2)).figures()
     assert json.loads(json.dumps(figures)) == figures
