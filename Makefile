@@ -25,7 +25,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 export ZENML_DISABLE_INTERACTIVE_INPUT ?= true
 
-.PHONY: setup cluster-env automl-env s3-env test-automl run test test-template test-fast test-e2e test-team test-rest test-race test-canary test-follow test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down follow clean
+.PHONY: setup cluster-env automl-env s3-env test-automl run test test-template test-fast test-e2e test-team test-race test-canary test-follow test-cluster remote-env remote-up remote-down test-remote lint dashboard dashboard-stop team-up team-down follow clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed")'
@@ -89,19 +89,11 @@ test-e2e: setup
 test-fast: setup
 	$(PY) -m pytest -m "not integration and not automl and not remote and not canary" $(PYTEST_ARGS)
 
-# The two-client promotion race through a live ZenML server, TEAM_RACE_ROUNDS rounds (ten by default).
+# The two-client promotion race through a live ZenML server, TEAM_RACE_ROUNDS rounds (five by default).
 # The `team_s3` stack's test starts an object store (SeaweedFS, the `remote` extra).
-TEAM_RACE_ROUNDS ?= 10
+TEAM_RACE_ROUNDS ?= 5
 test-team: setup $(REMOTE_INSTALLED)
 	MLOPS_TEAM_RACE_ROUNDS=$(TEAM_RACE_ROUNDS) $(PY) -m pytest -m team tests/test_team.py $(PYTEST_ARGS)
-
-# The team, cluster and AutoML suites in one session on two workers, a file each at a time: the team's race and
-# follower mostly wait on their servers while the other worker runs the AutoML search and the cluster checks.
-# `.ci/run` runs this after test-e2e (the three suites one after the other took about 14 minutes).
-test-rest: setup $(REMOTE_INSTALLED) automl-env cluster-env
-	MLOPS_TEAM_RACE_ROUNDS=$(TEAM_RACE_ROUNDS) MLOPS_CLUSTER_PYTHON=$(CLUSTER_VENV)/bin/python \
-		$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder \
-		tests/test_team.py tests/test_automl.py tests/test_cluster_stacks.py $(PYTEST_ARGS)
 
 # The team suite with two race rounds: quicker, for a serving machine's follower (through another client's promote
 # and rollback, and a store outage) and the team_s3 stack.

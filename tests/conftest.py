@@ -145,10 +145,11 @@ def free_port_block() -> int:
 # long ones early keeps one worker from finishing alone with the last of them. `make test-e2e` takes its files
 # (and the e2e tests of the others) in the same order.
 LONGEST_FIRST = [
+    "test_canary.py",  # the end-to-end suite's longest file by far (four canaries on each backend)
     "test_deployment.py",
     "test_release_race.py",
     "test_release.py",
-    "test_canary.py",
+    "test_spark_journey.py",  # one long test: last, it would run alone on one worker
     "test_compare.py",
     "test_production_loop.py",
     "test_stacks.py",

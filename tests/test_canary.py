@@ -1,6 +1,6 @@
 """Canaries judged on live traffic, on every backend (`make test-canary`): with version 1 in production behind the
 front door and the test's own clients sending it one-row requests, a canary that answers wrongly (trained on
-shuffled labels), one that is slow (the same answers as version 2, computed 400 times over) and one whose server
+shuffled labels), one that is slow (the same answers as version 2, computed 100 times over) and one whose server
 dies are each ended by `deploy --canary N --judge` without a person, having answered at most their weight plus
 its tolerance of the requests; version 2 as a canary is then promoted through the promotion rule."""
 
@@ -40,7 +40,7 @@ JUDGING = CanaryConfig(
     min_labelled_rows=20,
     require_labels=True,  # the clients attach labels every second: a verdict waits for them
 )
-SLOW_COPIES = 400  # the slow canary's estimator: version 2's, this many times over (the same answers, slowly)
+SLOW_COPIES = 100  # the slow canary's estimator: version 2's, this many times over (the same answers, slowly)
 
 
 def _register(model: Any, schema: Any, test_set: Any) -> str:
