@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
+if TYPE_CHECKING:
+    import mlflow
 
+# mlflow is imported where it is used: importing it takes seconds, and the release commands (history, status,
+# promote, rollback) read this module's names without ever calling MLflow on a stack that does not track with it.
 CHAMPION_ALIAS = "champion"
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
 
@@ -33,10 +36,14 @@ def as_plain_columns(table: Any) -> Any:
 
 
 def log_params(params: Mapping[str, Any]) -> None:
+    import mlflow
+
     mlflow.log_params({key: str(value)[:6000] for key, value in flatten(params).items()})
 
 
 def log_metrics(metrics: Mapping[str, Any]) -> None:
+    import mlflow
+
     mlflow.log_metrics({key: float(value) for key, value in flatten(metrics).items() if value is not None})
 
 
@@ -69,6 +76,8 @@ def register_version(
 
 
 def active_run_id() -> str:
+    import mlflow
+
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("no active MLflow run: the step was not configured with the experiment tracker")

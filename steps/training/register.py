@@ -1,7 +1,6 @@
 import subprocess
 from typing import Annotated
 
-import mlflow
 import pandas as pd
 from zenml import get_step_context, log_metadata, step
 from zenml.metadata.metadata_types import MetadataType
@@ -51,6 +50,8 @@ def mirror_to_mlflow(
 
     Done here, in a step that is never cached, so every run's MLflow record is complete even when training
     and evaluation came from the cache."""
+    import mlflow  # here: importing it takes seconds, and only a stack that tracks with MLflow gets this far
+
     context = get_step_context()
     mcp = context.model
     log_params(params)
