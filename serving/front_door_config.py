@@ -54,6 +54,7 @@ def render(
         trials += f"""    upstream canary {{
         server {upstream_address(canary.upstream)};
         keepalive 16;
+        keepalive_timeout 2s;
     }}
     split_clients "${{mlops_request_id}}" $mlops_pool {{
         {_weight(canary.weight)} canary;
@@ -65,6 +66,7 @@ def render(
         trials += f"""    upstream shadow {{
         server {upstream_address(shadow.upstream)};
         keepalive 4;
+        keepalive_timeout 2s;
     }}
 """
         mirror = """            mirror /_mlops_shadow;
@@ -127,9 +129,12 @@ http {{
         "~^{REQUEST_ID_PATTERN}$" $http_x_request_id;
         default $request_id;
     }}
+    # Idle connections to a server are dropped after 2 s: the servers behind (uvicorn) close theirs after 5 s, and
+    # a request nginx sends on a connection the server is closing fails with a 502 that nginx does not retry (POST).
     upstream production {{
         server {upstream};
         keepalive 16;
+        keepalive_timeout 2s;
     }}
 {trials}    server {{
         listen {listen};

@@ -93,6 +93,7 @@ class Traffic:
         self.records = json_records(rows, schema)
         self.targets = list(rows[schema.target])
         self.answers: dict[str, str | None] = {}
+        self.errors: dict[str, str] = {}  # a failed request's error, by request id
         self.answers_lock = threading.Lock()  # the labelling thread reads what the clients write
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._send, args=(n, clients)) for n in range(clients)]
@@ -106,8 +107,9 @@ class Traffic:
                 record = self.records[n % len(self.records)]
                 _, body = self.backend.predict(self.door, [record], timeout=30, request_id=request_id)
                 answer: str | None = str(body.get("model_version"))
-            except Exception:  # noqa: BLE001 - a failed request: counted, as the judge counts it
+            except Exception as exc:  # noqa: BLE001 - a failed request: counted, as the judge counts it
                 answer = None
+                self.errors[request_id] = f"{type(exc).__name__}: {str(exc)[:300]}"
             with self.answers_lock:
                 self.answers[request_id] = answer
             n += step
@@ -220,7 +222,8 @@ def test_a_good_canary_is_promoted_through_the_promotion_rule(served):
     door = front_door.current(MODEL_NAME)
     assert door.model_version == "2" and door.route("canary") is None, door
     failed = [r for r, v in traffic.answers.items() if v is None]
-    assert failed == [], (len(failed), len(traffic.answers), failed[:5])  # canary, promotion, switch: none lost
+    errors = [traffic.errors.get(r) for r in failed[:5]]
+    assert failed == [], (len(failed), len(traffic.answers), failed[:5], errors)  # canary, promotion, switch: none lost
     history = Client().get_model_version(MODEL_NAME, 2).run_metadata["releases"]
     assert [e["stage"] for e in history[-2:]] == ["production", "canary"], history
     assert history[-2]["command"] == "promote" and "canary judged on live traffic" in history[-2]["reason"]
