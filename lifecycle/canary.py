@@ -100,16 +100,19 @@ def _latency_check(
     """The canary's latency quantile against production's. It fails only when, besides, at least
     `latency_min_slow_requests` of the canary's requests took longer than the limit: on a few dozen requests the
     p99 is the slowest one, and one request stalled by a busy machine is not a slow canary."""
-    ours, theirs = canary.latency_ms(quantile), production.latency_ms(quantile)
+    warm = canary.latencies_ms[settings.latency_warmup_requests :]  # a new server's first answers are slower
+    ours = float(np.quantile(warm, quantile)) if warm else None
+    theirs = production.latency_ms(quantile)
     if ours is None or theirs is None:
-        return Check(name, ours, theirs, None, True, "no answered requests in one arm yet")
+        return Check(name, ours, theirs, None, True, "no answered requests in one arm yet (after the warm-up)")
     margin = settings.latency_margin_ms
     limit = ratio * theirs + margin
     note = f"canary {_ms(ours)}, production {_ms(theirs)}, limit {ratio:g} x production + {margin:g} ms = {_ms(limit)}"
     if ours <= limit:
         return Check(name, ours, theirs, limit, True, note)
-    slow, least = sum(latency > limit for latency in canary.latencies_ms), settings.latency_min_slow_requests
-    note += f"; {slow} of the canary's {len(canary.latencies_ms)} answers slower than the limit"
+    slow, least = sum(latency > limit for latency in warm), settings.latency_min_slow_requests
+    note += f"; {slow} of the canary's {len(warm)} answers slower than the limit"
+    note += f" (its first {settings.latency_warmup_requests} left out)" if settings.latency_warmup_requests else ""
     if slow < least:
         return Check(name, ours, theirs, limit, True, f"{note}, {least} needed to fail it")
     return Check(name, ours, theirs, limit, False, note)

@@ -496,6 +496,8 @@ class CanaryConfig(_Strict):
     latency_margin_ms: float = Field(25.0, ge=0)
     # A latency check fails only when at least this many canary requests were slower than its limit.
     latency_min_slow_requests: int = Field(3, ge=1)
+    # The canary's first answers are left out of its latency (a server just started warms up; production is warm).
+    latency_warmup_requests: int = Field(5, ge=0)
     # The arms' predictions (Kolmogorov-Smirnov for a regression, chi-squared for classes): the canary is ended
     # when they differ both surely (p below distribution_alpha) and by much (the KS statistic, or the total
     # variation between class shares, above max_distribution_distance): a better model may differ a little.

@@ -91,7 +91,7 @@ def test_error_share_counts_against_production_s_own():
 
 def test_a_slow_tail_alone_ends_the_canary():
     canary = arm(100, seed=1)
-    canary.latencies_ms[:5] = [900.0] * 5  # 5 % of its requests take 0.9 s: p50 as production's, p99 not
+    canary.latencies_ms[-5:] = [900.0] * 5  # 5 % of its requests take 0.9 s: p50 as production's, p99 not
     judged = verdict(canary, arm(900, seed=2))
     assert [check.name for check in judged.failed] == ["p99 latency"]
 
@@ -101,11 +101,11 @@ def test_one_or_two_stalled_requests_do_not_end_a_canary_three_do():
     production = arm(360, seed=2)
     for stalled, action in ((1, "watch"), (2, "watch"), (3, "end")):
         canary = arm(40, seed=1)
-        canary.latencies_ms[:stalled] = [600.0] * stalled
+        canary.latencies_ms[-stalled:] = [600.0] * stalled
         judged = verdict(canary, production)
         p99 = next(check for check in judged.checks if check.name == "p99 latency")
         assert judged.action == action and p99.canary > p99.limit, (stalled, judged.reason)
-        assert f"{stalled} of the canary's 40 answers slower than the limit" in p99.note
+        assert f"{stalled} of the canary's 35 answers slower than the limit (its first 5 left out)" in p99.note
     assert [check.name for check in judged.failed] == ["p99 latency"]
     lenient = verdict(canary, production, latency_min_slow_requests=4)
     assert lenient.action == "watch" and "4 needed to fail it" in lenient.reason + str(lenient.checks)
@@ -161,6 +161,15 @@ def test_a_small_sure_shift_of_the_predictions_is_allowed_a_large_one_is_not():
     assert judged.action == "promote"
     broken = arm(200, predictions=list(rng.normal(100, 5, 200)), seed=1)  # every answer near the mean
     assert [c.name for c in verdict(broken, production).failed] == ["prediction distribution"]
+
+
+def test_the_canary_s_first_answers_are_left_out_of_its_latency():
+    """A server just started answers its first requests slower; production has long been warm."""
+    production = arm(360, seed=2)
+    canary = arm(40, seed=1)
+    canary.latencies_ms[:4] = [900.0] * 4  # cold start
+    assert verdict(canary, production).action == "watch"
+    assert [c.name for c in verdict(canary, production, latency_warmup_requests=0).failed] == ["p99 latency"]
 
 
 def test_labels_clear_a_better_model_whose_predictions_differ_and_hold_it_while_they_arrive():
